@@ -1,0 +1,81 @@
+"""The one place that builds AWS clients: endpoint, region, profile, retries, timeouts.
+
+Everything else receives clients from here, so tests and the demo can point the whole
+program at an emulator by setting ``aws.endpoint_url`` (or ``AWS_ENDPOINT_URL``).
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+from daylib.config import AwsSettings
+from daylib.errors import AwsError
+
+DEFAULT_REGION = "us-west-2"
+
+
+class AwsClients:
+    """Builds and caches one client per service; boto3 clients are thread-safe once built."""
+
+    def __init__(self, settings: AwsSettings, *, max_pool_connections: int = 32) -> None:
+        self.settings = settings
+        self._lock = threading.Lock()
+        self._clients: dict[str, Any] = {}
+        self._session = boto3.session.Session(
+            profile_name=settings.profile, region_name=settings.region
+        )
+        self.region = self._session.region_name or DEFAULT_REGION
+        self._config = Config(
+            region_name=self.region,
+            retries={"mode": "standard", "max_attempts": settings.max_attempts},
+            connect_timeout=settings.connect_timeout_seconds,
+            read_timeout=settings.read_timeout_seconds,
+            max_pool_connections=max_pool_connections,
+        )
+
+    def client(self, service: str) -> Any:
+        with self._lock:
+            if service not in self._clients:
+                kwargs: dict[str, Any] = {"config": self._config}
+                if self.settings.endpoint_url:
+                    kwargs["endpoint_url"] = self.settings.endpoint_url
+                self._clients[service] = self._session.client(service, **kwargs)
+            return self._clients[service]
+
+    def subprocess_env(self) -> dict[str, str]:
+        """Variables a child process needs to reach the same AWS (or emulator) as we do."""
+        env = {"AWS_REGION": self.region, "AWS_DEFAULT_REGION": self.region}
+        if self.settings.endpoint_url:
+            env["AWS_ENDPOINT_URL"] = self.settings.endpoint_url
+        if self.settings.profile:
+            env["AWS_PROFILE"] = self.settings.profile
+        creds = self._session.get_credentials()
+        if creds is not None and not self.settings.profile:
+            frozen = creds.get_frozen_credentials()
+            env["AWS_ACCESS_KEY_ID"] = frozen.access_key
+            env["AWS_SECRET_ACCESS_KEY"] = frozen.secret_key
+            if frozen.token:
+                env["AWS_SESSION_TOKEN"] = frozen.token
+        return env
+
+
+def error_code(exc: BaseException) -> str:
+    if isinstance(exc, ClientError):
+        return str(exc.response.get("Error", {}).get("Code", ""))
+    return exc.__class__.__name__
+
+
+def describe(exc: BaseException) -> AwsError:
+    """Turn a botocore exception into a one-line domain error."""
+    if isinstance(exc, ClientError):
+        err = exc.response.get("Error", {})
+        op = getattr(exc, "operation_name", "call")
+        return AwsError(f"{op}: {err.get('Code')}: {err.get('Message', '')}".strip(), error_code(exc))
+    if isinstance(exc, BotoCoreError):
+        return AwsError(str(exc), exc.__class__.__name__)
+    return AwsError(str(exc), exc.__class__.__name__)

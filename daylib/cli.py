@@ -1,0 +1,338 @@
+"""``daylily-workset``: the command line. Exit codes: 0 ok, 1 user error, 2 usage error.
+
+Errors are one line on stderr; ``--json`` puts machine output (and only that) on stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from daylib import control
+from daylib import states as S
+from daylib.aws import AwsClients
+from daylib.config import PRIORITIES, Settings, load_settings
+from daylib.errors import ConfigError, DaylibError, UserError
+from daylib.notify import Notifier, NullNotifier, SnsNotifier
+from daylib.s3 import S3Objects
+from daylib.store.dynamodb import DynamoStore
+from daylib.store.records import QueueDepth, WorksetRecord
+
+RET_OK = 0
+RET_ERROR = 1
+RET_USAGE = 2
+
+log = logging.getLogger("daylib")
+
+
+@dataclass
+class Context:
+    """What a command needs, built lazily so ``--help`` and config errors need no AWS."""
+
+    settings: Settings
+    as_json: bool
+    _clients: AwsClients | None = None
+
+    @property
+    def clients(self) -> AwsClients:
+        if self._clients is None:
+            self._clients = AwsClients(self.settings.aws)
+        return self._clients
+
+    @property
+    def store(self) -> DynamoStore:
+        st = self.settings.state
+        return DynamoStore(self.clients.client("dynamodb"), st.table,
+                           keep_first=st.history_keep_first, keep_last=st.history_keep_last)
+
+    @property
+    def s3(self) -> S3Objects:
+        return S3Objects(self.clients.client("s3"))
+
+    @property
+    def notifier(self) -> Notifier:
+        arn = self.settings.notify.topic_arn
+        return SnsNotifier(self.clients.client("sns"), arn) if arn else NullNotifier()
+
+    @property
+    def actor(self) -> str:
+        return f"user:{os.environ.get('USER', 'unknown')}"
+
+    def emit(self, data: Any, text: str) -> None:
+        print(json.dumps(data, indent=2, sort_keys=True, default=str) if self.as_json else text)
+
+
+# ---------------------------------------------------------------------- formatting
+
+def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    cells = [[str(h) for h in headers]] + [["-" if c in (None, "") else str(c) for c in r]
+                                            for r in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
+             for r in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def format_queue(depth: QueueDepth) -> str:
+    out = [_table(["state", "count"], [[s, depth.states[s]] for s in S.ALL]
+                  + [["total", depth.total]])]
+    for title, groups in (("cluster", depth.by_cluster), ("customer", depth.by_customer)):
+        if groups:
+            rows = [[name] + [counts.get(s, 0) for s in S.ACTIVE] for name, counts in
+                    groups.items()]
+            out.append(_table([title, *S.ACTIVE], rows))
+    return "\n\n".join(out)
+
+
+def format_list(rows: list[WorksetRecord]) -> str:
+    if not rows:
+        return "no worksets"
+    return _table(["workset", "state", "step", "priority", "cluster", "customer", "attempt",
+                   "created"],
+                  [[r.workset_id, r.state, r.step, r.priority, r.cluster or r.preferred_cluster,
+                    r.customer_id, r.attempt, r.created_at] for r in rows])
+
+
+def format_show(rec: WorksetRecord) -> str:
+    d = rec.public()
+    summary = d["summary"] or {}
+    lines = [
+        f"workset     {rec.workset_id}  ({rec.format or '?'} format)",
+        f"state       {rec.state}" + (f"  step {rec.step}" if rec.step else "")
+        + (f"  done: {', '.join(rec.steps_done)}" if rec.steps_done else ""),
+        f"priority    {rec.priority}   attempt {rec.attempt} of {rec.max_retries + 1}",
+        f"cluster     {rec.cluster or '-'}   preferred {rec.preferred_cluster or '-'}"
+        f"   customer {rec.customer_id or '-'}",
+        f"spec        {summary.get('samples', '?')} sample(s), reference "
+        f"{summary.get('reference_genome') or '-'}, pipeline {summary.get('pipeline') or '-'}",
+        f"source      {rec.s3_uri or '-'}",
+        f"results     {rec.results_uri or '-'}",
+    ]
+    if rec.owner:
+        lines.append(f"owner       {rec.owner}  (lease token {rec.lease_token})")
+    if rec.jobs:
+        lines.append("jobs        " + ", ".join(f"{k}={v}" for k, v in rec.jobs.items()))
+    if rec.error or rec.intake_error:
+        lines.append(f"error       [{rec.error_category}] {rec.error or rec.intake_error}")
+        if rec.error_rule:
+            lines.append(f"decision    rule {rec.error_rule}")
+    if rec.retry_at:
+        from daylib.store.records import utc_iso
+        lines.append(f"retry at    {utc_iso(rec.retry_at)}")
+    lines.append("history" + (f" ({d['history_omitted']} older entries omitted)"
+                              if d["history_omitted"] else ""))
+    lines.append(_table(["at", "actor", "from", "to", "reason"],
+                        [[h.get("at"), h.get("actor"), h.get("from"), h.get("to"),
+                          h.get("reason")] for h in rec.history]))
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------- commands
+
+def cmd_init(ctx: Context, args: argparse.Namespace) -> int:
+    st = ctx.settings
+    created = {"table": ctx.store.create_table(),
+               "bucket": ctx.s3.ensure_bucket(st.storage.bucket, ctx.clients.region)}
+    ctx.emit({"created": created, "table": st.state.table, "bucket": st.storage.bucket},
+             "\n".join(f"{k:7} {'created' if v else 'exists '}  "
+                       f"{st.state.table if k == 'table' else st.storage.bucket}"
+                       for k, v in created.items()))
+    return RET_OK
+
+
+def cmd_submit(ctx: Context, args: argparse.Namespace) -> int:
+    done = control.submit(Path(args.file), ctx.settings, ctx.s3, workset_id=args.id,
+                          priority=args.priority, cluster=args.cluster)
+    ctx.emit({"workset_id": done.workset_id, "uri": done.uri, "format": done.format,
+              "samples": done.samples}, done.workset_id)
+    return RET_OK
+
+
+def cmd_queue(ctx: Context, args: argparse.Namespace) -> int:
+    depth = ctx.store.queue_depth()
+    paused = ctx.store.control().paused
+    text = format_queue(depth) + ("\n\nclaiming is PAUSED (daylily-workset resume)"
+                                  if paused else "")
+    ctx.emit({**depth.public(), "paused": paused}, text)
+    return RET_OK
+
+
+def cmd_list(ctx: Context, args: argparse.Namespace) -> int:
+    rows = ctx.store.list(state=args.state, cluster=args.cluster, customer=args.customer,
+                          limit=args.limit)
+    ctx.emit([r.public() | {"history": None} for r in rows], format_list(rows))
+    return RET_OK
+
+
+def cmd_show(ctx: Context, args: argparse.Namespace) -> int:
+    rec = ctx.store.require(args.id)
+    ctx.emit(rec.public(), format_show(rec))
+    return RET_OK
+
+
+def _changed(ctx: Context, rec: WorksetRecord, event: str | None, text: str) -> int:
+    if event:
+        ctx.notifier.emit(event, rec, text)
+    ctx.emit(rec.public(), text)
+    return RET_OK
+
+
+def cmd_cancel(ctx: Context, args: argparse.Namespace) -> int:
+    rec = control.cancel(ctx.store, args.id, ctx.actor)
+    return _changed(ctx, rec, "cancelled", f"{rec.workset_id} cancelled")
+
+
+def cmd_retry(ctx: Context, args: argparse.Namespace) -> int:
+    rec = control.retry(ctx.store, ctx.s3, ctx.settings, args.id, ctx.actor)
+    return _changed(ctx, rec, None, f"{rec.workset_id} ready (attempt {rec.attempt})")
+
+
+def cmd_priority(ctx: Context, args: argparse.Namespace) -> int:
+    rec = control.set_priority(ctx.store, args.id, args.priority, ctx.actor)
+    return _changed(ctx, rec, None, f"{rec.workset_id} priority {rec.priority}")
+
+
+def cmd_pause(ctx: Context, args: argparse.Namespace) -> int:
+    rec = ctx.store.set_paused(args.command == "pause", actor=ctx.actor,
+                               reason=getattr(args, "reason", "") or "")
+    word = "paused: monitors stop claiming" if rec.paused else "resumed: monitors claim again"
+    ctx.emit({"paused": rec.paused, "changed_by": rec.changed_by,
+              "changed_at": rec.changed_at}, word)
+    return RET_OK
+
+
+def cmd_monitor(ctx: Context, args: argparse.Namespace) -> int:
+    from daylib.executors.local import LocalExecutor
+    from daylib.monitor import Monitor
+
+    settings = ctx.settings
+    if args.cluster:
+        settings.monitor.cluster = args.cluster
+    if args.executor:
+        settings.monitor.executor = args.executor
+    if settings.monitor.executor != "local":
+        raise UserError("the slurm executor is not available in this version; use "
+                        "--executor local")
+    monitor = Monitor(settings, ctx.store, ctx.s3, LocalExecutor(), notifier=ctx.notifier,
+                      step_env=ctx.clients.subprocess_env())
+    monitor.install_signal_handlers()
+    code = monitor.run(once=args.once)
+    if ctx.as_json:
+        print(json.dumps(vars(monitor.stats)))
+    return code
+
+
+def cmd_demo(ctx: Context, args: argparse.Namespace) -> int:
+    from daylib.demo import run_demo
+    return run_demo(as_json=ctx.as_json, keep_workdir=args.keep)
+
+
+# ---------------------------------------------------------------------- parser
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> Any:  # one line, exit 2
+        self.exit(RET_USAGE, f"{self.prog}: usage error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    def globals_(parser: argparse.ArgumentParser, default: Any) -> None:
+        """Global options, accepted before or after the command (``queue --json``)."""
+        d = (lambda v: v) if default is None else (lambda v: default)
+        parser.add_argument("--config", default=d(None),
+                            help="settings file (default: $DAYLILY_CONFIG, else built-in)")
+        parser.add_argument("--profile", default=d(None),
+                            help="AWS profile (default: $AWS_PROFILE)")
+        parser.add_argument("--region", default=d(None), help="AWS region (default: $AWS_REGION)")
+        parser.add_argument("--json", action="store_true", default=d(False),
+                            help="machine-readable output on stdout")
+        parser.add_argument("-v", "--verbose", action="store_true", default=d(False),
+                            help="debug logging on stderr")
+
+    p = _Parser(prog="daylily-workset", description="Orchestrate Daylily worksets on AWS.")
+    globals_(p, None)
+    common = argparse.ArgumentParser(add_help=False)
+    globals_(common, argparse.SUPPRESS)
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    def add(name: str, fn: Callable[[Context, argparse.Namespace], int], help_: str
+            ) -> argparse.ArgumentParser:
+        sp = sub.add_parser(name, help=help_, description=help_, parents=[common])
+        sp.set_defaults(fn=fn)
+        return sp
+
+    add("init", cmd_init, "create the table and bucket the config names (idempotent)")
+    sp = add("submit", cmd_submit, "validate a workset locally and upload it to S3")
+    sp.add_argument("file", help="daylily_work.yaml, or a Daylily workset folder")
+    sp.add_argument("--id", help="workset id (default: folder name, or generated)")
+    sp.add_argument("--priority", choices=PRIORITIES)
+    sp.add_argument("--cluster", help="preferred cluster")
+    add("queue", cmd_queue, "queue depth per state, cluster and customer")
+    sp = add("list", cmd_list, "worksets, newest first")
+    sp.add_argument("--state", choices=S.ALL)
+    sp.add_argument("--cluster")
+    sp.add_argument("--customer")
+    sp.add_argument("--limit", type=int, default=50)
+    for name, fn, help_ in (("show", cmd_show, "one workset in detail"),
+                            ("cancel", cmd_cancel, "cancel a workset"),
+                            ("retry", cmd_retry, "retry a failed, retrying or cancelled workset")):
+        add(name, fn, help_).add_argument("id")
+    sp = add("priority", cmd_priority, "change a workset's priority")
+    sp.add_argument("id")
+    sp.add_argument("priority", choices=PRIORITIES)
+    for name in ("pause", "resume"):
+        sp = add(name, cmd_pause, f"{name} claiming of new work on every monitor")
+        sp.add_argument("--reason", default="")
+    sp = add("monitor", cmd_monitor, "run the monitor daemon")
+    sp.add_argument("--once", action="store_true", help="one pass: claim what is ready, run "
+                    "it to the end, exit")
+    sp.add_argument("--cluster", help="this monitor's cluster name")
+    sp.add_argument("--executor", choices=("local", "slurm"))
+    sp = add("demo", cmd_demo, "run the embedded demo (emulated AWS, no account needed)")
+    sp.add_argument("--keep", action="store_true", help="keep the work directory")
+    return p
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+    for noisy in ("botocore", "boto3", "urllib3", "s3transfer", "werkzeug"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _setup_logging(args.verbose)
+    try:
+        settings = load_settings(args.config)
+        if args.profile:
+            settings.aws.profile = args.profile
+        if args.region:
+            settings.aws.region = args.region
+        ctx = Context(settings, args.json)
+        code: int = args.fn(ctx, args)
+        return code
+    except (UserError, ConfigError) as exc:
+        print(f"daylily-workset: {exc}", file=sys.stderr)
+        return RET_ERROR
+    except DaylibError as exc:
+        print(f"daylily-workset: {exc}", file=sys.stderr)
+        return RET_ERROR
+    except KeyboardInterrupt:
+        return 130
+
+
+def monitor_main() -> int:
+    """``daylily-workset-monitor [opts]`` = ``daylily-workset monitor [opts]``."""
+    return main(["monitor", *sys.argv[1:]])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

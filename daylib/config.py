@@ -1,0 +1,191 @@
+"""Settings: one pydantic model, loaded from YAML, overridable by DAYLILY_<SECTION>__<KEY>.
+
+The model's defaults are the source of truth; ``config/daylily-workset.yaml`` documents them
+(a test keeps the two equal).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from daylib.errors import ConfigError
+
+ENV_PREFIX = "DAYLILY_"
+PRIORITIES = ("urgent", "high", "normal", "low")
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class AwsSettings(_Section):
+    region: str | None = None
+    profile: str | None = None
+    endpoint_url: str | None = None
+    max_attempts: int = Field(5, ge=1, le=20)
+    connect_timeout_seconds: float = 5.0
+    read_timeout_seconds: float = 30.0
+
+
+class StorageSettings(_Section):
+    bucket: str = "daylily-worksets"
+    prefix: str = "worksets/"
+    allowed_buckets: list[str] = Field(default_factory=list)
+
+
+class StateSettings(_Section):
+    table: str = "daylily-worksets"
+    history_keep_first: int = Field(5, ge=1)
+    history_keep_last: int = Field(50, ge=1)
+
+
+class MonitorSettings(_Section):
+    monitor_id: str | None = None
+    cluster: str = "local"
+    executor: Literal["local", "slurm"] = "local"
+    max_concurrent: int = Field(4, ge=1)
+    poll_seconds: float = Field(2.0, gt=0)
+    discovery_seconds: float = Field(10.0, gt=0)
+    reap_seconds: float = Field(5.0, gt=0)
+    lease_seconds: float = Field(30.0, gt=0)
+    heartbeat_seconds: float = Field(10.0, gt=0)
+    promote_after_seconds: float = Field(3600.0, gt=0)
+    claim_spread: int = Field(2, ge=1)
+    shutdown_grace_seconds: float = Field(60.0, ge=0)
+    workdir: str = "/var/tmp/daylib"
+    validate_threads: int = Field(16, ge=1)
+    step_timeout_seconds: float = Field(86400.0, gt=0)
+
+    def resolved_monitor_id(self) -> str:
+        return self.monitor_id or f"{socket.gethostname()}-{os.getpid()}"
+
+
+class WorksetSettings(_Section):
+    references: list[str] = Field(
+        default_factory=lambda: ["hg38", "hg19", "grch38", "grch37", "b37"]
+    )
+    pipelines: dict[str, str] = Field(
+        default_factory=lambda: {
+            name: "{python} -m daylib.pipelines.fastq_qc --samples {samples_tsv} "
+            "--out {results_dir} --reference {reference} --pipeline " + name
+            for name in ("germline", "somatic", "rna-seq")
+        }
+    )
+    default_priority: Literal["urgent", "high", "normal", "low"] = "normal"
+    default_max_retries: int = Field(3, ge=0, le=10)
+
+
+class DaylilySettings(_Section):
+    run_prefix: str = (
+        "{python} -m daylib.pipelines.fastq_qc --samples {samples_tsv} --out {results_dir} --"
+    )
+    clone_prefix: str = ""
+
+
+class LimitSettings(_Section):
+    max_yaml_bytes: int = Field(262144, ge=1024)
+    max_tsv_bytes: int = Field(1048576, ge=1024)
+    max_samples: int = Field(1000, ge=1)
+    max_string_length: int = Field(2048, ge=16)
+    max_yaml_depth: int = Field(8, ge=2)
+    max_yaml_aliases: int = Field(50, ge=0)
+    max_fastq_bytes: int = Field(500 * 1024**3, ge=1)
+
+
+class RetrySettings(_Section):
+    base_seconds: float = Field(30.0, ge=0)
+    factor: float = Field(2.0, ge=1)
+    cap_seconds: float = Field(3600.0, ge=0)
+
+
+class NotifySettings(_Section):
+    topic_arn: str | None = None
+
+
+class Settings(_Section):
+    aws: AwsSettings = Field(default_factory=AwsSettings)
+    storage: StorageSettings = Field(default_factory=StorageSettings)
+    state: StateSettings = Field(default_factory=StateSettings)
+    monitor: MonitorSettings = Field(default_factory=MonitorSettings)
+    workset: WorksetSettings = Field(default_factory=WorksetSettings)
+    daylily: DaylilySettings = Field(default_factory=DaylilySettings)
+    limits: LimitSettings = Field(default_factory=LimitSettings)
+    retry: RetrySettings = Field(default_factory=RetrySettings)
+    notify: NotifySettings = Field(default_factory=NotifySettings)
+
+    def allowed_buckets(self) -> set[str]:
+        return {self.storage.bucket, *self.storage.allowed_buckets}
+
+
+def _env_overrides(environ: Mapping[str, str]) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    for name, raw in environ.items():
+        if not name.startswith(ENV_PREFIX) or "__" not in name:
+            continue
+        section, _, key = name[len(ENV_PREFIX) :].partition("__")
+        section, key = section.lower(), key.lower()
+        if section not in Settings.model_fields:
+            raise ConfigError(f"{name}: unknown config section {section!r}")
+        try:
+            value = yaml.safe_load(raw) if raw != "" else None
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{name}: not a valid value ({exc.__class__.__name__})") from exc
+        out.setdefault(section, {})[key] = value
+    return out
+
+
+def _merge(base: dict[str, Any], extra: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    merged = {k: dict(v) if isinstance(v, dict) else v for k, v in base.items()}
+    for section, values in extra.items():
+        current = merged.get(section)
+        if current is None:
+            current = {}
+        if not isinstance(current, dict):
+            raise ConfigError(f"{section}: must be a mapping")
+        current.update(values)
+        merged[section] = current
+    return merged
+
+
+def _describe(exc: ValidationError, source: str) -> str:
+    parts = []
+    for err in exc.errors():
+        path = ".".join(str(p) for p in err["loc"])
+        if err["type"] == "extra_forbidden":
+            parts.append(f"unknown config key {path!r}")
+        else:
+            parts.append(f"{path}: {err['msg']}")
+    return f"{source}: " + "; ".join(parts)
+
+
+def load_settings(
+    path: str | Path | None = None, environ: Mapping[str, str] | None = None
+) -> Settings:
+    """Defaults < YAML file (``--config`` or ``$DAYLILY_CONFIG``) < environment overrides."""
+    env = os.environ if environ is None else environ
+    source = str(path or env.get("DAYLILY_CONFIG") or "")
+    data: dict[str, Any] = {}
+    if source:
+        try:
+            text = Path(source).read_text()
+        except OSError as exc:
+            raise ConfigError(f"cannot read config {source}: {exc.strerror}") from exc
+        try:
+            loaded = yaml.safe_load(text) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{source}: not valid YAML: {exc}") from exc
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{source}: top level must be a mapping of sections")
+        data = loaded
+    data = _merge(data, _env_overrides(env))
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, source or "configuration")) from exc

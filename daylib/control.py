@@ -1,0 +1,125 @@
+"""Operator and submitter actions (submit, cancel, retry, priority, pause), independent of
+how they are invoked (CLI today; an API later)."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from daylib import spec as sp
+from daylib import states as S
+from daylib.config import PRIORITIES, Settings
+from daylib.errors import IllegalTransition, SpecError, UserError
+from daylib.intake import load_folder
+from daylib.s3 import S3Objects
+from daylib.store.dynamodb import DynamoStore
+from daylib.store.records import WorksetRecord
+from daylib.validate import check_inputs
+
+
+def new_id() -> str:
+    return time.strftime("ws-%Y%m%d-%H%M%S-", time.gmtime()) + secrets.token_hex(2)
+
+
+@dataclass
+class Submitted:
+    workset_id: str
+    uri: str
+    format: str
+    samples: int
+
+
+def submit(path: Path, settings: Settings, s3: S3Objects, *, workset_id: str | None = None,
+           priority: str | None = None, cluster: str | None = None) -> Submitted:
+    """Validate locally (spec and FASTQs in S3), then upload; the monitor picks it up."""
+    if not path.exists():
+        raise UserError(f"{path}: no such file or directory")
+    folder = path if path.is_dir() else None
+    work_file = folder / sp.WORK_FILE if folder else path
+    if not work_file.is_file():
+        raise UserError(f"{folder}: has no {sp.WORK_FILE}")
+    wid = workset_id or (folder.name if folder else new_id())
+    if not sp.is_valid_id(wid):
+        raise UserError(f"{wid!r} is not a valid workset id (3-64 letters, digits, '_' or '-')")
+    text = work_file.read_text()
+    if priority or cluster:
+        doc = yaml.safe_load(text)
+        if not isinstance(doc, dict):
+            raise UserError(f"{work_file}: must be a YAML mapping")
+        if priority:
+            if priority not in PRIORITIES:
+                raise UserError(f"--priority must be one of {', '.join(PRIORITIES)}")
+            doc["priority"] = priority
+        if cluster:
+            doc["cluster_name" if sp.detect_format(doc, []) == "daylily" and "samples" not in
+                doc else "preferred_cluster"] = cluster
+        text = yaml.safe_dump(doc, sort_keys=False)
+    tsv_path = folder / sp.STAGE_FILE if folder else None
+    tsv = tsv_path.read_text() if tsv_path and tsv_path.is_file() else None
+    try:
+        ws = sp.parse_workset(wid, text, settings, stage_tsv=tsv)
+        check_inputs(ws, s3, settings)
+    except SpecError as exc:
+        raise UserError(f"{work_file}: {exc}") from None
+    bucket, prefix = settings.storage.bucket, f"{settings.storage.prefix}{wid}/"
+    if s3.files(bucket, prefix) & {sp.WORK_FILE}:
+        raise UserError(f"workset {wid} already exists at s3://{bucket}/{prefix}; "
+                        "choose another --id")
+    if folder:
+        for item in sorted(folder.rglob("*")):
+            rel = item.relative_to(folder).as_posix()
+            if item.is_file() and rel not in (sp.WORK_FILE, sp.READY_FILE):
+                s3.upload(item, f"s3://{bucket}/{prefix}{rel}")
+    s3.put_text(bucket, prefix + sp.WORK_FILE, text)
+    if ws.format == "daylily":
+        s3.put_text(bucket, prefix + sp.READY_FILE, "")
+    return Submitted(wid, f"s3://{bucket}/{prefix}", ws.format, len(ws.samples))
+
+
+def cancel(store: DynamoStore, workset_id: str, actor: str) -> WorksetRecord:
+    def change(rec: WorksetRecord) -> tuple[str, dict[str, Any]]:
+        if rec.state in S.TERMINAL:
+            raise IllegalTransition(f"workset {workset_id} is already {rec.state}")
+        return S.CANCELLED, {"retry_at": None}
+    return store.edit(workset_id, change, actor=actor, reason="cancelled by operator")
+
+
+def retry(store: DynamoStore, s3: S3Objects, settings: Settings, workset_id: str,
+          actor: str) -> WorksetRecord:
+    """Back to ``ready`` from failed/retrying/cancelled, resuming from the failed step. The
+    spec is read again from S3, so a fixed ``daylily_work.yaml`` takes effect."""
+    store.require(workset_id)
+    loaded = load_folder(s3, settings, workset_id, ignore_gates=True)
+    fresh: dict[str, Any] = {}
+    if loaded is not None:
+        priority, fresh = loaded.register_fields(settings)
+        fresh.setdefault("intake_error", None)
+        fresh.setdefault("spec_json", None)
+        fresh["priority"] = priority
+
+    def change(rec: WorksetRecord) -> tuple[str, dict[str, Any]]:
+        if rec.state not in (S.FAILED, S.RETRYING, S.CANCELLED):
+            raise IllegalTransition(f"workset {workset_id} is {rec.state}; only failed, "
+                                    "retrying or cancelled worksets can be retried")
+        return S.READY, {"attempt": rec.attempt + 1, "retry_at": None, "error": None,
+                         "error_category": None, "error_rule": None, **fresh}
+    return store.edit(workset_id, change, actor=actor, reason="retry requested by operator")
+
+
+def set_priority(store: DynamoStore, workset_id: str, priority: str,
+                 actor: str) -> WorksetRecord:
+    if priority not in PRIORITIES:
+        raise UserError(f"priority must be one of {', '.join(PRIORITIES)}")
+
+    def change(rec: WorksetRecord) -> tuple[str, dict[str, Any]]:
+        if rec.state in S.TERMINAL:
+            raise IllegalTransition(f"workset {workset_id} is {rec.state}; priority no "
+                                    "longer matters")
+        return rec.state, {"priority": priority}
+    return store.edit(workset_id, change, actor=actor,
+                      reason=f"priority set to {priority} by operator")

@@ -1,0 +1,93 @@
+"""An emulated AWS on this machine (moto in server mode), for the demo, tests and benchmarks.
+
+Only the demo and the test/bench harness import this; moto is an optional dependency.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from typing import Any
+
+FAKE_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                    "AWS_SESSION_TOKEN": "testing"}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _wait_http(url: str, timeout: float, proc: subprocess.Popen[bytes] | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"moto server exited with code {proc.returncode}")
+        try:
+            with urllib.request.urlopen(url + "/moto-api/", timeout=1):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"moto server at {url} did not answer within {timeout:.0f} s")
+
+
+@dataclass
+class MotoServer:
+    endpoint_url: str
+    _stop: Any = field(repr=False, default=None)
+
+    def stop(self) -> None:
+        if self._stop is not None:
+            self._stop()
+            self._stop = None
+
+    def reset(self) -> None:
+        """Drop every emulated resource (between tests)."""
+        req = urllib.request.Request(self.endpoint_url + "/moto-api/reset", method="POST")
+        with urllib.request.urlopen(req, timeout=10):
+            pass
+
+
+def start_moto(*, in_process: bool = True, timeout: float = 30.0) -> MotoServer:
+    """Start moto on 127.0.0.1 at a free port. In-process is fastest to start (the demo);
+    a subprocess gives the server its own interpreter (tests, benchmarks)."""
+    for key, value in FAKE_CREDENTIALS.items():
+        os.environ.setdefault(key, value)
+    if in_process:
+        try:
+            from moto.server import ThreadedMotoServer
+        except ImportError as exc:
+            raise RuntimeError("moto is not installed; install daylib[demo]") from exc
+        server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+        server.start()
+        host, port = server.get_host_and_port()
+        url = f"http://{host}:{port}"
+        _wait_http(url, timeout)
+        return MotoServer(url, server.stop)
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        env={**os.environ, **FAKE_CREDENTIALS},
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_http(url, timeout, proc)
+    except RuntimeError:
+        proc.kill()
+        raise
+
+    def stop() -> None:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+    return MotoServer(url, stop)

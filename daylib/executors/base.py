@@ -1,0 +1,72 @@
+"""The executor contract: submit a step, find it again after a crash, wait, cancel."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+STEPS = ("stage", "run", "export")
+
+
+@dataclass(frozen=True)
+class StepRequest:
+    """Everything an executor needs to run one step of one attempt of a workset."""
+
+    workset_id: str
+    attempt: int
+    step: str
+    argv: list[str]
+    workdir: Path
+    env: dict[str, str] = field(default_factory=dict)
+    vcpus: int | None = None
+    memory_gb: float | None = None
+    walltime_minutes: int | None = None
+    timeout_seconds: float = 86400.0
+
+    @property
+    def job_key(self) -> str:
+        """Stable name that lets a restarted monitor find a job it already submitted."""
+        return f"daylib-{self.workset_id}-a{self.attempt}-{self.step}"
+
+    @property
+    def status_file(self) -> Path:
+        return self.workdir / f".{self.step}.a{self.attempt}.status.json"
+
+    @property
+    def log_file(self) -> Path:
+        return self.workdir / f"{self.step}.a{self.attempt}.log"
+
+
+@dataclass(frozen=True)
+class StepOutcome:
+    """How a step ended. ``state`` uses Slurm's words where they apply (COMPLETED, FAILED,
+    TIMEOUT, OUT_OF_MEMORY, CANCELLED, NODE_FAIL) plus LOST for a job nobody knows."""
+
+    state: str
+    exit_code: int | None = None
+    signal: int | None = None
+    stderr_tail: str = ""
+    job_ref: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.state == "COMPLETED" and self.exit_code == 0
+
+
+class Executor(Protocol):
+    name: str
+
+    def submit(self, req: StepRequest) -> str:
+        """Start the step; return a job reference (pid, Slurm job id) to record on the item."""
+
+    def find(self, req: StepRequest) -> str | None:
+        """A job already submitted for this request (by key), or None. Used for adoption."""
+
+    def wait(self, job_ref: str, req: StepRequest, stop: threading.Event) -> StepOutcome:
+        """Block until the job ends, or until ``stop`` is set (then return state CANCELLED
+        only if the job was cancelled; a job left running returns state RUNNING)."""
+
+    def cancel(self, job_ref: str) -> None:
+        """Stop the job; safe to call on a job that already ended."""

@@ -1,0 +1,461 @@
+"""The monitor daemon: discover, register, claim, validate and run worksets.
+
+One main thread decides (discovery, lease reaping, retry promotion, claiming); a
+ThreadPoolExecutor runs claimed worksets, one slot each; a heartbeat thread extends the
+leases. A finished workset wakes the main thread at once, so a free slot is refilled
+without waiting for the next poll or for the rest of a batch.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shlex
+import signal
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from daylib import states as S
+from daylib.config import Settings
+from daylib.errors import ConflictError, DaylibError, LeaseLost, SpecError, StoreError
+from daylib.executors.base import STEPS, Executor, StepOutcome, StepRequest
+from daylib.intake import Intake
+from daylib.notify import NullNotifier, Notifier
+from daylib.ordering import claim_order
+from daylib.policy import Failure, backoff_seconds, classify, retry_budget
+from daylib.s3 import S3Objects
+from daylib.spec import Workset
+from daylib.store.dynamodb import DynamoStore
+from daylib.store.records import Lease, WorksetRecord
+from daylib.validate import check_inputs
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Running:
+    """A workset this monitor owns right now."""
+
+    rec: WorksetRecord
+    lease: Lease
+    stop: threading.Event = field(default_factory=threading.Event)
+    lost: bool = False
+    handing_back: bool = False
+
+
+@dataclass
+class Stats:
+    claimed: int = 0
+    completed: int = 0
+    failed: int = 0
+    retrying: int = 0
+    handed_back: int = 0
+    conflicts: int = 0
+    taken_over: int = 0
+
+
+def _package_root() -> str:
+    """Steps run ``python -m daylib...``; this makes that work from a checkout too."""
+    import os
+
+    root = str(Path(__file__).resolve().parent.parent)
+    existing = os.environ.get("PYTHONPATH")
+    return f"{root}{os.pathsep}{existing}" if existing else root
+
+
+class Monitor:
+    """Worker API in the style of dramatiq/rq: ``run``, ``pause``/``resume`` (central, via
+    the control item), ``request_stop`` (warm on the first call, cold on the second)."""
+
+    def __init__(self, settings: Settings, store: DynamoStore, s3: S3Objects,
+                 executor: Executor, *, notifier: Notifier | None = None,
+                 step_env: dict[str, str] | None = None) -> None:
+        self.settings = settings
+        self.cfg = settings.monitor
+        self.store = store
+        self.s3 = s3
+        self.executor = executor
+        self.notifier = notifier or NullNotifier()
+        self.step_env = {**(step_env or {}), "PYTHONPATH": _package_root()}
+        self.monitor_id = self.cfg.resolved_monitor_id()
+        self.intake = Intake(s3, store, settings, self.monitor_id)
+        self.stats = Stats()
+        self._running: dict[str, Running] = {}
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._cold = threading.Event()
+        self._pool = ThreadPoolExecutor(max_workers=self.cfg.max_concurrent,
+                                        thread_name_prefix="workset")
+        self._next_discovery = 0.0
+        self._next_reap = 0.0
+        self._paused = False
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def request_stop(self, *_: Any) -> None:
+        if self._stopping.is_set():
+            log.warning("second stop request: handing back running worksets now")
+            self._cold.set()
+            for run in self._snapshot():
+                run.handing_back = True
+                run.stop.set()
+        else:
+            log.info("stop requested: no new claims; running worksets finish within %.0f s "
+                     "or are handed back", self.cfg.shutdown_grace_seconds)
+            self._stopping.set()
+        self._wake.set()
+
+    def install_signal_handlers(self) -> None:
+        signal.signal(signal.SIGTERM, self.request_stop)
+        signal.signal(signal.SIGINT, self.request_stop)
+
+    def run(self, *, once: bool = False) -> int:
+        """Serve until stopped. ``once``: one pass (discover, claim, run to the end)."""
+        log.info("monitor %s serving cluster %s with %d slot(s), executor %s",
+                 self.monitor_id, self.cfg.cluster, self.cfg.max_concurrent, self.executor.name)
+        beat = threading.Thread(target=self._heartbeat_loop, name="heartbeat", daemon=True)
+        beat.start()
+        try:
+            if once:
+                self._tick(force=True)
+                while self._busy() and not self._stopping.is_set():
+                    self._wake.wait(self.cfg.poll_seconds)
+                    self._wake.clear()
+                    self._tick(force=False, discover=False)
+            else:
+                while not self._stopping.is_set():
+                    self._tick(force=False)
+                    self._wake.wait(self.cfg.poll_seconds)
+                    self._wake.clear()
+        finally:
+            self._drain()
+            self._stopping.set()
+            beat.join(timeout=5)
+        log.info("monitor %s stopped: %s", self.monitor_id, self.stats)
+        return 0
+
+    def _busy(self) -> bool:
+        with self._lock:
+            if self._running:
+                return True
+        # in --once mode keep going while anything we could claim is ready
+        return bool(not self._paused and any(self.store.candidates(1).values()))
+
+    def _drain(self) -> None:
+        deadline = time.monotonic() + self.cfg.shutdown_grace_seconds
+        while self._snapshot() and time.monotonic() < deadline and not self._cold.is_set():
+            self._wake.wait(0.2)
+            self._wake.clear()
+        for run in self._snapshot():
+            run.handing_back = True
+            run.stop.set()
+        self._pool.shutdown(wait=True)
+
+    def _snapshot(self) -> list[Running]:
+        with self._lock:
+            return list(self._running.values())
+
+    # ------------------------------------------------------------------ main loop
+
+    def _tick(self, *, force: bool, discover: bool = True) -> None:
+        now = time.time()
+        try:
+            self._paused = self.store.control().paused
+            if discover and (force or now >= self._next_discovery):
+                self._next_discovery = now + self.cfg.discovery_seconds
+                self.intake.scan()
+            if force or now >= self._next_reap:
+                self._next_reap = now + self.cfg.reap_seconds
+                self._promote_retries(now)
+                if not self._paused:
+                    self._take_over_expired(now)
+            if not self._paused and not self._stopping.is_set():
+                self._fill(now)
+        except DaylibError as exc:
+            log.error("monitor pass failed, will retry: %s", exc)
+
+    def _free(self) -> int:
+        with self._lock:
+            return self.cfg.max_concurrent - len(self._running)
+
+    def _promote_retries(self, now: float) -> None:
+        for rec in self.store.due_retries(now):
+            full = self.store.get(rec.workset_id)
+            if full is None or full.state != S.RETRYING or (full.retry_at or 0) > now:
+                continue
+            try:
+                new = self.store.transition(full, S.READY, actor=self.monitor_id,
+                                            reason=f"retry {full.attempt + 1} due",
+                                            fields={"attempt": full.attempt + 1,
+                                                    "retry_at": None})
+            except ConflictError:
+                continue
+            log.info("workset %s ready again for attempt %d", new.workset_id, new.attempt)
+
+    def _take_over_expired(self, now: float) -> None:
+        for rec in self.store.expired(now):
+            if self._free() <= 0:
+                return
+            if rec.workset_id in self._running:
+                continue
+            try:
+                full, lease = self.store.claim(rec.workset_id, self.monitor_id,
+                                               self.cfg.lease_seconds, expired=rec)
+            except ConflictError:
+                continue
+            self.stats.taken_over += 1
+            log.warning("took over workset %s from %s (lease expired); resuming at %s",
+                        full.workset_id, rec.owner, full.step)
+            self._start(full, lease)
+
+    def _fill(self, now: float) -> None:
+        free = self._free()
+        if free <= 0:
+            return
+        per_level = free * self.cfg.claim_spread + 4
+        ordered = claim_order([r for rs in self.store.candidates(per_level).values() for r in rs],
+                              now, self.cfg.promote_after_seconds)
+        blocked = self._blocked_by_dependencies(ordered)
+        for cand in ordered:
+            if free <= 0 or self._stopping.is_set():
+                return
+            if cand.workset_id in blocked:
+                continue
+            try:
+                rec, lease = self.store.claim(cand.workset_id, self.monitor_id,
+                                              self.cfg.lease_seconds)
+            except ConflictError:
+                self.stats.conflicts += 1
+                continue
+            self.stats.claimed += 1
+            free -= 1
+            log.info("claimed workset %s (priority %s, attempt %d)", rec.workset_id,
+                     rec.priority, rec.attempt)
+            self._start(rec, lease)
+
+    def _blocked_by_dependencies(self, cands: list[WorksetRecord]) -> set[str]:
+        """Worksets whose ``after`` list is not all complete yet. Unknown or failed
+        dependencies are not blocking: the claimant fails the workset with the reason."""
+        deps = {d for c in cands for d in c.after}
+        if not deps:
+            return set()
+        known = self.store.many(sorted(deps))
+        blocked = set()
+        for c in cands:
+            for d in c.after:
+                dep = known.get(d)
+                if dep is not None and dep.state in S.ACTIVE:
+                    blocked.add(c.workset_id)
+        return blocked
+
+    def _start(self, rec: WorksetRecord, lease: Lease) -> None:
+        run = Running(rec, lease)
+        with self._lock:
+            self._running[rec.workset_id] = run
+        self._pool.submit(self._guarded, run)
+
+    # ------------------------------------------------------------------ heartbeat
+
+    def _heartbeat_loop(self) -> None:
+        while not (self._stopping.is_set() and not self._snapshot()):
+            time.sleep(min(self.cfg.heartbeat_seconds, 0.5))
+            for run in self._snapshot():
+                if time.time() < run.lease.expires - self.cfg.lease_seconds + \
+                        self.cfg.heartbeat_seconds:
+                    continue
+                try:
+                    run.lease = self.store.heartbeat(run.lease, self.cfg.lease_seconds)
+                except LeaseLost:
+                    log.warning("lost the lease on %s (cancelled or taken over); stopping it",
+                                run.rec.workset_id)
+                    run.lost = True
+                    run.stop.set()
+                except DaylibError as exc:
+                    log.error("heartbeat for %s failed: %s", run.rec.workset_id, exc)
+
+    # ------------------------------------------------------------------ one workset
+
+    def _guarded(self, run: Running) -> None:
+        wid = run.rec.workset_id
+        try:
+            self._process(run)
+        except LeaseLost as exc:
+            log.warning("workset %s: %s; this monitor stops touching it", wid, exc)
+        except Exception as exc:  # the daemon must outlive any one workset
+            log.exception("workset %s: unexpected error", wid)
+            self._fail(run, Failure(message=f"internal error: {exc.__class__.__name__}: {exc}"))
+        finally:
+            with self._lock:
+                self._running.pop(wid, None)
+            self._wake.set()
+
+    def _write(self, run: Running, to: str, reason: str, **fields: Any) -> WorksetRecord:
+        run.rec = self.store.transition(run.rec, to, actor=self.monitor_id, reason=reason,
+                                        lease=run.lease, fields=fields)
+        return run.rec
+
+    def _process(self, run: Running) -> None:
+        rec = run.rec
+        if rec.intake_error:
+            self._fail(run, Failure(message=rec.intake_error, category=rec.error_category or
+                                    "data"))
+            return
+        ws = Workset.model_validate_json(rec.spec_json or "{}")
+        problem = self._dependency_problem(ws)
+        if problem:
+            self._fail(run, Failure(message=problem, category="data"))
+            return
+        if "stage" not in rec.steps_done:
+            try:
+                check_inputs(ws, self.s3, self.settings)
+            except SpecError as exc:
+                self._fail(run, Failure(message=str(exc), category=exc.category))
+                return
+        workdir = Path(self.cfg.workdir) / ws.workset_id
+        workdir.mkdir(parents=True, exist_ok=True)
+        if rec.state == S.LOCKED:
+            self.notifier.emit("started", rec, f"claimed by {self.monitor_id}")
+        for step in STEPS:
+            if step in run.rec.steps_done:
+                continue
+            req = self._request(ws, run.rec, step, workdir)
+            ref = self.executor.find(req) or self.executor.submit(req)
+            outcome = self.executor.wait(ref, req, run.stop)
+            if run.lost:
+                log.info("workset %s: no longer ours (%s); left as it is", ws.workset_id,
+                         outcome.state)
+                return
+            if run.handing_back:
+                self._hand_back(run, step)
+                return
+            if not outcome.ok:
+                self._fail(run, self._failure(step, outcome))
+                return
+            self._checkpoint(run, step)
+
+    def _dependency_problem(self, ws: Workset) -> str | None:
+        if not ws.after:
+            return None
+        known = self.store.many(ws.after)
+        for dep in ws.after:
+            rec = known.get(dep)
+            if rec is None:
+                return f"after: workset {dep!r} does not exist"
+            if rec.state in (S.FAILED, S.CANCELLED):
+                return f"after: workset {dep!r} is {rec.state}, so this one cannot run"
+        seen, frontier = {ws.workset_id}, list(ws.after)
+        while frontier:
+            records = self.store.many(frontier)
+            nxt = []
+            for rec in records.values():
+                if ws.workset_id in rec.after:
+                    return f"after: dependency cycle through {rec.workset_id!r}"
+                nxt.extend(d for d in rec.after if d not in seen)
+                seen.update(rec.after)
+            frontier = nxt[:200]
+        return None
+
+    def _request(self, ws: Workset, rec: WorksetRecord, step: str, workdir: Path) -> StepRequest:
+        py = sys.executable
+        inputs, results = workdir / "inputs", workdir / "results"
+        if step == "stage":
+            manifest = workdir / "manifest.json"
+            manifest.write_text(json.dumps({"samples": [s.model_dump() for s in ws.samples]}))
+            argv = [py, "-m", "daylib.steps", "stage", "--manifest", str(manifest),
+                    "--dest", str(inputs)]
+        elif step == "export":
+            argv = [py, "-m", "daylib.steps", "export", "--src", str(results),
+                    "--dest", ws.export_uri]
+        else:
+            argv = self.run_argv(ws, workdir)
+        return StepRequest(
+            workset_id=ws.workset_id, attempt=rec.attempt, step=step, argv=argv,
+            workdir=workdir, env=self.step_env, vcpus=ws.resources.vcpus,
+            memory_gb=ws.resources.memory_gb, walltime_minutes=ws.resources.walltime_minutes,
+            timeout_seconds=self.cfg.step_timeout_seconds)
+
+    def run_argv(self, ws: Workset, workdir: Path) -> list[str]:
+        """The pipeline command as argv: template tokens are split first, then filled, so a
+        value can never add arguments."""
+        values = {"python": sys.executable, "samples_tsv": str(workdir / "inputs/samples.tsv"),
+                  "results_dir": str(workdir / "results"), "workdir": str(workdir),
+                  "workset": ws.workset_id, "workset_id": ws.workset_id,
+                  "workdir_name": ws.workdir_name or ws.workset_id,
+                  "reference": ws.reference_genome or "", "pipeline": ws.pipeline or ""}
+
+        def fill(template: str) -> list[str]:
+            return [tok.format(**values) for tok in shlex.split(template)]
+
+        if ws.format == "daylily":
+            run = fill(self.settings.daylily.run_prefix) + shlex.split(ws.dy_r or "")
+            if ws.day_clone and self.settings.daylily.clone_prefix:
+                clone = fill(self.settings.daylily.clone_prefix) + [
+                    t.format(**values) for t in shlex.split(ws.day_clone)]
+                return [sys.executable, "-m", "daylib.steps", "chain", "--json",
+                        json.dumps([clone, run])]
+            return run
+        return fill(self.settings.workset.pipelines[ws.pipeline or "germline"])
+
+    def _checkpoint(self, run: Running, step: str) -> None:
+        done = [*run.rec.steps_done, step]
+        nxt = STEPS[STEPS.index(step) + 1] if step != STEPS[-1] else None
+        if nxt is None:
+            rec = self._write(run, S.COMPLETE, "all steps done", step=None, steps_done=done,
+                              cluster=self.cfg.cluster, error=None, error_category=None)
+            self.stats.completed += 1
+            log.info("workset %s complete; results at %s", rec.workset_id, rec.results_uri)
+            self.notifier.emit("completed", rec, f"results at {rec.results_uri}")
+            return
+        rec = self._write(run, S.IN_PROGRESS, f"{step} done", step=nxt, steps_done=done,
+                          cluster=self.cfg.cluster)
+        log.info("workset %s: %s done, %s next", rec.workset_id, step, nxt)
+        self.notifier.emit("step", rec, f"{step} done")
+
+    def _hand_back(self, run: Running, step: str) -> None:
+        rec = self._write(run, S.READY, f"monitor {self.monitor_id} stopping during {step}; "
+                          "handed back")
+        self.stats.handed_back += 1
+        log.info("workset %s handed back at step %s", rec.workset_id, step)
+
+    @staticmethod
+    def _failure(step: str, out: StepOutcome) -> Failure:
+        last = (out.stderr_tail.strip().splitlines() or [""])[-1]
+        what = f"exit code {out.exit_code}" if out.exit_code is not None else out.state
+        return Failure(message=f"{step} step failed ({out.state}, {what}): {last}"[:2000],
+                       step=step, exit_code=out.exit_code, signal=out.signal,
+                       state=out.state, stderr_tail=out.stderr_tail[-4096:])
+
+    def _fail(self, run: Running, failure: Failure) -> None:
+        category, rule = classify(failure)
+        budget = retry_budget(category, rule, run.rec.max_retries)
+        attempt = run.rec.attempt
+        common = {"error": failure.message, "error_category": category, "error_rule": rule,
+                  "stderr_tail": failure.stderr_tail[-2048:] or None}
+        try:
+            if attempt <= budget:
+                r = self.settings.retry
+                delay = backoff_seconds(attempt, base=r.base_seconds, factor=r.factor,
+                                        cap=r.cap_seconds)
+                rec = self._write(run, S.RETRYING, f"{category} ({rule}); retry in {delay:.0f} s",
+                                  retry_at=time.time() + delay, **common)
+                self.stats.retrying += 1
+                log.warning("workset %s failed (%s, rule %s), retry %d/%d in %.1f s: %s",
+                            rec.workset_id, category, rule, attempt, budget, delay,
+                            failure.message)
+                self.notifier.emit("retrying", rec, failure.message)
+            else:
+                rec = self._write(run, S.FAILED, f"{category} ({rule}): not retried"
+                                  if budget == 0 else f"{category} ({rule}): retries used up",
+                                  **common)
+                self.stats.failed += 1
+                log.error("workset %s failed (%s, rule %s): %s", rec.workset_id, category,
+                          rule, failure.message)
+                self.notifier.emit("failed", rec, failure.message)
+        except (LeaseLost, StoreError) as exc:
+            log.warning("workset %s: could not record failure: %s", run.rec.workset_id, exc)

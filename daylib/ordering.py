@@ -1,0 +1,26 @@
+"""Claim order: urgent > high > normal > low, oldest first within a level, with ageing so a
+low-priority workset that waited long enough is promoted (nothing starves). Pure."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+
+from daylib.spec import priority_rank
+from daylib.store.records import WorksetRecord
+
+
+def epoch(iso: str) -> float:
+    return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
+
+
+def effective_rank(rec: WorksetRecord, now: float, promote_after_seconds: float) -> int:
+    """Priority rank lowered by one level per ``promote_after_seconds`` waited."""
+    waited = max(0.0, now - epoch(rec.created_at)) if rec.created_at else 0.0
+    return max(0, priority_rank(rec.priority) - int(waited // promote_after_seconds))
+
+
+def claim_order(candidates: Iterable[WorksetRecord], now: float,
+                promote_after_seconds: float) -> list[WorksetRecord]:
+    return sorted(candidates, key=lambda r: (effective_rank(r, now, promote_after_seconds),
+                                             r.created_at, r.workset_id))

@@ -1,0 +1,466 @@
+"""The workset model: both upload formats (daylib YAML, Daylily folder) load into one ``Workset``.
+
+Parsing is pure: it takes the text of the files and the settings, and either returns a
+``Workset`` or raises ``SpecError`` listing *every* problem with its key path.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+import shlex
+from collections.abc import Iterable
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from daylib.config import PRIORITIES, Settings
+from daylib.errors import Issue, SpecError
+
+WORKSET_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{2,63}$")
+SAMPLE_ID_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
+SHELL_OPERATORS = (";", "|", "&&", "`", "$(", ">", "<", "\n")
+WORK_FILE = "daylily_work.yaml"
+STAGE_FILE = "stage_samples.tsv"
+INFO_FILE = "daylily_info.yaml"
+READY_FILE = "daylily.ready"
+IGNORE_FILE = "daylily.ignore"
+DYR_ALIASES = ("dy-r", "dy_r", "dy", "run", "run_suffix", "run-suffix", "run_cmd", "run-command")
+DAYLILY_KEYS = {*DYR_ALIASES, "day-clone", "day_clone", "workdir_name", "budget", "export_uri",
+                "cluster_name", "notes", "priority", "customer_id", "max_retries",
+                "reference_genome", "pipeline"}
+
+Priority = Literal["urgent", "high", "normal", "low"]
+
+
+def is_valid_id(workset_id: str) -> bool:
+    return bool(WORKSET_ID_RE.match(workset_id))
+
+
+def priority_rank(priority: str) -> int:
+    return PRIORITIES.index(priority)
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Lane(_Strict):
+    r1: str
+    r2: str | None = None
+
+
+class Sample(_Strict):
+    sample_id: str
+    lanes: list[Lane]
+    coverage: float | None = None
+
+    @property
+    def paired(self) -> bool:
+        return all(lane.r2 for lane in self.lanes)
+
+
+class Resources(_Strict):
+    vcpus: int | None = Field(None, ge=1, le=4096)
+    memory_gb: float | None = Field(None, gt=0, le=24576)
+    storage_gb: float | None = Field(None, gt=0)
+    walltime_minutes: int | None = Field(None, ge=1, le=60 * 24 * 30)
+
+
+class Workset(_Strict):
+    """One unit of work, whatever format it was uploaded in."""
+
+    workset_id: str
+    format: Literal["daylib", "daylily"]
+    samples: list[Sample]
+    reference_genome: str | None = None
+    pipeline: str | None = None
+    priority: Priority = "normal"
+    max_retries: int = 3
+    preferred_cluster: str | None = None
+    affinity: Literal["hard", "soft"] = "hard"
+    customer_id: str | None = None
+    after: list[str] = Field(default_factory=list)
+    export_uri: str
+    resources: Resources = Field(default_factory=Resources)
+    estimated_coverage: float | None = None
+    dy_r: str | None = None
+    day_clone: str | None = None
+    workdir_name: str | None = None
+    budget: str | None = None
+    notes: str | None = None
+    warnings: list[str] = Field(default_factory=list)
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "format": self.format,
+            "samples": len(self.samples),
+            "paired": sum(1 for s in self.samples if s.paired),
+            "reference_genome": self.reference_genome,
+            "pipeline": self.pipeline,
+        }
+
+    def fastq_uris(self) -> list[str]:
+        return [u for s in self.samples for lane in s.lanes for u in (lane.r1, lane.r2) if u]
+
+
+# ---------------------------------------------------------------- daylib format (input model)
+
+class _SampleIn(_Strict):
+    sample_id: str
+    fastq_r1: str
+    fastq_r2: str | None = None
+    coverage: float | None = Field(None, ge=0)
+
+
+class _DaylibIn(_Strict):
+    samples: list[_SampleIn] = Field(min_length=1)
+    reference_genome: str
+    pipeline: str | None = None
+    priority: Priority | None = None
+    max_retries: int | None = Field(None, ge=0, le=10)
+    preferred_cluster: str | None = None
+    affinity: Literal["hard", "soft"] = "hard"
+    customer_id: str | None = None
+    after: list[str] = Field(default_factory=list)
+    export_uri: str | None = None
+    resources: Resources = Field(default_factory=Resources)
+    estimated_coverage: float | None = Field(None, ge=0)
+
+    @field_validator("preferred_cluster", "customer_id")
+    @classmethod
+    def _no_blank(cls, v: str | None) -> str | None:
+        if v is not None and not v.strip():
+            raise ValueError("must not be empty")
+        return v
+
+
+# ---------------------------------------------------------------- safe YAML with limits
+
+def load_yaml_limited(text: str, settings: Settings, filename: str) -> tuple[Any, list[Issue]]:
+    """safe_load with bounds on size, alias expansion and nesting (billion-laughs safe)."""
+    limits = settings.limits
+    if len(text.encode()) > limits.max_yaml_bytes:
+        return None, [Issue(filename, f"file is larger than {limits.max_yaml_bytes} bytes")]
+    aliases = depth = max_depth = 0
+    try:
+        for event in yaml.parse(text, Loader=yaml.SafeLoader):
+            if isinstance(event, yaml.AliasEvent):
+                aliases += 1
+            elif isinstance(event, yaml.CollectionStartEvent):
+                depth += 1
+                max_depth = max(max_depth, depth)
+            elif isinstance(event, yaml.CollectionEndEvent):
+                depth -= 1
+        if aliases > limits.max_yaml_aliases:
+            return None, [Issue(filename, f"uses {aliases} YAML aliases; at most "
+                                          f"{limits.max_yaml_aliases} allowed")]
+        if max_depth > limits.max_yaml_depth:
+            return None, [Issue(filename, f"nests {max_depth} levels deep; at most "
+                                          f"{limits.max_yaml_depth} allowed")]
+        return yaml.safe_load(text), []
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        return None, [Issue(filename, f"not valid YAML{where}: {problem}")]
+
+
+# ---------------------------------------------------------------- helpers
+
+def _loc(loc: Iterable[Any]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _pydantic_issues(exc: ValidationError, prefix: str = "") -> list[Issue]:
+    issues = []
+    for err in exc.errors():
+        path = _loc(err["loc"])
+        path = f"{prefix}{path}" if not prefix or not path else f"{prefix}.{path}"
+        kind = err["type"]
+        if kind == "extra_forbidden":
+            issues.append(Issue(path, "unknown key; remove it or check its spelling"))
+        elif kind == "missing":
+            issues.append(Issue(path, "required key is missing"))
+        elif kind == "literal_error":
+            issues.append(Issue(path, f"{err['input']!r} is not allowed; {err['msg'].lower()}"))
+        else:
+            issues.append(Issue(path, f"{err['msg']} (got {err.get('input')!r})"))
+    return issues
+
+
+def _check_shell(path: str, value: str | None, issues: list[Issue]) -> None:
+    if value is None:
+        return
+    for op in SHELL_OPERATORS:
+        if op in value:
+            shown = "newline" if op == "\n" else repr(op)
+            issues.append(Issue(path, f"contains the shell operator {shown}; commands are run as "
+                                      "argv without a shell, remove it"))
+            return
+
+
+def _check_length(path: str, value: str | None, settings: Settings, issues: list[Issue]) -> None:
+    if value is not None and len(value) > settings.limits.max_string_length:
+        issues.append(Issue(path, f"is longer than {settings.limits.max_string_length} characters"))
+
+
+def split_s3_uri(uri: str) -> tuple[str, str]:
+    rest = uri[len("s3://"):]
+    bucket, _, key = rest.partition("/")
+    return bucket, key
+
+
+def resolve_uri(value: str, folder_uri: str, path: str, settings: Settings,
+                issues: list[Issue]) -> str:
+    """An S3 URI, or a key relative to the workset folder; must lie in an allowed bucket."""
+    _check_shell(path, value, issues)
+    _check_length(path, value, settings, issues)
+    if value.startswith("s3://"):
+        uri = value
+    elif "://" in value:
+        issues.append(Issue(path, f"{value!r} is not an S3 URI or a key relative to the workset "
+                                  "folder"))
+        return value
+    else:
+        if value.startswith("/") or ".." in value.split("/"):
+            issues.append(Issue(path, f"{value!r} must be relative to the workset folder, "
+                                      "without '/' at the start or '..'"))
+            return value
+        uri = folder_uri.rstrip("/") + "/" + value
+    bucket, key = split_s3_uri(uri)
+    if not bucket or not key:
+        issues.append(Issue(path, f"{value!r} is not a complete S3 URI (s3://bucket/key)"))
+    elif bucket not in settings.allowed_buckets():
+        issues.append(Issue(path, f"bucket {bucket!r} is not allowed; allowed buckets: "
+                                  f"{', '.join(sorted(settings.allowed_buckets()))}"))
+    return uri
+
+
+def _check_names(spec: dict[str, Any], settings: Settings, issues: list[Issue]) -> None:
+    ref = spec.get("reference_genome")
+    if ref is not None and ref not in settings.workset.references:
+        issues.append(Issue("reference_genome", f"unknown reference {ref!r}; configured: "
+                            f"{', '.join(settings.workset.references)}", "configuration"))
+    pipe = spec.get("pipeline")
+    if pipe is not None and pipe not in settings.workset.pipelines:
+        issues.append(Issue("pipeline", f"unknown pipeline {pipe!r}; configured: "
+                            f"{', '.join(settings.workset.pipelines)}", "configuration"))
+
+
+def _check_after(workset_id: str, after: list[str], issues: list[Issue]) -> None:
+    for i, dep in enumerate(after):
+        if not isinstance(dep, str) or not is_valid_id(dep):
+            issues.append(Issue(f"after[{i}]", f"{dep!r} is not a valid workset id"))
+        elif dep == workset_id:
+            issues.append(Issue(f"after[{i}]", "a workset cannot wait for itself"))
+
+
+# ---------------------------------------------------------------- parsers
+
+def default_export_uri(settings: Settings, workset_id: str) -> str:
+    return f"s3://{settings.storage.bucket}/{settings.storage.prefix}{workset_id}/results/"
+
+
+def folder_uri(settings: Settings, workset_id: str) -> str:
+    return f"s3://{settings.storage.bucket}/{settings.storage.prefix}{workset_id}/"
+
+
+def detect_format(doc: Any, files: Iterable[str]) -> Literal["daylib", "daylily"]:
+    if isinstance(doc, dict) and "samples" in doc:
+        return "daylib"
+    if isinstance(doc, dict) and any(k in doc for k in DYR_ALIASES):
+        return "daylily"
+    return "daylily" if STAGE_FILE in set(files) else "daylib"
+
+
+def parse_workset(workset_id: str, work_yaml: str, settings: Settings,
+                  stage_tsv: str | None = None) -> Workset:
+    """Parse either format; raises SpecError with every problem found."""
+    issues: list[Issue] = []
+    if not is_valid_id(workset_id):
+        raise SpecError([Issue("workset_id", f"{workset_id!r} is not a valid id (3-64 letters, "
+                                             "digits, '_' or '-', starting with a letter or digit)")])
+    doc, yaml_issues = load_yaml_limited(work_yaml, settings, WORK_FILE)
+    if yaml_issues:
+        raise SpecError(yaml_issues)
+    if not isinstance(doc, dict):
+        raise SpecError([Issue(WORK_FILE, "must be a YAML mapping of keys to values")])
+    files = [STAGE_FILE] if stage_tsv is not None else []
+    if detect_format(doc, files) == "daylily":
+        return _parse_daylily(workset_id, doc, stage_tsv, settings, issues)
+    return _parse_daylib(workset_id, doc, settings, issues)
+
+
+def _parse_daylib(workset_id: str, doc: dict[str, Any], settings: Settings,
+                  issues: list[Issue]) -> Workset:
+    try:
+        spec = _DaylibIn.model_validate(doc)
+    except ValidationError as exc:
+        issues.extend(_pydantic_issues(exc))
+        _check_names(doc, settings, issues)
+        raise SpecError(issues) from None
+    folder = folder_uri(settings, workset_id)
+    if len(spec.samples) > settings.limits.max_samples:
+        issues.append(Issue("samples", f"has {len(spec.samples)} samples; at most "
+                                       f"{settings.limits.max_samples} allowed"))
+    samples: list[Sample] = []
+    seen: set[str] = set()
+    for i, s in enumerate(spec.samples):
+        path = f"samples[{i}]"
+        if not SAMPLE_ID_RE.match(s.sample_id):
+            issues.append(Issue(f"{path}.sample_id", f"{s.sample_id!r} may hold only letters, "
+                                                     "digits, '_', '-' and '.'"))
+        elif s.sample_id in seen:
+            issues.append(Issue(f"{path}.sample_id", f"duplicate sample id {s.sample_id!r}"))
+        seen.add(s.sample_id)
+        r1 = resolve_uri(s.fastq_r1, folder, f"{path}.fastq_r1", settings, issues)
+        r2 = (resolve_uri(s.fastq_r2, folder, f"{path}.fastq_r2", settings, issues)
+              if s.fastq_r2 else None)
+        samples.append(Sample(sample_id=s.sample_id, lanes=[Lane(r1=r1, r2=r2)],
+                              coverage=s.coverage))
+    _check_names(doc, settings, issues)
+    _check_after(workset_id, spec.after, issues)
+    for key in ("preferred_cluster", "customer_id"):
+        _check_shell(key, getattr(spec, key), issues)
+        _check_length(key, getattr(spec, key), settings, issues)
+    export = (resolve_uri(spec.export_uri, folder, "export_uri", settings, issues)
+              if spec.export_uri else default_export_uri(settings, workset_id))
+    if issues:
+        raise SpecError(issues)
+    return Workset(
+        workset_id=workset_id, format="daylib", samples=samples,
+        reference_genome=spec.reference_genome,
+        pipeline=spec.pipeline or next(iter(settings.workset.pipelines)),
+        priority=spec.priority or settings.workset.default_priority,
+        max_retries=(spec.max_retries if spec.max_retries is not None
+                     else settings.workset.default_max_retries),
+        preferred_cluster=spec.preferred_cluster, affinity=spec.affinity,
+        customer_id=spec.customer_id, after=spec.after, export_uri=export,
+        resources=spec.resources, estimated_coverage=spec.estimated_coverage,
+    )
+
+
+def _str_field(doc: dict[str, Any], key: str, issues: list[Issue]) -> str | None:
+    value = doc.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        issues.append(Issue(key, f"must be a string, not {type(value).__name__}"))
+        return None
+    return str(value)
+
+
+def _parse_daylily(workset_id: str, doc: dict[str, Any], stage_tsv: str | None,
+                   settings: Settings, issues: list[Issue]) -> Workset:
+    warnings = [f"{k}: unknown key kept as-is (Daylily ignores it)"
+                for k in doc if k not in DAYLILY_KEYS]
+    present = [k for k in DYR_ALIASES if k in doc]
+    dy_r: str | None = None
+    if not present:
+        issues.append(Issue("dy-r", f"required key is missing (or one of its aliases: "
+                                    f"{', '.join(DYR_ALIASES[1:])})"))
+    elif len(present) > 1:
+        issues.append(Issue(present[1], f"duplicates {present[0]!r}; give the run arguments once"))
+    else:
+        dy_r = _str_field(doc, present[0], issues)
+        _check_shell(present[0], dy_r, issues)
+        _check_length(present[0], dy_r, settings, issues)
+        if dy_r is not None:
+            try:
+                shlex.split(dy_r)
+            except ValueError as exc:
+                issues.append(Issue(present[0], f"cannot be split into arguments: {exc}"))
+    day_clone = _str_field(doc, "day-clone", issues) or _str_field(doc, "day_clone", issues)
+    _check_shell("day-clone", day_clone, issues)
+    workdir_name = _str_field(doc, "workdir_name", issues)
+    _check_shell("workdir_name", workdir_name, issues)
+    if workdir_name and not SAMPLE_ID_RE.match(workdir_name):
+        issues.append(Issue("workdir_name", f"{workdir_name!r} may hold only letters, digits, "
+                                            "'_', '-' and '.'"))
+    folder = folder_uri(settings, workset_id)
+    export_raw = _str_field(doc, "export_uri", issues)
+    export = (resolve_uri(export_raw, folder, "export_uri", settings, issues)
+              if export_raw else default_export_uri(settings, workset_id))
+    priority = _str_field(doc, "priority", issues) or settings.workset.default_priority
+    if priority not in PRIORITIES:
+        issues.append(Issue("priority", f"{priority!r} is not one of {', '.join(PRIORITIES)}"))
+    max_retries = doc.get("max_retries", settings.workset.default_max_retries)
+    if not isinstance(max_retries, int) or isinstance(max_retries, bool) or not (
+            0 <= max_retries <= 10):
+        issues.append(Issue("max_retries", f"must be an integer from 0 to 10 (got {max_retries!r})"))
+        max_retries = settings.workset.default_max_retries
+    cluster = _str_field(doc, "cluster_name", issues)
+    _check_shell("cluster_name", cluster, issues)
+    customer = _str_field(doc, "customer_id", issues)
+    _check_names(doc, settings, issues)
+    samples = _parse_stage_tsv(stage_tsv, folder, settings, issues)
+    if issues:
+        raise SpecError(issues)
+    return Workset(
+        workset_id=workset_id, format="daylily", samples=samples,
+        reference_genome=_str_field(doc, "reference_genome", issues),
+        pipeline=_str_field(doc, "pipeline", issues),
+        priority=priority,  # type: ignore[arg-type]
+        max_retries=max_retries, preferred_cluster=cluster, customer_id=customer,
+        export_uri=export, dy_r=dy_r, day_clone=day_clone, workdir_name=workdir_name,
+        budget=_str_field(doc, "budget", issues), notes=_str_field(doc, "notes", issues),
+        warnings=warnings,
+    )
+
+
+def _parse_stage_tsv(text: str | None, folder: str, settings: Settings,
+                     issues: list[Issue]) -> list[Sample]:
+    if text is None:
+        issues.append(Issue(STAGE_FILE, "is missing from the workset folder; Daylily worksets "
+                                        "list their samples there"))
+        return []
+    if len(text.encode()) > settings.limits.max_tsv_bytes:
+        issues.append(Issue(STAGE_FILE, f"is larger than {settings.limits.max_tsv_bytes} bytes"))
+        return []
+    reader = csv.DictReader(io.StringIO(text), delimiter="\t")
+    header = [h.strip() for h in (reader.fieldnames or [])]
+    missing = [c for c in ("SAMPLE_ID", "R1_FQ") if c not in header]
+    if missing:
+        issues.append(Issue(STAGE_FILE, f"missing column(s) {', '.join(missing)}; found: "
+                                        f"{', '.join(header) or 'no header'}"))
+        return []
+    lanes: dict[str, list[Lane]] = {}
+    for lineno, raw in enumerate(reader, start=2):
+        row = {(k or "").strip(): (v or "").strip() for k, v in raw.items() if k}
+        if not any(row.values()):
+            continue
+        where = f"{STAGE_FILE} line {lineno}"
+        sid = row.get("SAMPLE_ID", "")
+        if not SAMPLE_ID_RE.match(sid):
+            issues.append(Issue(f"{where} SAMPLE_ID", f"{sid!r} may hold only letters, digits, "
+                                                      "'_', '-' and '.'"))
+            continue
+        if not row.get("R1_FQ"):
+            issues.append(Issue(f"{where} R1_FQ", "is empty"))
+            continue
+        r1 = resolve_uri(row["R1_FQ"], folder, f"{where} R1_FQ", settings, issues)
+        r2 = (resolve_uri(row["R2_FQ"], folder, f"{where} R2_FQ", settings, issues)
+              if row.get("R2_FQ") else None)
+        lanes.setdefault(sid, []).append(Lane(r1=r1, r2=r2))
+    if not lanes and not issues:
+        issues.append(Issue(STAGE_FILE, "lists no samples"))
+    if len(lanes) > settings.limits.max_samples:
+        issues.append(Issue(STAGE_FILE, f"has {len(lanes)} samples; at most "
+                                        f"{settings.limits.max_samples} allowed"))
+    return [Sample(sample_id=sid, lanes=ls) for sid, ls in lanes.items()]
+
+
+def peek_priority(work_yaml: str) -> str:
+    """Best-effort priority for ordering before full validation; never raises."""
+    try:
+        doc = yaml.safe_load(work_yaml[:65536])
+    except yaml.YAMLError:
+        return "normal"
+    value = doc.get("priority") if isinstance(doc, dict) else None
+    return value if value in PRIORITIES else "normal"

@@ -1,0 +1,107 @@
+"""The commands behind the ``stage`` and ``export`` steps, run by an executor as
+``python -m daylib.steps stage|export|chain ...`` (so Slurm can run them on any node).
+
+They reach AWS through the standard variables the executor passes (``AWS_ENDPOINT_URL`` …).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from daylib.aws import AwsClients
+from daylib.config import AwsSettings
+from daylib.errors import DaylibError
+from daylib.s3 import S3Objects, split_uri
+
+EX_DATAERR = 65
+EX_NOINPUT = 66
+EX_UNAVAILABLE = 69
+
+
+def _s3() -> S3Objects:
+    settings = AwsSettings(endpoint_url=os.environ.get("AWS_ENDPOINT_URL") or None)
+    return S3Objects(AwsClients(settings).client("s3"))
+
+
+def stage(manifest: Path, dest: Path) -> int:
+    """Download every lane and write ``samples.tsv`` (sample_id, r1, r2) for the pipeline."""
+    samples = json.loads(manifest.read_text())["samples"]
+    s3 = _s3()
+    rows = ["sample_id\tr1\tr2"]
+    for sample in samples:
+        sid = sample["sample_id"]
+        for n, lane in enumerate(sample["lanes"], start=1):
+            local = []
+            for uri in (lane["r1"], lane.get("r2")):
+                if not uri:
+                    local.append("")
+                    continue
+                target = dest / sid / f"L{n}_{Path(split_uri(uri)[1]).name}"
+                if not target.exists():
+                    tmp = target.with_suffix(target.suffix + ".part")
+                    s3.download(uri, tmp)
+                    tmp.replace(target)
+                local.append(str(target))
+            rows.append(f"{sid}\t{local[0]}\t{local[1]}")
+    (dest / "samples.tsv").write_text("\n".join(rows) + "\n")
+    print(f"staged {len(samples)} sample(s) into {dest}")
+    return 0
+
+
+def export(src: Path, dest_uri: str) -> int:
+    """Upload every result file under ``src`` to ``dest_uri`` (keys relative to ``src``)."""
+    files = sorted(p for p in src.rglob("*") if p.is_file())
+    if not files:
+        print(f"no results in {src}", file=sys.stderr)
+        return EX_NOINPUT
+    s3 = _s3()
+    base = dest_uri.rstrip("/") + "/"
+    for path in files:
+        s3.upload(path, base + path.relative_to(src).as_posix())
+    print(f"exported {len(files)} file(s) to {base}")
+    return 0
+
+
+def chain(commands: list[list[str]]) -> int:
+    """Run argv lists in order, stopping at the first failure (Daylily's clone-then-run)."""
+    for argv in commands:
+        rc = subprocess.call(argv)
+        if rc != 0:
+            return rc
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m daylib.steps")
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    p = sub.add_parser("stage")
+    p.add_argument("--manifest", type=Path, required=True)
+    p.add_argument("--dest", type=Path, required=True)
+    p = sub.add_parser("export")
+    p.add_argument("--src", type=Path, required=True)
+    p.add_argument("--dest", required=True)
+    p = sub.add_parser("chain")
+    p.add_argument("--json", required=True, dest="commands")
+    args = parser.parse_args(argv)
+    try:
+        if args.cmd == "stage":
+            return stage(args.manifest, args.dest)
+        if args.cmd == "export":
+            return export(args.src, args.dest)
+        return chain(json.loads(args.commands))
+    except DaylibError as exc:
+        print(f"{args.cmd}: {exc}", file=sys.stderr)
+        code = getattr(exc, "code", "")
+        return EX_NOINPUT if code in ("404", "NoSuchKey") else EX_UNAVAILABLE
+    except OSError as exc:
+        print(f"{args.cmd}: {exc}", file=sys.stderr)
+        return EX_UNAVAILABLE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,558 @@
+"""The DynamoDB state store. Single-item conditional writes only (no transactions), so it
+runs unchanged on AWS, moto and dynalite.
+
+Table layout (one table, hash key ``pk``):
+- workset items, ``pk`` = workset id;
+- the control item, ``pk`` = ``#control`` (ids cannot start with ``#``).
+
+Two sparse indexes keep reads proportional to what is asked for:
+- ``active-index`` (``active_state``, ``queue_key``) holds only ready/locked/in_progress/
+  retrying worksets; ``queue_key`` = ``<rank>#<created_at>#<id>`` so a Query on ``ready``
+  returns claim order. Leaving the active states REMOVEs ``active_state``.
+- ``done-index`` (``done_state``, ``created_key``) holds only terminal worksets, so ``list
+  --state complete`` and terminal counts never touch the active ones (and vice versa).
+
+Claim timeline (why the lease and token are enough):
+  t0  monitor A claims: state ready->locked, owner=A, token=n+1, lease=t0+L
+  t1  A heartbeats every L/3: lease=t1+L, conditioned on owner=A and token=n+1
+  t2  A stalls (GC, network, kill -9) past its lease
+  t3  B sees lease < now and claims: owner=B, token=n+2
+  t4  A wakes and writes: its condition names token n+1 -> ConditionalCheckFailed -> A stops
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from decimal import Decimal
+from typing import Any
+
+from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+from botocore.exceptions import ClientError
+
+from daylib import states as S
+from daylib.aws import describe, error_code
+from daylib.errors import ConflictError, IllegalTransition, LeaseLost, NotFound, StoreError
+from daylib.spec import priority_rank
+from daylib.store.records import ControlRecord, Lease, QueueDepth, WorksetRecord, utc_iso
+
+CONTROL_PK = "#control"
+ACTIVE_INDEX = "active-index"
+DONE_INDEX = "done-index"
+_ACTIVE_PROJECTION = ["workset_id", "state", "priority", "customer_id", "cluster",
+                      "preferred_cluster", "created_at", "owner_id", "lease_expires",
+                      "retry_at", "after", "attempt"]
+_DONE_PROJECTION = ["workset_id", "state", "priority", "customer_id", "cluster", "created_at",
+                    "updated_at", "error_category"]
+_OPERATOR_RETRIES = 8
+
+_ser = TypeSerializer()
+_de = TypeDeserializer()
+
+
+def _to_ddb(value: Any) -> dict[str, Any]:
+    return _ser.serialize(_decimalize(value))  # type: ignore[no-any-return]
+
+
+def _decimalize(value: Any) -> Any:
+    if isinstance(value, float):
+        return Decimal(repr(value))
+    if isinstance(value, dict):
+        return {k: _decimalize(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_decimalize(v) for v in value]
+    return value
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | set):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _from_ddb(item: dict[str, Any]) -> dict[str, Any]:
+    return {k: _plain(_de.deserialize(v)) for k, v in item.items()}
+
+
+def _record(item: dict[str, Any]) -> WorksetRecord:
+    d = _from_ddb(item)
+    return WorksetRecord(
+        workset_id=d["workset_id"], state=d["state"], version=int(d.get("version", 0)),
+        priority=d.get("priority", "normal"), step=d.get("step"),
+        steps_done=list(d.get("steps_done", [])), attempt=int(d.get("attempt", 1)),
+        max_retries=int(d.get("max_retries", 3)), customer_id=d.get("customer_id"),
+        preferred_cluster=d.get("preferred_cluster"), cluster=d.get("cluster"),
+        format=d.get("format"), s3_uri=d.get("s3_uri"), results_uri=d.get("results_uri"),
+        created_at=d.get("created_at", ""), updated_at=d.get("updated_at", ""),
+        owner=d.get("owner_id"), lease_expires=d.get("lease_expires"),
+        lease_token=int(d.get("lease_token", 0)), error=d.get("error"),
+        error_category=d.get("error_category"), error_rule=d.get("error_rule"),
+        retry_at=d.get("retry_at"), after=list(d.get("after", [])),
+        spec_json=d.get("spec_json"), intake_error=d.get("intake_error"),
+        summary=dict(d.get("summary", {})), jobs=dict(d.get("jobs", {})), reason=d.get("reason"),
+        history=list(d.get("history", [])), history_total=int(d.get("history_total", 0)),
+    )
+
+
+def _queue_key(priority: str, created_at: str, workset_id: str) -> str:
+    return f"{priority_rank(priority)}#{created_at}#{workset_id}"
+
+
+class _Update:
+    """Builds one UpdateExpression with placeholders, so callers never hand-write them."""
+
+    def __init__(self) -> None:
+        self.sets: list[str] = []
+        self.removes: list[str] = []
+        self.adds: list[str] = []
+        self.names: dict[str, str] = {}
+        self.values: dict[str, Any] = {}
+        self.conditions: list[str] = []
+
+    def name(self, attr: str) -> str:
+        ph = f"#{attr}"
+        self.names[ph] = attr
+        return ph
+
+    def value(self, v: Any) -> str:
+        ph = f":v{len(self.values)}"
+        self.values[ph] = _to_ddb(v)
+        return ph
+
+    def set(self, attr: str, v: Any) -> _Update:
+        if v is None:
+            return self.remove(attr)
+        self.sets.append(f"{self.name(attr)} = {self.value(v)}")
+        return self
+
+    def set_expr(self, attr: str, expr: str) -> _Update:
+        self.sets.append(f"{self.name(attr)} = {expr}")
+        return self
+
+    def remove(self, attr: str) -> _Update:
+        self.removes.append(self.name(attr))
+        return self
+
+    def add(self, attr: str, v: Any) -> _Update:
+        self.adds.append(f"{self.name(attr)} {self.value(v)}")
+        return self
+
+    def expect(self, attr: str, op: str, v: Any) -> _Update:
+        self.conditions.append(f"{self.name(attr)} {op} {self.value(v)}")
+        return self
+
+    def expect_raw(self, condition: str) -> _Update:
+        self.conditions.append(condition)
+        return self
+
+    def kwargs(self) -> dict[str, Any]:
+        parts = []
+        if self.sets:
+            parts.append("SET " + ", ".join(self.sets))
+        if self.removes:
+            parts.append("REMOVE " + ", ".join(self.removes))
+        if self.adds:
+            parts.append("ADD " + ", ".join(self.adds))
+        out: dict[str, Any] = {"UpdateExpression": " ".join(parts),
+                               "ExpressionAttributeNames": self.names}
+        if self.values:
+            out["ExpressionAttributeValues"] = self.values
+        if self.conditions:
+            out["ConditionExpression"] = " AND ".join(f"({c})" for c in self.conditions)
+        return out
+
+
+class DynamoStore:
+    """Worksets, leases, history and the pause flag in one DynamoDB table."""
+
+    def __init__(self, client: Any, table: str, *, keep_first: int = 5, keep_last: int = 50,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.client = client
+        self.table = table
+        self.keep_first = keep_first
+        self.keep_last = keep_last
+        self.clock = clock
+
+    # ------------------------------------------------------------------ table
+
+    def create_table(self) -> bool:
+        """Create the table and its indexes if missing; True if it was created."""
+        def gsi(name: str, hash_key: str, range_key: str, proj: list[str]) -> dict[str, Any]:
+            return {"IndexName": name,
+                    "KeySchema": [{"AttributeName": hash_key, "KeyType": "HASH"},
+                                  {"AttributeName": range_key, "KeyType": "RANGE"}],
+                    "Projection": {"ProjectionType": "INCLUDE", "NonKeyAttributes": proj}}
+        try:
+            self.client.create_table(
+                TableName=self.table,
+                AttributeDefinitions=[{"AttributeName": a, "AttributeType": "S"} for a in
+                                      ("pk", "active_state", "queue_key", "done_state",
+                                       "created_key")],
+                KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+                GlobalSecondaryIndexes=[
+                    gsi(ACTIVE_INDEX, "active_state", "queue_key", _ACTIVE_PROJECTION),
+                    gsi(DONE_INDEX, "done_state", "created_key", _DONE_PROJECTION)],
+                BillingMode="PAY_PER_REQUEST",
+            )
+        except ClientError as exc:
+            if error_code(exc) == "ResourceInUseException":
+                return False
+            raise describe(exc) from exc
+        self.client.get_waiter("table_exists").wait(
+            TableName=self.table, WaiterConfig={"Delay": 0.2, "MaxAttempts": 150})
+        return True
+
+    # ------------------------------------------------------------------ helpers
+
+    def _entry(self, src: str | None, dst: str, actor: str, reason: str) -> dict[str, Any]:
+        return {"at": utc_iso(self.clock()), "actor": actor, "from": src, "to": dst,
+                "reason": reason[:500]}
+
+    def _bounded(self, history: list[dict[str, Any]], entry: dict[str, Any]) -> list[dict[str, Any]]:
+        """Keep the first ``keep_first`` and the newest ``keep_last`` entries."""
+        full = [*history, entry]
+        if len(full) <= self.keep_first + self.keep_last:
+            return full
+        return full[: self.keep_first] + full[-self.keep_last:]
+
+    def _index_fields(self, up: _Update, rec: WorksetRecord, state: str, priority: str) -> None:
+        if state in S.ACTIVE:
+            up.set("active_state", state).set(
+                "queue_key", _queue_key(priority, rec.created_at, rec.workset_id))
+            up.remove("done_state").remove("created_key")
+        else:
+            up.set("done_state", state).set("created_key", f"{rec.created_at}#{rec.workset_id}")
+            up.remove("active_state").remove("queue_key")
+
+    def _call_update(self, workset_id: str, up: _Update) -> WorksetRecord:
+        try:
+            resp = self.client.update_item(
+                TableName=self.table, Key={"pk": {"S": workset_id}}, ReturnValues="ALL_NEW",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD", **up.kwargs())
+        except ClientError as exc:
+            if error_code(exc) == "ConditionalCheckFailedException":
+                old = exc.response.get("Item")
+                current = _record(old) if old else self.get(workset_id)
+                raise ConflictError(self._conflict_message(workset_id, current)) from None
+            raise describe(exc) from exc
+        return _record(resp["Attributes"])
+
+    @staticmethod
+    def _conflict_message(workset_id: str, current: WorksetRecord | None) -> str:
+        if current is None:
+            return f"workset {workset_id} does not exist"
+        return f"workset {workset_id} changed concurrently (now {current.state})"
+
+    # ------------------------------------------------------------------ reads
+
+    def get(self, workset_id: str) -> WorksetRecord | None:
+        try:
+            resp = self.client.get_item(TableName=self.table, Key={"pk": {"S": workset_id}},
+                                        ConsistentRead=True)
+        except ClientError as exc:
+            raise describe(exc) from exc
+        item = resp.get("Item")
+        return _record(item) if item and "workset_id" in item else None
+
+    def require(self, workset_id: str) -> WorksetRecord:
+        rec = self.get(workset_id)
+        if rec is None:
+            raise NotFound(f"no workset {workset_id!r}")
+        return rec
+
+    def many(self, ids: list[str]) -> dict[str, WorksetRecord]:
+        """Current records of ``ids`` that exist (BatchGetItem, 100 keys a call)."""
+        found: dict[str, WorksetRecord] = {}
+        for item in self._batch_get(ids, None):
+            rec = _record(item)
+            found[rec.workset_id] = rec
+        return found
+
+    def existing(self, ids: list[str]) -> set[str]:
+        """Which of ``ids`` are registered."""
+        return {item["pk"]["S"] for item in self._batch_get(ids, "pk")}
+
+    def _batch_get(self, ids: list[str], projection: str | None) -> Iterator[dict[str, Any]]:
+        unique = list(dict.fromkeys(ids))
+        for i in range(0, len(unique), 100):
+            spec: dict[str, Any] = {"Keys": [{"pk": {"S": x}} for x in unique[i:i + 100]],
+                                    "ConsistentRead": True}
+            if projection:
+                spec["ProjectionExpression"] = projection
+            request: dict[str, Any] = {self.table: spec}
+            while request:
+                try:
+                    resp = self.client.batch_get_item(RequestItems=request)
+                except ClientError as exc:
+                    raise describe(exc) from exc
+                yield from resp["Responses"].get(self.table, [])
+                request = resp.get("UnprocessedKeys") or {}
+                if request:
+                    time.sleep(0.05)
+
+    def _query(self, **kwargs: Any) -> Iterator[dict[str, Any]]:
+        """All pages of a Query; dynalite may end with an empty page carrying a key."""
+        start: dict[str, Any] | None = None
+        while True:
+            if start:
+                kwargs["ExclusiveStartKey"] = start
+            try:
+                resp = self.client.query(TableName=self.table, **kwargs)
+            except ClientError as exc:
+                raise describe(exc) from exc
+            yield resp
+            start = resp.get("LastEvaluatedKey")
+            if not start:
+                return
+
+    def active(self, state: str, *, prefix: str | None = None, limit: int | None = None,
+               descending: bool = False) -> list[WorksetRecord]:
+        """Worksets of one active state in queue order, from the sparse index."""
+        cond = "active_state = :s"
+        values: dict[str, Any] = {":s": {"S": state}}
+        if prefix is not None:
+            cond += " AND begins_with(queue_key, :p)"
+            values[":p"] = {"S": prefix}
+        kwargs: dict[str, Any] = {"IndexName": ACTIVE_INDEX, "KeyConditionExpression": cond,
+                                  "ExpressionAttributeValues": values,
+                                  "ScanIndexForward": not descending}
+        if limit is not None:
+            kwargs["Limit"] = limit
+        out: list[WorksetRecord] = []
+        for page in self._query(**kwargs):
+            out.extend(_record({**i, "version": {"N": "0"}}) for i in page.get("Items", []))
+            if limit is not None and len(out) >= limit:
+                return out[:limit]
+        return out
+
+    def candidates(self, per_level: int) -> dict[str, list[WorksetRecord]]:
+        """The oldest ``per_level`` ready worksets of each priority, in claim order."""
+        from daylib.config import PRIORITIES
+        return {p: self.active(S.READY, prefix=f"{priority_rank(p)}#", limit=per_level)
+                for p in PRIORITIES}
+
+    def expired(self, now: float) -> list[WorksetRecord]:
+        """Owned worksets whose lease has run out (their monitor died or stalled)."""
+        return [r for st in S.OWNED for r in self.active(st)
+                if r.lease_expires is not None and r.lease_expires < now]
+
+    def due_retries(self, now: float) -> list[WorksetRecord]:
+        return [r for r in self.active(S.RETRYING) if (r.retry_at or 0) <= now]
+
+    def queue_depth(self) -> QueueDepth:
+        """Exact counts: active states by reading the sparse index (cost grows with active
+        worksets only); terminal states by Select=COUNT on the done index."""
+        requests = 0
+        states = dict.fromkeys(S.ALL, 0)
+        by_cluster: dict[str, Counter[str]] = {}
+        by_customer: dict[str, Counter[str]] = {}
+        for st in S.ACTIVE:
+            for page in self._query(IndexName=ACTIVE_INDEX,
+                                    KeyConditionExpression="active_state = :s",
+                                    ExpressionAttributeValues={":s": {"S": st}},
+                                    ProjectionExpression="#c, customer_id, preferred_cluster",
+                                    ExpressionAttributeNames={"#c": "cluster"}):
+                requests += 1
+                for raw in page.get("Items", []):
+                    item = _from_ddb(raw)
+                    states[st] += 1
+                    cluster = item.get("cluster") or item.get("preferred_cluster") or "-"
+                    by_cluster.setdefault(cluster, Counter())[st] += 1
+                    by_customer.setdefault(item.get("customer_id") or "-", Counter())[st] += 1
+        for st in S.TERMINAL:
+            for page in self._query(IndexName=DONE_INDEX, Select="COUNT",
+                                    KeyConditionExpression="done_state = :s",
+                                    ExpressionAttributeValues={":s": {"S": st}}):
+                requests += 1
+                states[st] += int(page.get("Count", 0))
+        return QueueDepth(states=states,
+                          by_cluster={k: dict(v) for k, v in sorted(by_cluster.items())},
+                          by_customer={k: dict(v) for k, v in sorted(by_customer.items())},
+                          requests=requests)
+
+    def list(self, *, state: str | None = None, cluster: str | None = None,
+             customer: str | None = None, limit: int = 50) -> list[WorksetRecord]:
+        """Newest first, from the indexes (never a scan)."""
+        wanted = [state] if state else list(S.ALL)
+        out: list[WorksetRecord] = []
+        for st in wanted:
+            if st in S.ACTIVE:
+                rows = self.active(st)
+            else:
+                rows = []
+                for page in self._query(IndexName=DONE_INDEX, ScanIndexForward=False,
+                                        KeyConditionExpression="done_state = :s",
+                                        ExpressionAttributeValues={":s": {"S": st}}):
+                    for raw in page.get("Items", []):
+                        rec = _record({**raw, "version": {"N": "0"}})
+                        if self._matches(rec, cluster, customer):
+                            rows.append(rec)
+                    if len(rows) >= limit:
+                        break
+            out.extend(r for r in rows if self._matches(r, cluster, customer))
+        out.sort(key=lambda r: (r.created_at, r.workset_id), reverse=True)
+        return out[:limit]
+
+    @staticmethod
+    def _matches(rec: WorksetRecord, cluster: str | None, customer: str | None) -> bool:
+        return ((cluster is None or cluster in (rec.cluster, rec.preferred_cluster))
+                and (customer is None or rec.customer_id == customer))
+
+    # ------------------------------------------------------------------ writes
+
+    def register(self, workset_id: str, *, actor: str, priority: str = "normal",
+                 fields: dict[str, Any] | None = None, created: float | None = None) -> bool:
+        """Record a new workset as ``ready``; a second registration of the same id is a no-op
+        (returns False)."""
+        now = self.clock() if created is None else created
+        created_at = utc_iso(now)
+        item: dict[str, Any] = {k: v for k, v in (fields or {}).items() if v not in (None, [], {})}
+        item.update({
+            "pk": workset_id, "workset_id": workset_id, "state": S.READY, "priority": priority,
+            "created_at": created_at, "updated_at": created_at, "attempt": 1, "version": 1,
+            "lease_token": 0, "active_state": S.READY,
+            "queue_key": _queue_key(priority, created_at, workset_id),
+            "history": [self._entry(None, S.READY, actor, "registered")], "history_total": 1,
+        })
+        try:
+            self.client.put_item(TableName=self.table,
+                                 Item={k: _to_ddb(v) for k, v in item.items()},
+                                 ConditionExpression="attribute_not_exists(pk)")
+        except ClientError as exc:
+            if error_code(exc) == "ConditionalCheckFailedException":
+                return False
+            raise describe(exc) from exc
+        return True
+
+    def claim(self, workset_id: str, owner: str, lease_seconds: float,
+              *, expired: WorksetRecord | None = None) -> tuple[WorksetRecord, Lease]:
+        """Own a workset: ready -> locked, or take over ``expired`` (an owned workset whose
+        lease ran out; state and step are kept so the new owner resumes). One conditional
+        write; raises ConflictError if someone else got there first."""
+        now = self.clock()
+        up = _Update()
+        if expired is not None:
+            up.expect("state", "=", expired.state).expect("lease_expires", "<", now)
+            up.expect("lease_token", "=", expired.lease_token)
+            entry = self._entry(expired.state, expired.state, owner,
+                                f"lease of {expired.owner} expired; taken over")
+        else:
+            up.expect("state", "=", S.READY)
+            up.set("state", S.LOCKED).set("active_state", S.LOCKED)
+            entry = self._entry(S.READY, S.LOCKED, owner, "claimed")
+        up.set("owner_id", owner).set("lease_expires", now + lease_seconds)
+        up.set("updated_at", utc_iso(now)).remove("reason")
+        up.set_expr("step", f"if_not_exists({up.name('step')}, {up.value('stage')})")
+        history = up.name("history")
+        up.set_expr("history", f"list_append({history}, {up.value([entry])})")
+        up.add("lease_token", 1).add("version", 1).add("history_total", 1)
+        rec = self._call_update(workset_id, up)
+        return rec, Lease(workset_id, owner, rec.lease_token, now + lease_seconds)
+
+    def heartbeat(self, lease: Lease, lease_seconds: float) -> Lease:
+        """Extend the lease; raises LeaseLost if another owner, a cancel or a newer token
+        intervened. Does not bump ``version``: it must not race the owner's own writes."""
+        expires = self.clock() + lease_seconds
+        up = _Update().set("lease_expires", expires)
+        up.expect("owner_id", "=", lease.owner).expect("lease_token", "=", lease.token)
+        up.expect_raw(f"{up.name('state')} IN ({up.value(S.LOCKED)}, {up.value(S.IN_PROGRESS)})")
+        try:
+            self.client.update_item(TableName=self.table, Key={"pk": {"S": lease.workset_id}},
+                                    **up.kwargs())
+        except ClientError as exc:
+            if error_code(exc) == "ConditionalCheckFailedException":
+                raise LeaseLost(f"lease on {lease.workset_id} lost") from None
+            raise describe(exc) from exc
+        return Lease(lease.workset_id, lease.owner, lease.token, expires)
+
+    def transition(self, rec: WorksetRecord, to: str, *, actor: str, reason: str,
+                   lease: Lease | None = None, fields: dict[str, Any] | None = None,
+                   release: bool = False) -> WorksetRecord:
+        """Move ``rec`` to ``to`` with one conditional write naming the state and version it
+        expects (and, for an owner, its fencing token). ``fields`` set (None removes).
+
+        An owner whose write loses only to an operator edit (same state, same token) retries
+        on the fresh item; any other loss raises LeaseLost / ConflictError."""
+        for _ in range(_OPERATOR_RETRIES):
+            if to != rec.state and not S.allowed(rec.state, to):
+                raise IllegalTransition(f"workset {rec.workset_id} is {rec.state}; cannot move "
+                                        f"it to {to}")
+            up = _Update()
+            now = self.clock()
+            up.expect("state", "=", rec.state).expect("version", "=", rec.version)
+            if lease is not None:
+                up.expect("owner_id", "=", lease.owner).expect("lease_token", "=", lease.token)
+            priority = (fields or {}).get("priority", rec.priority)
+            up.set("state", to).set("updated_at", utc_iso(now)).set("version", rec.version + 1)
+            self._index_fields(up, rec, to, priority)
+            for k, v in (fields or {}).items():
+                up.set(k, v)
+            if release or to not in S.OWNED:
+                up.remove("owner_id").remove("lease_expires")
+            if to != rec.state or reason:
+                hist = self._bounded(rec.history, self._entry(rec.state, to, actor, reason))
+                up.set("history", hist).set("history_total", rec.history_total + 1)
+            try:
+                return self._call_update(rec.workset_id, up)
+            except ConflictError:
+                current = self.get(rec.workset_id)
+                if lease is None or current is None:
+                    raise
+                if (current.owner != lease.owner or current.lease_token != lease.token
+                        or current.state != rec.state):
+                    raise LeaseLost(f"lease on {rec.workset_id} lost (now {current.state}, "
+                                    f"owner {current.owner})") from None
+                rec = current
+        raise StoreError(f"workset {rec.workset_id}: too many concurrent edits")
+
+    def edit(self, workset_id: str, change: Callable[[WorksetRecord], tuple[str, dict[str, Any]]],
+             *, actor: str, reason: str) -> WorksetRecord:
+        """Operator read-modify-write, safe by version condition: ``change`` returns the
+        target state and fields for the current record and is re-run on a lost race."""
+        for _ in range(_OPERATOR_RETRIES):
+            rec = self.require(workset_id)
+            to, fields = change(rec)
+            try:
+                return self.transition(rec, to, actor=actor, reason=reason, fields=fields)
+            except ConflictError:
+                continue
+        raise StoreError(f"workset {workset_id}: too many concurrent edits; try again")
+
+    # ------------------------------------------------------------------ control item
+
+    def control(self) -> ControlRecord:
+        try:
+            resp = self.client.get_item(TableName=self.table, Key={"pk": {"S": CONTROL_PK}},
+                                        ConsistentRead=True)
+        except ClientError as exc:
+            raise describe(exc) from exc
+        d = _from_ddb(resp.get("Item", {}))
+        return ControlRecord(paused=bool(d.get("paused", False)), reason=d.get("reason"),
+                             changed_by=d.get("changed_by"), changed_at=d.get("changed_at"))
+
+    def set_paused(self, paused: bool, *, actor: str, reason: str = "") -> ControlRecord:
+        up = _Update().set("paused", paused).set("changed_by", actor)
+        up.set("changed_at", utc_iso(self.clock())).set("reason", reason or None)
+        try:
+            resp = self.client.update_item(TableName=self.table, Key={"pk": {"S": CONTROL_PK}},
+                                           ReturnValues="ALL_NEW", **up.kwargs())
+        except ClientError as exc:
+            raise describe(exc) from exc
+        d = _from_ddb(resp["Attributes"])
+        return ControlRecord(paused=bool(d.get("paused")), reason=d.get("reason"),
+                             changed_by=d.get("changed_by"), changed_at=d.get("changed_at"))
+
+
+def spec_fields(spec_json: str | None) -> dict[str, Any]:
+    """Fields of a workset item derived from its parsed spec (for registration)."""
+    if not spec_json:
+        return {}
+    spec = json.loads(spec_json)
+    return {k: spec.get(k) for k in ("customer_id", "preferred_cluster", "after",
+                                     "max_retries")} | {"results_uri": spec.get("export_uri")}
