@@ -9,6 +9,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from dataclasses import dataclass, field
@@ -54,6 +55,29 @@ class MotoServer:
             pass
 
 
+class _Serialized:
+    """WSGI middleware: one request at a time. moto's backends check a condition and then
+    apply the update without a lock, so under concurrent requests two conditional writes can
+    both succeed (seen: 8 threads x 200 claims gave double claims). DynamoDB guarantees
+    single-item atomicity; serialising requests restores it for the emulator."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.lock = threading.Lock()
+
+    def __call__(self, environ: Any, start_response: Any) -> Any:
+        with self.lock:
+            return list(self.app(environ, start_response))
+
+
+def _make_server(host: str, port: int) -> Any:
+    from moto.server import DomainDispatcherApplication, create_backend_app
+    from werkzeug.serving import make_server
+
+    app = _Serialized(DomainDispatcherApplication(create_backend_app))
+    return make_server(host, port, app, threaded=True)
+
+
 def start_moto(*, in_process: bool = True, timeout: float = 30.0) -> MotoServer:
     """Start moto on 127.0.0.1 at a free port. In-process is fastest to start (the demo);
     a subprocess gives the server its own interpreter (tests, benchmarks)."""
@@ -61,18 +85,22 @@ def start_moto(*, in_process: bool = True, timeout: float = 30.0) -> MotoServer:
         os.environ.setdefault(key, value)
     if in_process:
         try:
-            from moto.server import ThreadedMotoServer
+            server = _make_server("127.0.0.1", 0)
         except ImportError as exc:
             raise RuntimeError("moto is not installed; install daylib[demo]") from exc
-        server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-        server.start()
-        host, port = server.get_host_and_port()
-        url = f"http://{host}:{port}"
+        thread = threading.Thread(target=server.serve_forever, name="moto", daemon=True)
+        thread.start()
+        url = f"http://127.0.0.1:{server.server_port}"
         _wait_http(url, timeout)
-        return MotoServer(url, server.stop)
+
+        def stop_thread() -> None:
+            server.shutdown()
+            thread.join(10)
+
+        return MotoServer(url, stop_thread)
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        [sys.executable, "-m", "daylib.emulator", str(port)],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         env={**os.environ, **FAKE_CREDENTIALS},
     )
@@ -91,3 +119,7 @@ def start_moto(*, in_process: bool = True, timeout: float = 30.0) -> MotoServer:
             proc.kill()
 
     return MotoServer(url, stop)
+
+
+if __name__ == "__main__":
+    _make_server("127.0.0.1", int(sys.argv[1])).serve_forever()

@@ -43,7 +43,7 @@ ACTIVE_INDEX = "active-index"
 DONE_INDEX = "done-index"
 _ACTIVE_PROJECTION = ["workset_id", "state", "priority", "customer_id", "cluster",
                       "preferred_cluster", "created_at", "owner_id", "lease_expires",
-                      "retry_at", "after", "attempt"]
+                      "retry_at", "after", "attempt", "lease_token", "step"]
 _DONE_PROJECTION = ["workset_id", "state", "priority", "customer_id", "cluster", "created_at",
                     "updated_at", "error_category"]
 _OPERATOR_RETRIES = 8

@@ -1,0 +1,225 @@
+"""The store contract, run unchanged against moto (server, HTTP) and dynalite."""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from typing import Any
+
+import pytest
+
+from daylib import states as S
+from daylib.errors import ConflictError, IllegalTransition, LeaseLost
+from daylib.store.dynamodb import DynamoStore
+
+
+def _clone(store: DynamoStore, clock: Any) -> DynamoStore:
+    """Another monitor on the same table, with its own clock."""
+    return DynamoStore(store.client, store.table, keep_first=store.keep_first,
+                       keep_last=store.keep_last, clock=clock)
+
+
+def test_registration_is_idempotent(store: DynamoStore) -> None:
+    assert store.register("ws-001", actor="m1", priority="high",
+                          fields={"customer_id": "lab-a"}) is True
+    assert store.register("ws-001", actor="m2", priority="low") is False
+    rec = store.require("ws-001")
+    assert (rec.state, rec.priority, rec.customer_id, rec.version) == ("ready", "high",
+                                                                       "lab-a", 1)
+    assert [h["actor"] for h in rec.history] == ["m1"]
+
+
+def test_claim_is_exclusive_and_fenced(store: DynamoStore) -> None:
+    store.register("ws-claim", actor="t")
+    rec, lease = store.claim("ws-claim", "m1", 30)
+    assert (rec.state, rec.owner, rec.step, lease.token) == ("locked", "m1", "stage", 1)
+    with pytest.raises(ConflictError):
+        store.claim("ws-claim", "m2", 30)
+    rec = store.transition(rec, S.IN_PROGRESS, actor="m1", reason="staged", lease=lease,
+                           fields={"step": "run", "steps_done": ["stage"]})
+    assert (rec.state, rec.step, rec.steps_done) == ("in_progress", "run", ["stage"])
+
+
+def test_expired_lease_is_taken_over_and_old_owner_fenced(store: DynamoStore) -> None:
+    now = [1_000_000.0]
+    a = _clone(store, lambda: now[0])
+    b = _clone(store, lambda: now[0])
+    a.register("ws-take", actor="t")
+    rec_a, lease_a = a.claim("ws-take", "A", 30)
+    rec_a = a.transition(rec_a, S.IN_PROGRESS, actor="A", reason="staged", lease=lease_a,
+                         fields={"step": "run", "steps_done": ["stage"]})
+    assert b.expired(now[0] + 10) == []
+    with pytest.raises(ConflictError):  # not expired yet: takeover refused
+        b.claim("ws-take", "B", 30, expired=b.require("ws-take"))
+    now[0] += 31
+    stale = b.expired(now[0])
+    assert [r.workset_id for r in stale] == ["ws-take"]
+    rec_b, lease_b = b.claim("ws-take", "B", 30, expired=stale[0])
+    assert (rec_b.owner, rec_b.state, rec_b.step, lease_b.token) == ("B", "in_progress",
+                                                                     "run", 2)
+    with pytest.raises(LeaseLost):
+        a.heartbeat(lease_a, 30)
+    with pytest.raises(LeaseLost):
+        a.transition(rec_a, S.COMPLETE, actor="A", reason="late", lease=lease_a)
+    final = b.transition(rec_b, S.IN_PROGRESS, actor="B", reason="run done", lease=lease_b,
+                         fields={"step": "export", "steps_done": ["stage", "run"]})
+    assert final.owner == "B" and final.lease_token == 2
+
+
+def test_heartbeat_extends_and_stops_after_cancel(store: DynamoStore) -> None:
+    now = [5_000.0]
+    st = _clone(store, lambda: now[0])
+    st.register("ws-beat", actor="t")
+    rec, lease = st.claim("ws-beat", "m1", 30)
+    now[0] += 20
+    lease = st.heartbeat(lease, 30)
+    assert lease.expires == pytest.approx(now[0] + 30)
+    assert st.expired(now[0] + 25) == []
+    st.edit("ws-beat", lambda r: (S.CANCELLED, {}), actor="user:op", reason="cancel")
+    with pytest.raises(LeaseLost):
+        st.heartbeat(lease, 30)
+    assert st.require("ws-beat").owner is None
+
+
+def test_illegal_and_stale_transitions_are_refused(store: DynamoStore) -> None:
+    store.register("ws-ill", actor="t")
+    ready = store.require("ws-ill")
+    with pytest.raises(IllegalTransition):
+        store.transition(ready, S.COMPLETE, actor="x", reason="skip ahead")
+    rec, lease = store.claim("ws-ill", "m1", 30)
+    with pytest.raises(ConflictError):  # stale view (version 1, state ready) loses
+        store.transition(ready, S.CANCELLED, actor="x", reason="stale")
+    done = store.transition(rec, S.COMPLETE, actor="m1", reason="done", lease=lease)
+    with pytest.raises(IllegalTransition):
+        store.transition(done, S.READY, actor="x", reason="again")
+    assert store.require("ws-ill").state == S.COMPLETE
+
+
+def test_owner_write_survives_operator_edit_but_not_cancel(store: DynamoStore) -> None:
+    store.register("ws-edit", actor="t")
+    rec, lease = store.claim("ws-edit", "m1", 30)
+    store.edit("ws-edit", lambda r: (r.state, {"priority": "urgent"}), actor="op",
+               reason="priority")
+    rec = store.transition(rec, S.IN_PROGRESS, actor="m1", reason="staged", lease=lease,
+                           fields={"step": "run"})
+    assert (rec.state, rec.priority) == ("in_progress", "urgent")
+    store.edit("ws-edit", lambda r: (S.CANCELLED, {}), actor="op", reason="cancel")
+    with pytest.raises(LeaseLost):
+        store.transition(rec, S.COMPLETE, actor="m1", reason="done", lease=lease)
+    assert store.require("ws-edit").state == S.CANCELLED
+
+
+def test_history_is_bounded_first_and_newest_kept(store: DynamoStore) -> None:
+    store.register("ws-hist", actor="t")
+    rec, lease = store.claim("ws-hist", "m1", 30)
+    for i in range(30):
+        rec = store.transition(rec, S.LOCKED, actor="m1", reason=f"tick {i}", lease=lease)
+    rec = store.require("ws-hist")
+    reasons = [h["reason"] for h in rec.history]
+    assert len(rec.history) == store.keep_first + store.keep_last == 7
+    assert reasons[:2] == ["registered", "claimed"]
+    assert reasons[2:] == [f"tick {i}" for i in range(25, 30)]
+    assert rec.history_total == 32
+    assert rec.public()["history_omitted"] == 25
+    assert {"at", "actor", "from", "to", "reason"} <= set(rec.history[-1])
+
+
+def _ground_truth(store: DynamoStore) -> Counter[str]:
+    counts: Counter[str] = Counter()
+    for page in store.client.get_paginator("scan").paginate(TableName=store.table):
+        for item in page["Items"]:
+            if "workset_id" in item:
+                counts[item["state"]["S"]] += 1
+    return counts
+
+
+def test_queue_depth_is_exact_per_state_cluster_and_customer(store: DynamoStore) -> None:
+    plan = {S.READY: 7, S.LOCKED: 3, S.IN_PROGRESS: 4, S.RETRYING: 2, S.COMPLETE: 6,
+            S.FAILED: 2, S.CANCELLED: 1}
+    n = 0
+    for state, count in plan.items():
+        for _ in range(count):
+            wid = f"ws-q{n:03d}"
+            n += 1
+            store.register(wid, actor="t", fields={"customer_id": f"c{n % 2}",
+                                                   "preferred_cluster": "east"})
+            if state == S.READY:
+                continue
+            if state == S.CANCELLED:
+                store.edit(wid, lambda r: (S.CANCELLED, {}), actor="op", reason="x")
+                continue
+            rec, lease = store.claim(wid, "m1", 30)
+            if state == S.IN_PROGRESS:
+                store.transition(rec, S.IN_PROGRESS, actor="m1", reason="s", lease=lease,
+                                 fields={"cluster": "west"})
+            elif state in (S.RETRYING, S.COMPLETE, S.FAILED):
+                store.transition(rec, state, actor="m1", reason="s", lease=lease,
+                                 fields={"retry_at": 1.0} if state == S.RETRYING else {})
+    depth = store.queue_depth()
+    assert depth.states == {**dict.fromkeys(S.ALL, 0), **plan}
+    assert dict(_ground_truth(store)) == plan
+    assert depth.total == sum(plan.values())
+    assert depth.by_cluster["west"] == {S.IN_PROGRESS: 4}
+    assert depth.by_cluster["east"] == {S.READY: 7, S.LOCKED: 3, S.RETRYING: 2}
+    assert sum(sum(v.values()) for v in depth.by_customer.values()) == 16
+    assert set(depth.public()) == {"states", "by_cluster", "by_customer", "total"}
+
+
+def test_candidates_come_in_priority_then_age_order(store: DynamoStore) -> None:
+    for i, p in enumerate(["low", "normal", "urgent", "high", "normal", "urgent"]):
+        store.register(f"ws-p{i}", actor="t", priority=p, created=1_000_000.0 + i)
+    cands = store.candidates(10)
+    assert [r.workset_id for r in cands["urgent"]] == ["ws-p2", "ws-p5"]
+    assert [r.workset_id for r in cands["normal"]] == ["ws-p1", "ws-p4"]
+    assert [r.workset_id for r in cands["low"]] == ["ws-p0"]
+
+
+def test_pause_flag_round_trips(store: DynamoStore) -> None:
+    assert store.control().paused is False
+    assert store.set_paused(True, actor="op", reason="maintenance").paused is True
+    rec = store.control()
+    assert (rec.paused, rec.reason, rec.changed_by) == (True, "maintenance", "op")
+    assert store.set_paused(False, actor="op").paused is False
+    assert store.queue_depth().total == 0  # the control item is not a workset
+
+
+def test_list_is_newest_first_and_filters(store: DynamoStore) -> None:
+    for i in range(5):
+        store.register(f"ws-l{i}", actor="t", created=2_000_000.0 + i,
+                       fields={"customer_id": "a" if i % 2 else "b"})
+    store.edit("ws-l1", lambda r: (S.CANCELLED, {}), actor="op", reason="x")
+    assert [r.workset_id for r in store.list()] == [f"ws-l{i}" for i in (4, 3, 2, 1, 0)]
+    assert [r.workset_id for r in store.list(state=S.CANCELLED)] == ["ws-l1"]
+    assert [r.workset_id for r in store.list(customer="a")] == ["ws-l3", "ws-l1"]
+    assert len(store.list(limit=2)) == 2
+
+
+def test_race_eight_claimers_two_hundred_worksets(store: DynamoStore) -> None:
+    ids = [f"ws-r{i:03d}" for i in range(200)]
+    for wid in ids:
+        store.register(wid, actor="t")
+    wins: dict[str, list[str]] = {}
+    lock = threading.Lock()
+    barrier = threading.Barrier(8)
+
+    def claimer(name: str) -> None:
+        mine = _clone(store, store.clock)
+        barrier.wait()
+        for wid in ids:  # everyone goes for the same front of the queue
+            try:
+                mine.claim(wid, name, 30)
+            except ConflictError:
+                continue
+            with lock:
+                wins.setdefault(wid, []).append(name)
+
+    threads = [threading.Thread(target=claimer, args=(f"m{i}",)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(wins) == ids
+    assert all(len(v) == 1 for v in wins.values()), {k: v for k, v in wins.items()
+                                                     if len(v) > 1}
+    owners = {r.workset_id: r.owner for r in store.many(ids).values()}
+    assert all(owners[w] == wins[w][0] for w in ids)
