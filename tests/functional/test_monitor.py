@@ -1,0 +1,206 @@
+"""The monitor against a moto server over HTTP, running real subprocess steps."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+from daylib import states as S
+from daylib.ordering import epoch
+from tests.conftest import ROOT
+from tests.functional.conftest import Env
+
+
+def _done_order(env: Env, ids: list[str]) -> list[str]:
+    recs = [env.store.require(w) for w in ids]
+    return [r.workset_id for r in sorted(recs, key=lambda r: r.updated_at)]
+
+
+def test_walks_all_steps_and_exports(env: Env) -> None:
+    env.upload("ws-one", pipeline="germline")
+    env.monitor().run(once=True)
+    rec = env.store.require("ws-one")
+    assert (rec.state, rec.steps_done, rec.cluster) == (S.COMPLETE, ["stage", "run", "export"],
+                                                        "local")
+    assert [h["to"] for h in rec.history] == ["ready", "locked", "in_progress", "in_progress",
+                                              "complete"]
+    keys = [k for k, _ in env.s3.keys(env.bucket, f"{env.prefix}ws-one/results/")]
+    assert keys == [f"{env.prefix}ws-one/results/result.txt"]
+
+
+def test_priority_order_with_one_slot(env: Env) -> None:
+    for wid, prio in [("ws-low", "low"), ("ws-normal", "normal"), ("ws-high", "high"),
+                      ("ws-urgent", "urgent"), ("ws-normal2", "normal")]:
+        env.upload(wid, priority=prio)
+        env.monitor(max_concurrent=1).intake.scan()
+    env.monitor(max_concurrent=1).run(once=True)
+    assert _done_order(env, ["ws-low", "ws-normal", "ws-high", "ws-urgent", "ws-normal2"]) == [
+        "ws-urgent", "ws-high", "ws-normal", "ws-normal2", "ws-low"]
+
+
+def test_free_slot_is_refilled_without_waiting_for_the_batch(env: Env) -> None:
+    """With a 5 s poll, only the finish-wakeup can explain sub-second refills."""
+    env.upload("ws-long", pipeline="long", priority="urgent")
+    for i in range(3):
+        env.upload(f"ws-short{i}", pipeline="short")
+    env.monitor(max_concurrent=2, poll_seconds=5.0).run(once=True)
+    long_done = epoch(env.store.require("ws-long").updated_at)
+    shorts = sorted((env.store.require(f"ws-short{i}") for i in range(3)),
+                    key=lambda r: r.updated_at)
+    assert all(r.state == S.COMPLETE for r in shorts)
+    for prev, nxt in zip(shorts, shorts[1:], strict=False):
+        claimed = epoch(next(h["at"] for h in nxt.history if h["to"] == S.LOCKED))
+        assert claimed - epoch(prev.updated_at) < 1.0
+    assert epoch(shorts[1].updated_at) < long_done  # refilled beside the running long one
+
+
+def test_bad_input_never_stops_the_daemon(env: Env) -> None:
+    env.upload("ws-good1")
+    env.put("ws-garbage", "daylily_work.yaml", "samples: [unclosed\n  - : :")
+    env.put("ws-nofastq", "daylily_work.yaml", yaml.safe_dump(
+        {"samples": [{"sample_id": "S1", "fastq_r1": "sample_data/missing.fq"}],
+         "reference_genome": "hg38"}))
+    env.put("ws-shell", "daylily_work.yaml", yaml.safe_dump(
+        {"dy-r": "produce_snv; rm -rf /", "reference_genome": "hg38"}))
+    env.put("ws-shell", "stage_samples.tsv", "SAMPLE_ID\tR1_FQ\nS1\tx.fq\n")
+    env.put("ws-shell", "daylily.ready", "")
+    env.put("bad name!", "daylily_work.yaml", "samples: []")
+    env.put("ws-badref", "daylily_work.yaml", yaml.safe_dump(
+        {"samples": [{"sample_id": "S1", "fastq_r1": "a.fq"}], "reference_genome": "hg99"}))
+    env.upload("ws-good2")
+    env.monitor().run(once=True)
+    assert env.state("ws-good1") == env.state("ws-good2") == S.COMPLETE
+    garbage = env.store.require("ws-garbage")
+    assert garbage.state == S.FAILED and garbage.error_category == "data"
+    assert "not valid YAML at line" in (garbage.error or "")
+    nofastq = env.store.require("ws-nofastq")
+    assert nofastq.error_category == "data" and "missing.fq does not exist" in nofastq.error
+    shell = env.store.require("ws-shell")
+    assert shell.state == S.FAILED and "shell operator ';'" in (shell.error or "")
+    badref = env.store.require("ws-badref")
+    assert badref.error_category == "configuration" and "hg99" in (badref.error or "")
+    assert env.store.get("bad name!") is None
+
+
+def test_daylily_gate_files(env: Env) -> None:
+    tsv = "SAMPLE_ID\tR1_FQ\tR2_FQ\nS1\tsample_data/S1_R1.fastq\t\n"
+    for wid in ("ws-notready", "ws-ignored"):
+        env.upload(wid)
+        env.put(wid, "daylily_work.yaml", "dy-r: produce_multiqc -j 1\n")
+        env.put(wid, "stage_samples.tsv", tsv)
+    env.put("ws-ignored", "daylily.ready", "")
+    env.put("ws-ignored", "daylily.ignore", "")
+    mon = env.monitor()
+    mon.intake.scan()
+    assert env.store.get("ws-notready") is None and env.store.get("ws-ignored") is None
+    env.put("ws-notready", "daylily.ready", "")
+    mon.run(once=True)
+    rec = env.store.require("ws-notready")
+    assert (rec.state, rec.format) == (S.COMPLETE, "daylily")
+    assert env.store.get("ws-ignored") is None
+
+
+def test_pause_stops_claiming_and_resume_restarts(env: Env) -> None:
+    env.upload("ws-paused")
+    env.store.set_paused(True, actor="op")
+    env.monitor().run(once=True)
+    assert env.state("ws-paused") == S.READY
+    env.store.set_paused(False, actor="op")
+    env.monitor().run(once=True)
+    assert env.state("ws-paused") == S.COMPLETE
+
+
+def test_dependencies_wait_and_unknown_ones_fail(env: Env) -> None:
+    env.upload("ws-second", after=["ws-first"], priority="urgent")
+    env.upload("ws-first", pipeline="short", priority="low")
+    env.upload("ws-orphan", after=["ws-nobody"])
+    env.monitor(max_concurrent=3).run(once=True)
+    first, second = env.store.require("ws-first"), env.store.require("ws-second")
+    assert first.state == second.state == S.COMPLETE
+    claimed_second = next(h["at"] for h in second.history if h["to"] == S.LOCKED)
+    assert claimed_second > first.updated_at
+    orphan = env.store.require("ws-orphan")
+    assert orphan.state == S.FAILED and "ws-nobody" in (orphan.error or "")
+
+
+def test_step_failure_is_classified_and_retried_then_failed(env: Env) -> None:
+    env.upload("ws-exit3", pipeline="exit3", max_retries=3)
+    env.upload("ws-data", pipeline="bad-fastq")
+    with env.running():
+        env.wait_for(lambda: env.state("ws-exit3") == S.FAILED
+                     and env.state("ws-data") == S.FAILED)
+    exit3 = env.store.require("ws-exit3")
+    assert exit3.attempt == 2 and exit3.error_rule == "unmatched"
+    assert [h["to"] for h in exit3.history].count(S.RETRYING) == 1
+    assert exit3.steps_done == ["stage"]  # the retry resumed at run, stage not repeated
+    data = env.store.require("ws-data")
+    assert (data.error_category, data.error_rule, data.attempt) == ("data", "bad-fastq", 1)
+
+
+def test_operator_cancel_stops_the_running_step(env: Env) -> None:
+    env.upload("ws-cancel", pipeline="sleepy")
+    with env.running(heartbeat_seconds=0.2, lease_seconds=2.0) as mon:
+        env.wait_for(lambda: env.at("ws-cancel", S.IN_PROGRESS, "run"))
+        env.store.edit("ws-cancel", lambda r: (S.CANCELLED, {}), actor="op", reason="stop")
+        env.wait_for(lambda: not mon._snapshot(), timeout=10)
+    rec = env.store.require("ws-cancel")
+    assert rec.state == S.CANCELLED and rec.history[-1]["actor"] == "op"
+    out = subprocess.run(["pgrep", "-f", "fakepipe.*--sleep 30"], capture_output=True)
+    assert out.stdout == b""
+
+
+def _monitor_process(env: Env, tmp: Path, monitor_id: str) -> subprocess.Popen[bytes]:
+    s = env.settings
+    env_vars = {**os.environ, "PYTHONPATH": str(ROOT),
+                "AWS_ENDPOINT_URL": s.aws.endpoint_url or "", "AWS_REGION": "us-west-2",
+                "DAYLILY_STATE__TABLE": s.state.table, "DAYLILY_STORAGE__BUCKET": env.bucket,
+                "DAYLILY_MONITOR__WORKDIR": s.monitor.workdir,
+                "DAYLILY_MONITOR__MONITOR_ID": monitor_id,
+                "DAYLILY_MONITOR__LEASE_SECONDS": "2", "DAYLILY_MONITOR__HEARTBEAT_SECONDS": "0.5",
+                "DAYLILY_MONITOR__POLL_SECONDS": "0.1",
+                "DAYLILY_WORKSET__PIPELINES": yaml.safe_dump(s.workset.pipelines)}
+    return subprocess.Popen([sys.executable, "-m", "daylib.cli", "monitor"], env=env_vars,
+                            stdout=subprocess.DEVNULL, stderr=open(tmp / f"{monitor_id}.log",
+                                                                   "wb"))
+
+
+def test_kill_9_mid_run_is_taken_over_and_finished(env: Env, tmp_path: Path) -> None:
+    env.upload("ws-crash", pipeline="counted")
+    proc = _monitor_process(env, tmp_path, "doomed")
+    try:
+        env.wait_for(lambda: env.at("ws-crash", S.IN_PROGRESS, "run"), timeout=60)
+        time.sleep(0.5)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert env.store.require("ws-crash").owner == "doomed"
+    with env.running(lease_seconds=2.0, heartbeat_seconds=0.5):
+        env.wait_for(lambda: env.state("ws-crash") == S.COMPLETE, timeout=60)
+    rec = env.store.require("ws-crash")
+    assert rec.lease_token == 2 and rec.steps_done == ["stage", "run", "export"]
+    assert any("lease of doomed expired" in h["reason"] for h in rec.history)
+
+
+def test_sigterm_hands_back_and_exits_zero(env: Env, tmp_path: Path) -> None:
+    env.upload("ws-term", pipeline="sleepy")
+    proc = _monitor_process(env, tmp_path, "graceful")
+    try:
+        env.wait_for(lambda: env.at("ws-term", S.IN_PROGRESS, "run"), timeout=60)
+        proc.send_signal(signal.SIGTERM)
+        time.sleep(0.3)
+        proc.send_signal(signal.SIGTERM)  # second signal: cold, hand back now
+        assert proc.wait(30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    rec = env.store.require("ws-term")
+    assert (rec.state, rec.owner, rec.step, rec.steps_done) == (S.READY, None, "run", ["stage"])
+    assert "handed back" in rec.history[-1]["reason"]
