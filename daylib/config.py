@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import socket
+import typing
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -133,12 +134,26 @@ def _env_overrides(environ: Mapping[str, str]) -> dict[str, dict[str, Any]]:
         section, key = section.lower(), key.lower()
         if section not in Settings.model_fields:
             raise ConfigError(f"{name}: unknown config section {section!r}")
-        try:
-            value = yaml.safe_load(raw) if raw != "" else None
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{name}: not a valid value ({exc.__class__.__name__})") from exc
-        out.setdefault(section, {})[key] = value
+        out.setdefault(section, {})[key] = _env_value(name, section, key, raw)
     return out
+
+
+def _env_value(name: str, section: str, key: str, raw: str) -> Any:
+    """Scalars stay text (pydantic converts "8", "0.5", "true" by the field's type, and a
+    bucket named "2024" stays a string); lists and maps are parsed as YAML/JSON; an empty
+    value means None for optional fields."""
+    model = Settings.model_fields[section].annotation
+    field = getattr(model, "model_fields", {}).get(key)
+    if field is None:
+        return raw  # unknown key: validation names it
+    origin = typing.get_origin(field.annotation)
+    if origin in (list, dict) or field.annotation in (list, dict):
+        try:
+            return yaml.safe_load(raw)
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{name}: not valid YAML/JSON ({exc.__class__.__name__})") from exc
+    optional = type(None) in typing.get_args(field.annotation)
+    return None if raw == "" and optional else raw
 
 
 def _merge(base: dict[str, Any], extra: dict[str, dict[str, Any]]) -> dict[str, Any]:

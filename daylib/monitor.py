@@ -95,6 +95,9 @@ class Monitor:
         self._next_discovery = 0.0
         self._next_reap = 0.0
         self._paused = False
+        self._next_control = 0.0
+        self._saw_ready = False
+        self._aged: list[WorksetRecord] = []
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -141,11 +144,12 @@ class Monitor:
         return 0
 
     def _busy(self) -> bool:
+        """In ``--once`` mode: keep going while something runs or the last look at the
+        queue found claimable work."""
         with self._lock:
             if self._running:
                 return True
-        # in --once mode keep going while anything we could claim is ready
-        return bool(not self._paused and any(self.store.candidates(1).values()))
+        return not self._paused and self._saw_ready
 
     def _drain(self) -> None:
         deadline = time.monotonic() + self.cfg.shutdown_grace_seconds
@@ -166,13 +170,17 @@ class Monitor:
     def _tick(self, *, force: bool, discover: bool = True) -> None:
         now = time.time()
         try:
-            self._paused = self.store.control().paused
+            if force or now >= self._next_control:
+                self._next_control = now + self.cfg.poll_seconds
+                self._paused = self.store.control().paused
             if discover and (force or now >= self._next_discovery):
                 self._next_discovery = now + self.cfg.discovery_seconds
                 self.intake.scan()
             if force or now >= self._next_reap:
                 self._next_reap = now + self.cfg.reap_seconds
                 self._promote_retries(now)
+                self._aged = self.store.aged(self.cfg.max_concurrent,
+                                             now - self.cfg.promote_after_seconds)
                 if not self._paused:
                     self._take_over_expired(now)
             if not self._paused and not self._stopping.is_set():
@@ -218,9 +226,10 @@ class Monitor:
         free = self._free()
         if free <= 0:
             return
-        per_level = free * self.cfg.claim_spread + 4
-        ordered = claim_order([r for rs in self.store.candidates(per_level).values() for r in rs],
-                              now, self.cfg.promote_after_seconds)
+        head = self.store.candidates(free * self.cfg.claim_spread + 4)
+        self._saw_ready = bool(head)
+        merged = {r.workset_id: r for r in [*head, *self._aged]}
+        ordered = claim_order(merged.values(), now, self.cfg.promote_after_seconds)
         blocked = self._blocked_by_dependencies(ordered)
         for cand in ordered:
             if free <= 0 or self._stopping.is_set():
@@ -232,7 +241,9 @@ class Monitor:
                                               self.cfg.lease_seconds)
             except ConflictError:
                 self.stats.conflicts += 1
+                self._aged = [r for r in self._aged if r.workset_id != cand.workset_id]
                 continue
+            self._aged = [r for r in self._aged if r.workset_id != cand.workset_id]
             self.stats.claimed += 1
             free -= 1
             log.info("claimed workset %s (priority %s, attempt %d)", rec.workset_id,

@@ -19,8 +19,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from daylib.config import PRIORITIES, Settings
 from daylib.errors import Issue, SpecError
 
-WORKSET_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{2,63}$")
-SAMPLE_ID_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
+WORKSET_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{2,63}")
+SAMPLE_ID_RE = re.compile(r"[A-Za-z0-9_.-]+")
 SHELL_OPERATORS = (";", "|", "&&", "`", "$(", ">", "<", "\n")
 WORK_FILE = "daylily_work.yaml"
 STAGE_FILE = "stage_samples.tsv"
@@ -36,7 +36,7 @@ Priority = Literal["urgent", "high", "normal", "low"]
 
 
 def is_valid_id(workset_id: str) -> bool:
-    return bool(WORKSET_ID_RE.match(workset_id))
+    return bool(WORKSET_ID_RE.fullmatch(workset_id))
 
 
 def priority_rank(priority: str) -> int:
@@ -139,28 +139,30 @@ class _DaylibIn(_Strict):
 
 # ---------------------------------------------------------------- safe YAML with limits
 
+_SafeLoader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 def load_yaml_limited(text: str, settings: Settings, filename: str) -> tuple[Any, list[Issue]]:
     """safe_load with bounds on size, alias expansion and nesting (billion-laughs safe)."""
     limits = settings.limits
     if len(text.encode()) > limits.max_yaml_bytes:
         return None, [Issue(filename, f"file is larger than {limits.max_yaml_bytes} bytes")]
-    aliases = depth = max_depth = 0
+    aliases = depth = 0
     try:
-        for event in yaml.parse(text, Loader=yaml.SafeLoader):
+        for event in yaml.parse(text, Loader=_SafeLoader):
             if isinstance(event, yaml.AliasEvent):
                 aliases += 1
+                if aliases > limits.max_yaml_aliases:
+                    return None, [Issue(filename, f"uses more than {limits.max_yaml_aliases} "
+                                                  "YAML aliases")]
             elif isinstance(event, yaml.CollectionStartEvent):
                 depth += 1
-                max_depth = max(max_depth, depth)
+                if depth > limits.max_yaml_depth:
+                    return None, [Issue(filename, f"nests more than {limits.max_yaml_depth} "
+                                                  "levels deep")]
             elif isinstance(event, yaml.CollectionEndEvent):
                 depth -= 1
-        if aliases > limits.max_yaml_aliases:
-            return None, [Issue(filename, f"uses {aliases} YAML aliases; at most "
-                                          f"{limits.max_yaml_aliases} allowed")]
-        if max_depth > limits.max_yaml_depth:
-            return None, [Issue(filename, f"nests {max_depth} levels deep; at most "
-                                          f"{limits.max_yaml_depth} allowed")]
-        return yaml.safe_load(text), []
+        return yaml.load(text, Loader=_SafeLoader), []
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -217,10 +219,13 @@ def split_s3_uri(uri: str) -> tuple[str, str]:
 
 
 def resolve_uri(value: str, folder_uri: str, path: str, settings: Settings,
-                issues: list[Issue]) -> str:
+                issues: list[Issue], *, prefix: bool = False) -> str:
     """An S3 URI, or a key relative to the workset folder; must lie in an allowed bucket."""
     _check_shell(path, value, issues)
     _check_length(path, value, settings, issues)
+    if not value.strip() or (value.endswith("/") and not prefix):
+        issues.append(Issue(path, f"{value!r} does not name a file"))
+        return value
     if value.startswith("s3://"):
         uri = value
     elif "://" in value:
@@ -297,41 +302,64 @@ def parse_workset(workset_id: str, work_yaml: str, settings: Settings,
     return _parse_daylib(workset_id, doc, settings, issues)
 
 
+def _check_samples(raw: Any, folder: str, settings: Settings,
+                   issues: list[Issue]) -> list[Sample]:
+    """Semantic checks on whatever sample entries are well-formed enough to read, so they
+    are reported together with any structural problems."""
+    samples: list[Sample] = []
+    if not isinstance(raw, list):
+        return samples
+    if len(raw) > settings.limits.max_samples:
+        issues.append(Issue("samples", f"has {len(raw)} samples; at most "
+                                       f"{settings.limits.max_samples} allowed"))
+    seen: set[str] = set()
+    for i, entry in enumerate(raw):
+        if not isinstance(entry, dict):
+            continue
+        path = f"samples[{i}]"
+        sid = entry.get("sample_id")
+        if isinstance(sid, str):
+            _check_length(f"{path}.sample_id", sid, settings, issues)
+            if not SAMPLE_ID_RE.fullmatch(sid):
+                issues.append(Issue(f"{path}.sample_id", f"{sid!r} may hold only letters, "
+                                                         "digits, '_', '-' and '.'"))
+            elif sid in seen:
+                issues.append(Issue(f"{path}.sample_id", f"duplicate sample id {sid!r}"))
+            seen.add(sid)
+        uris = {}
+        for key in ("fastq_r1", "fastq_r2"):
+            if isinstance(entry.get(key), str):
+                uris[key] = resolve_uri(entry[key], folder, f"{path}.{key}", settings, issues)
+        if isinstance(sid, str) and "fastq_r1" in uris:
+            cov = entry.get("coverage")
+            samples.append(Sample(sample_id=sid, lanes=[Lane(r1=uris["fastq_r1"],
+                                                             r2=uris.get("fastq_r2"))],
+                                  coverage=cov if isinstance(cov, int | float) else None))
+    return samples
+
+
 def _parse_daylib(workset_id: str, doc: dict[str, Any], settings: Settings,
                   issues: list[Issue]) -> Workset:
+    folder = folder_uri(settings, workset_id)
+    spec: _DaylibIn | None = None
     try:
         spec = _DaylibIn.model_validate(doc)
     except ValidationError as exc:
         issues.extend(_pydantic_issues(exc))
-        _check_names(doc, settings, issues)
-        raise SpecError(issues) from None
-    folder = folder_uri(settings, workset_id)
-    if len(spec.samples) > settings.limits.max_samples:
-        issues.append(Issue("samples", f"has {len(spec.samples)} samples; at most "
-                                       f"{settings.limits.max_samples} allowed"))
-    samples: list[Sample] = []
-    seen: set[str] = set()
-    for i, s in enumerate(spec.samples):
-        path = f"samples[{i}]"
-        if not SAMPLE_ID_RE.match(s.sample_id):
-            issues.append(Issue(f"{path}.sample_id", f"{s.sample_id!r} may hold only letters, "
-                                                     "digits, '_', '-' and '.'"))
-        elif s.sample_id in seen:
-            issues.append(Issue(f"{path}.sample_id", f"duplicate sample id {s.sample_id!r}"))
-        seen.add(s.sample_id)
-        r1 = resolve_uri(s.fastq_r1, folder, f"{path}.fastq_r1", settings, issues)
-        r2 = (resolve_uri(s.fastq_r2, folder, f"{path}.fastq_r2", settings, issues)
-              if s.fastq_r2 else None)
-        samples.append(Sample(sample_id=s.sample_id, lanes=[Lane(r1=r1, r2=r2)],
-                              coverage=s.coverage))
+    samples = _check_samples(doc.get("samples"), folder, settings, issues)
     _check_names(doc, settings, issues)
-    _check_after(workset_id, spec.after, issues)
+    after = doc.get("after")
+    if isinstance(after, list):
+        _check_after(workset_id, after, issues)
     for key in ("preferred_cluster", "customer_id"):
-        _check_shell(key, getattr(spec, key), issues)
-        _check_length(key, getattr(spec, key), settings, issues)
-    export = (resolve_uri(spec.export_uri, folder, "export_uri", settings, issues)
-              if spec.export_uri else default_export_uri(settings, workset_id))
-    if issues:
+        value = doc.get(key)
+        if isinstance(value, str):
+            _check_shell(key, value, issues)
+            _check_length(key, value, settings, issues)
+    export_raw = doc.get("export_uri")
+    export = (resolve_uri(export_raw, folder, "export_uri", settings, issues, prefix=True)
+              if isinstance(export_raw, str) else default_export_uri(settings, workset_id))
+    if issues or spec is None:
         raise SpecError(issues)
     return Workset(
         workset_id=workset_id, format="daylib", samples=samples,
@@ -377,15 +405,13 @@ def _parse_daylily(workset_id: str, doc: dict[str, Any], stage_tsv: str | None,
             except ValueError as exc:
                 issues.append(Issue(present[0], f"cannot be split into arguments: {exc}"))
     day_clone = _str_field(doc, "day-clone", issues) or _str_field(doc, "day_clone", issues)
-    _check_shell("day-clone", day_clone, issues)
     workdir_name = _str_field(doc, "workdir_name", issues)
-    _check_shell("workdir_name", workdir_name, issues)
-    if workdir_name and not SAMPLE_ID_RE.match(workdir_name):
+    if workdir_name and not SAMPLE_ID_RE.fullmatch(workdir_name):
         issues.append(Issue("workdir_name", f"{workdir_name!r} may hold only letters, digits, "
                                             "'_', '-' and '.'"))
     folder = folder_uri(settings, workset_id)
     export_raw = _str_field(doc, "export_uri", issues)
-    export = (resolve_uri(export_raw, folder, "export_uri", settings, issues)
+    export = (resolve_uri(export_raw, folder, "export_uri", settings, issues, prefix=True)
               if export_raw else default_export_uri(settings, workset_id))
     priority = _str_field(doc, "priority", issues) or settings.workset.default_priority
     if priority not in PRIORITIES:
@@ -396,20 +422,26 @@ def _parse_daylily(workset_id: str, doc: dict[str, Any], stage_tsv: str | None,
         issues.append(Issue("max_retries", f"must be an integer from 0 to 10 (got {max_retries!r})"))
         max_retries = settings.workset.default_max_retries
     cluster = _str_field(doc, "cluster_name", issues)
-    _check_shell("cluster_name", cluster, issues)
     customer = _str_field(doc, "customer_id", issues)
+    text_fields = {key: _str_field(doc, key, issues)
+                   for key in ("budget", "notes", "reference_genome", "pipeline")}
+    for key, value in (("cluster_name", cluster), ("customer_id", customer),
+                       ("workdir_name", workdir_name), ("day-clone", day_clone),
+                       ("budget", text_fields["budget"])):
+        _check_shell(key, value, issues)
+        _check_length(key, value, settings, issues)
+    _check_length("notes", text_fields["notes"], settings, issues)
     _check_names(doc, settings, issues)
     samples = _parse_stage_tsv(stage_tsv, folder, settings, issues)
     if issues:
         raise SpecError(issues)
     return Workset(
         workset_id=workset_id, format="daylily", samples=samples,
-        reference_genome=_str_field(doc, "reference_genome", issues),
-        pipeline=_str_field(doc, "pipeline", issues),
+        reference_genome=text_fields["reference_genome"], pipeline=text_fields["pipeline"],
         priority=priority,  # type: ignore[arg-type]
         max_retries=max_retries, preferred_cluster=cluster, customer_id=customer,
         export_uri=export, dy_r=dy_r, day_clone=day_clone, workdir_name=workdir_name,
-        budget=_str_field(doc, "budget", issues), notes=_str_field(doc, "notes", issues),
+        budget=text_fields["budget"], notes=text_fields["notes"],
         warnings=warnings,
     )
 
@@ -437,7 +469,7 @@ def _parse_stage_tsv(text: str | None, folder: str, settings: Settings,
             continue
         where = f"{STAGE_FILE} line {lineno}"
         sid = row.get("SAMPLE_ID", "")
-        if not SAMPLE_ID_RE.match(sid):
+        if len(sid) > settings.limits.max_string_length or not SAMPLE_ID_RE.fullmatch(sid):
             issues.append(Issue(f"{where} SAMPLE_ID", f"{sid!r} may hold only letters, digits, "
                                                       "'_', '-' and '.'"))
             continue
@@ -459,8 +491,8 @@ def _parse_stage_tsv(text: str | None, folder: str, settings: Settings,
 def peek_priority(work_yaml: str) -> str:
     """Best-effort priority for ordering before full validation; never raises."""
     try:
-        doc = yaml.safe_load(work_yaml[:65536])
-    except yaml.YAMLError:
+        doc, _ = load_yaml_limited(work_yaml, Settings(), WORK_FILE)
+    except Exception:  # noqa: BLE001 - a hint only; full validation reports the problem
         return "normal"
     value = doc.get("priority") if isinstance(doc, dict) else None
     return value if value in PRIORITIES else "normal"

@@ -10,7 +10,9 @@ Job references returned by ``submit``/``find``:
 * ``"<digits>"`` - a Slurm job id.
 * ``"refused:<why>"`` - sbatch refused or failed (``<why>`` is its return code, ``timeout`` or
   ``error``); ``wait`` returns FAILED at once, exit_code None, with sbatch's message (which
-  ``submit`` appended to the step's log) as the stderr tail. Nothing runs, so nothing to adopt.
+  ``submit`` appended to the step's log) as the stderr tail. Nothing runs, so nothing to adopt
+  (Slurm does list a refused submission as a FAILED job that never got a node; ``find``
+  ignores such records).
 * ``"done"`` - only a status file is known (no job id); ``wait`` reads that file.
 
 Adoption: ``submit`` records the job id in ``<workdir>/.<step>.a<attempt>.slurm.json`` right
@@ -144,11 +146,10 @@ class SlurmExecutor:
     # Commands
     # ----------------------------------------------------------------------------------------
 
-    def _run(self, argv: list[str], env: dict[str, str] | None = None
-             ) -> subprocess.CompletedProcess[str] | None:
+    def _run(self, argv: list[str]) -> subprocess.CompletedProcess[str] | None:
         """Run a Slurm command with a timeout; None if it could not run or timed out."""
         try:
-            return subprocess.run(argv, env=env or {**os.environ, **self.env},
+            return subprocess.run(argv, env={**os.environ, **self.env},
                                   stdin=subprocess.DEVNULL, capture_output=True, text=True,
                                   timeout=self.command_timeout_seconds, check=False)
         except subprocess.TimeoutExpired:
@@ -246,13 +247,15 @@ class SlurmExecutor:
             outcome: StepOutcome | None = None
             if status is not None:
                 final = info is not None and info.state in TERMINAL | {_GONE}
-                settling_since = settling_since or now
+                if settling_since is None:
+                    settling_since = now
                 if final or now - settling_since >= self.settle_seconds or stop.is_set():
                     outcome = self._from_status(status, info if final else None, req, job_ref)
             elif info is None:
                 pass  # Slurm did not answer: ask again next poll
             elif info.state in TERMINAL or info.state == _GONE:
-                ended_since = ended_since or now
+                if ended_since is None:
+                    ended_since = now
                 if now - ended_since >= self.lost_grace_seconds:
                     outcome = self._from_slurm(info, req, job_ref)
             else:
@@ -325,9 +328,11 @@ class SlurmExecutor:
 
     def _squeue_lookup(self, req: StepRequest, attempts: int) -> str | None:
         """Our job for this request in squeue (name and comment both equal the job key); the
-        newest unfinished one wins, else the newest. Raises if squeue never answers."""
+        newest unfinished one wins, else the newest. A submission sbatch refused still leaves
+        a FAILED record that never had a node (BatchHost n/a): not a job, so skipped. Raises
+        if squeue never answers."""
         argv = ["squeue", "--noheader", "--states=all", "--name", req.job_key,
-                "--format", "%i|%j|%k|%T"]
+                "--format", "%i|%T|%B|%j|%k"]
         for attempt in range(attempts):
             if attempt:
                 time.sleep(self.poll_seconds)
@@ -336,11 +341,15 @@ class SlurmExecutor:
                 continue
             mine: list[tuple[bool, int]] = []
             for line in res.stdout.splitlines():
-                parts = line.strip().split("|")
-                if len(parts) < 4 or not parts[0].isdigit():
+                parts = line.strip().split("|", 3)
+                if len(parts) < 4:
                     continue
-                if "|".join(parts[1:-1]) == f"{req.job_key}|{req.job_key}":
-                    mine.append((parts[-1] not in TERMINAL, int(parts[0])))
+                job_id, state, host, names = parts
+                if not job_id.isdigit() or names != f"{req.job_key}|{req.job_key}":
+                    continue
+                if state == "FAILED" and host in ("", "n/a"):
+                    continue
+                mine.append((state not in TERMINAL, int(job_id)))
             return str(max(mine)[1]) if mine else None
         raise SlurmUnavailableError(f"squeue did not answer while looking for {req.job_key}")
 

@@ -312,11 +312,16 @@ class DynamoStore:
                 return
 
     def active(self, state: str, *, prefix: str | None = None, limit: int | None = None,
-               descending: bool = False) -> list[WorksetRecord]:
-        """Worksets of one active state in queue order, from the sparse index."""
+               descending: bool = False, before: str | None = None) -> list[WorksetRecord]:
+        """Worksets of one active state in queue order, from the sparse index. ``prefix``
+        (a priority rank) with ``before`` (an ISO time) bounds the creation time."""
         cond = "active_state = :s"
         values: dict[str, Any] = {":s": {"S": state}}
-        if prefix is not None:
+        if prefix is not None and before is not None:
+            cond += " AND queue_key BETWEEN :lo AND :hi"
+            values[":lo"] = {"S": prefix}
+            values[":hi"] = {"S": f"{prefix}{before}"}
+        elif prefix is not None:
             cond += " AND begins_with(queue_key, :p)"
             values[":p"] = {"S": prefix}
         kwargs: dict[str, Any] = {"IndexName": ACTIVE_INDEX, "KeyConditionExpression": cond,
@@ -331,11 +336,20 @@ class DynamoStore:
                 return out[:limit]
         return out
 
-    def candidates(self, per_level: int) -> dict[str, list[WorksetRecord]]:
-        """The oldest ``per_level`` ready worksets of each priority, in claim order."""
+    def candidates(self, limit: int) -> list[WorksetRecord]:
+        """The first ``limit`` ready worksets in queue order (priority, then age): one Query."""
+        return self.active(S.READY, limit=limit)
+
+    def aged(self, limit: int, older_than: float) -> list[WorksetRecord]:
+        """Ready worksets below the top priority created before ``older_than``: those that
+        ageing may promote past newer, higher-priority work (one Query per level)."""
         from daylib.config import PRIORITIES
-        return {p: self.active(S.READY, prefix=f"{priority_rank(p)}#", limit=per_level)
-                for p in PRIORITIES}
+
+        cutoff = utc_iso(older_than)
+        out: list[WorksetRecord] = []
+        for rank in range(1, len(PRIORITIES)):
+            out.extend(self.active(S.READY, prefix=f"{rank}#", limit=limit, before=cutoff))
+        return out
 
     def expired(self, now: float) -> list[WorksetRecord]:
         """Owned worksets whose lease has run out (their monitor died or stalled)."""

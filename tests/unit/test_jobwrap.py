@@ -1,0 +1,179 @@
+"""jobwrap without Slurm: exit codes, signals, unstartable commands; the status file always."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from daylib.executors import jobwrap
+
+JOBWRAP = Path(jobwrap.__file__)
+
+
+def wrap(tmp_path: Path, *argv: str) -> subprocess.Popen[bytes]:
+    """Start the wrapper the way the Slurm batch script does (isolated, by path)."""
+    return subprocess.Popen([sys.executable, "-I", str(JOBWRAP), "--status",
+                             str(tmp_path / "st" / "status.json"), "--log",
+                             str(tmp_path / "logs" / "step.log"), "--", *argv],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def finish(tmp_path: Path, *argv: str) -> tuple[int, dict[str, object], str]:
+    proc = wrap(tmp_path, *argv)
+    proc.communicate(timeout=30)
+    return proc.returncode, status(tmp_path), log_text(tmp_path)
+
+
+def status(tmp_path: Path) -> dict[str, object]:
+    data = json.loads((tmp_path / "st" / "status.json").read_text())
+    assert isinstance(data, dict)
+    return data
+
+
+def log_text(tmp_path: Path) -> str:
+    path = tmp_path / "logs" / "step.log"
+    return path.read_text() if path.exists() else ""
+
+
+def py(code: str) -> list[str]:
+    return [sys.executable, "-c", code]
+
+
+def alive(pid: int) -> bool:
+    """True unless gone or a zombie (init may take a while to reap orphans)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
+
+
+def wait_for(path: Path, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert time.monotonic() < deadline, f"{path} never appeared"
+        time.sleep(0.02)
+
+
+def test_success_appends_output_and_writes_status(tmp_path: Path) -> None:
+    code = "import sys; print('out'); print('err', file=sys.stderr)"
+    rc1, _, _ = finish(tmp_path, *py(code))
+    rc2, st2, log = finish(tmp_path, *py(code))
+    assert rc1 == rc2 == 0
+    assert st2["exit_code"] == 0 and st2["signal"] is None
+    assert st2["argv0"] == sys.executable and st2["host"]
+    assert str(st2["started_at"]) <= str(st2["ended_at"])
+    assert log.count("out\n") == 2 and log.count("err\n") == 2  # appended, both streams
+    assert sorted(p.name for p in (tmp_path / "st").iterdir()) == ["status.json"]  # no temp
+
+
+def test_exit_code_is_passed_through(tmp_path: Path) -> None:
+    rc, st, _ = finish(tmp_path, *py("import sys; sys.exit(3)"))
+    assert rc == 3
+    assert (st["exit_code"], st["signal"]) == (3, None)
+
+
+def test_child_killed_by_signal(tmp_path: Path) -> None:
+    rc, st, _ = finish(tmp_path, *py("import os, signal; os.kill(os.getpid(), signal.SIGKILL)"))
+    assert rc == 128 + signal.SIGKILL
+    assert (st["exit_code"], st["signal"]) == (None, signal.SIGKILL)
+
+
+def test_argv_is_not_interpreted_by_a_shell(tmp_path: Path) -> None:
+    rc, _, log = finish(tmp_path, *py("import sys; print(sys.argv[1:])"), "$HOME; echo hi",
+                        "--status", "*")
+    assert rc == 0
+    assert "['$HOME; echo hi', '--status', '*']" in log
+
+
+@pytest.mark.parametrize("argv", [["/nonexistent/tool", "-x"], []])
+def test_unstartable_command_is_127_with_status(tmp_path: Path, argv: list[str]) -> None:
+    rc, st, log = finish(tmp_path, *argv)
+    assert rc == 127
+    assert (st["exit_code"], st["signal"]) == (127, None)
+    assert "jobwrap: cannot start" in log
+
+
+def test_not_executable_is_127(tmp_path: Path) -> None:
+    script = tmp_path / "script.sh"
+    script.write_text("#!/bin/sh\necho hi\n")
+    rc, st, log = finish(tmp_path, str(script))
+    assert (rc, st["exit_code"]) == (127, 127)
+    assert "Permission denied" in log
+
+
+def test_unopenable_log_still_writes_status(tmp_path: Path) -> None:
+    (tmp_path / "logs" / "step.log").mkdir(parents=True)  # a directory: cannot be opened
+    proc = wrap(tmp_path, *py("print('never')"))
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 127
+    assert status(tmp_path)["exit_code"] == 127
+    assert b"cannot open log" in err
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_signal_to_wrapper_reaches_child_and_grandchild(tmp_path: Path,
+                                                       sig: signal.Signals) -> None:
+    code = f"""
+import os, signal, subprocess, sys, time
+kid = subprocess.Popen(["sleep", "60"])
+open({str(tmp_path / "pids")!r}, "w").write(str(kid.pid))
+time.sleep(60)
+"""
+    proc = wrap(tmp_path, *py(code))
+    wait_for(tmp_path / "pids")
+    grandchild = int((tmp_path / "pids").read_text())
+    proc.send_signal(sig)
+    proc.communicate(timeout=30)
+    st = status(tmp_path)
+    assert (st["exit_code"], st["signal"]) == (None, sig)
+    assert proc.returncode == 128 + sig
+    deadline = time.monotonic() + 5
+    while alive(grandchild):
+        assert time.monotonic() < deadline, "the grandchild survived"
+        time.sleep(0.02)
+
+
+def test_child_handling_sigterm_decides_exit_code(tmp_path: Path) -> None:
+    """SIGTERM is forwarded, not fatal to the wrapper: a child that cleans up and exits 7
+    yields 7, and SIGCONT is forwarded too."""
+    ready, cont = tmp_path / "ready", tmp_path / "cont"
+    code = f"""
+import signal, sys, time
+signal.signal(signal.SIGCONT, lambda *a: open({str(cont)!r}, "w").close())
+signal.signal(signal.SIGTERM, lambda *a: sys.exit(7))
+open({str(ready)!r}, "w").close()
+time.sleep(60)
+"""
+    proc = wrap(tmp_path, *py(code))
+    wait_for(ready)
+    os.kill(proc.pid, signal.SIGCONT)
+    wait_for(cont)
+    proc.terminate()
+    proc.communicate(timeout=30)
+    assert proc.returncode == 7
+    assert (status(tmp_path)["exit_code"], status(tmp_path)["signal"]) == (7, None)
+
+
+def test_runs_as_module_too(tmp_path: Path) -> None:
+    st_file = tmp_path / "s.json"
+    res = subprocess.run([sys.executable, "-m", "daylib.executors.jobwrap", "--status",
+                          str(st_file), "--log", str(tmp_path / "l.log"), "--", "true"],
+                         cwd=Path(__file__).resolve().parents[2], timeout=30, check=False)
+    assert res.returncode == 0
+    assert json.loads(st_file.read_text())["exit_code"] == 0
+
+
+def test_write_json_replaces_atomically(tmp_path: Path) -> None:
+    target = tmp_path / "deep" / "x.json"
+    jobwrap.write_json(target, {"a": 1})
+    jobwrap.write_json(target, {"a": 2})
+    assert json.loads(target.read_text()) == {"a": 2}
+    assert [p.name for p in target.parent.iterdir()] == ["x.json"]

@@ -1,0 +1,135 @@
+"""Claim order: priority levels, oldest first, ageing promotes starved worksets, id breaks ties."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from daylib.ordering import claim_order, effective_rank, epoch
+from daylib.store.records import WorksetRecord, utc_iso
+
+NOW = 1_750_000_000.0  # a fixed "now"; every created_at is relative to it
+PROMOTE = 3600.0
+
+
+def rec(workset_id: str, priority: str = "normal", age: float = 0.0) -> WorksetRecord:
+    """A ready workset created ``age`` seconds before NOW."""
+    return WorksetRecord(workset_id=workset_id, state="ready", version=1, priority=priority,
+                         created_at=utc_iso(NOW - age))
+
+
+def order(*records: WorksetRecord, promote: float = PROMOTE) -> list[str]:
+    return [r.workset_id for r in claim_order(records, NOW, promote)]
+
+
+def test_priority_levels() -> None:
+    records = [rec("ws-low", "low", 10), rec("ws-normal", "normal", 20),
+               rec("ws-urgent", "urgent", 5), rec("ws-high", "high", 30)]
+    assert order(*records) == ["ws-urgent", "ws-high", "ws-normal", "ws-low"]
+
+
+def test_priority_beats_age_below_promotion() -> None:
+    # Older by almost one interval, but not promoted yet: priority decides.
+    assert order(rec("ws-old-low", "low", PROMOTE - 1), rec("ws-new-normal", "normal", 0)) == [
+        "ws-new-normal", "ws-old-low"]
+
+
+def test_order_is_independent_of_input_order() -> None:
+    records = [rec(f"ws-{i:03d}", p, age) for i, (p, age) in enumerate(
+        [("low", 5), ("urgent", 1), ("normal", 50), ("high", 2), ("normal", 40), ("low", 90)])]
+    expected = order(*records)
+    rng = random.Random(11)
+    for _ in range(20):
+        shuffled = records[:]
+        rng.shuffle(shuffled)
+        assert order(*shuffled) == expected
+
+
+def test_oldest_first_within_level() -> None:
+    records = [rec("ws-b", "normal", 60), rec("ws-a", "normal", 10), rec("ws-c", "normal", 600)]
+    assert order(*records) == ["ws-c", "ws-b", "ws-a"]
+
+
+def test_oldest_first_with_millisecond_resolution() -> None:
+    assert order(rec("ws-b", "high", 0.001), rec("ws-a", "high", 0.002)) == ["ws-a", "ws-b"]
+
+
+def test_ties_broken_by_id() -> None:
+    records = [rec("ws-c", "normal", 30), rec("ws-a", "normal", 30), rec("ws-b", "normal", 30)]
+    assert order(*records) == ["ws-a", "ws-b", "ws-c"]
+
+
+@pytest.mark.parametrize(
+    ("intervals", "expected_rank"),
+    [(0, 3), (0.5, 3), (0.999, 3), (1, 2), (1.5, 2), (2, 1), (2.9, 1), (3, 0), (10, 0)],
+)
+def test_low_is_promoted_one_level_per_interval(intervals: float, expected_rank: int) -> None:
+    r = rec("ws-low", "low", intervals * PROMOTE)
+    assert effective_rank(r, NOW, PROMOTE) == expected_rank
+
+
+@pytest.mark.parametrize(("priority", "rank"), [("urgent", 0), ("high", 1), ("normal", 2),
+                                                ("low", 3)])
+def test_rank_without_waiting(priority: str, rank: int) -> None:
+    assert effective_rank(rec("ws-x", priority, 0), NOW, PROMOTE) == rank
+
+
+def test_urgent_never_goes_below_zero() -> None:
+    assert effective_rank(rec("ws-u", "urgent", 50 * PROMOTE), NOW, PROMOTE) == 0
+
+
+def test_created_in_the_future_is_not_demoted() -> None:
+    # clock skew between monitors: a record "from the future" keeps its own level
+    assert effective_rank(rec("ws-f", "high", -5 * PROMOTE), NOW, PROMOTE) == 1
+
+
+def test_low_waited_three_intervals_goes_ahead_of_newer_normal_and_high() -> None:
+    records = [rec("ws-high", "high", 60), rec("ws-normal", "normal", 120),
+               rec("ws-starved", "low", 3 * PROMOTE + 1)]
+    assert order(*records) == ["ws-starved", "ws-high", "ws-normal"]
+
+
+def test_promoted_low_still_behind_fresh_urgent_only_if_younger() -> None:
+    # Promoted to urgent level after 3 intervals: among urgent-level worksets, oldest first.
+    records = [rec("ws-urgent", "urgent", 10), rec("ws-starved", "low", 3 * PROMOTE + 1)]
+    assert order(*records) == ["ws-starved", "ws-urgent"]
+
+
+def test_low_waited_one_interval_joins_normal_level() -> None:
+    records = [rec("ws-high", "high", 0), rec("ws-normal-new", "normal", 10),
+               rec("ws-low-old", "low", PROMOTE + 10), rec("ws-low-new", "low", 5)]
+    assert order(*records) == ["ws-high", "ws-low-old", "ws-normal-new", "ws-low-new"]
+
+
+def test_low_waited_two_intervals_joins_high_level() -> None:
+    records = [rec("ws-high", "high", 60), rec("ws-normal", "normal", 2 * PROMOTE + 100),
+               rec("ws-low", "low", 2 * PROMOTE + 50), rec("ws-urgent", "urgent", 0)]
+    # normal waited 2 intervals -> urgent level; low waited 2 intervals -> high level (older
+    # than the real high one, so ahead of it).
+    assert order(*records) == ["ws-normal", "ws-urgent", "ws-low", "ws-high"]
+
+
+def test_promotion_follows_promote_after_seconds() -> None:
+    records = [rec("ws-low", "low", 100), rec("ws-normal", "normal", 10)]
+    assert order(*records, promote=3600) == ["ws-normal", "ws-low"]
+    assert order(*records, promote=50) == ["ws-low", "ws-normal"]
+
+
+def test_empty_candidates() -> None:
+    assert claim_order([], NOW, PROMOTE) == []
+
+
+def test_claim_order_accepts_any_iterable() -> None:
+    gen = (rec(f"ws-{i}", "normal", i) for i in range(3))
+    assert [r.workset_id for r in claim_order(gen, NOW, PROMOTE)] == ["ws-2", "ws-1", "ws-0"]
+
+
+def test_epoch_round_trips_utc_iso() -> None:
+    assert epoch(utc_iso(NOW)) == pytest.approx(NOW, abs=0.001)
+    assert epoch(utc_iso(NOW + 0.25)) == pytest.approx(NOW + 0.25, abs=0.001)
+
+
+def test_utc_iso_sorts_in_time_order() -> None:
+    stamps = [utc_iso(NOW + d) for d in (-86400 * 400, -1, -0.001, 0, 0.001, 59, 86400)]
+    assert stamps == sorted(stamps)
