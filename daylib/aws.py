@@ -75,7 +75,8 @@ def describe(exc: BaseException) -> AwsError:
     if isinstance(exc, ClientError):
         err = exc.response.get("Error", {})
         op = getattr(exc, "operation_name", "call")
-        return AwsError(f"{op}: {err.get('Code')}: {err.get('Message', '')}".strip(), error_code(exc))
+        text = f"{op}: {err.get('Code')}: {err.get('Message', '')}".strip()
+        return AwsError(text, error_code(exc))
     if isinstance(exc, BotoCoreError):
         return AwsError(str(exc), exc.__class__.__name__)
     return AwsError(str(exc), exc.__class__.__name__)

@@ -15,9 +15,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from botocore.exceptions import BotoCoreError, ClientError
+
 from daylib import control
 from daylib import states as S
-from daylib.aws import AwsClients
+from daylib.aws import AwsClients, describe
 from daylib.config import PRIORITIES, Settings, load_settings
 from daylib.errors import ConfigError, DaylibError, UserError
 from daylib.notify import Notifier, NullNotifier, SnsNotifier
@@ -245,7 +247,10 @@ class _Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     def globals_(parser: argparse.ArgumentParser, default: Any) -> None:
         """Global options, accepted before or after the command (``queue --json``)."""
-        d = (lambda v: v) if default is None else (lambda v: default)
+
+        def d(value: Any) -> Any:
+            return value if default is None else default
+
         parser.add_argument("--config", default=d(None),
                             help="settings file (default: $DAYLILY_CONFIG, else built-in)")
         parser.add_argument("--profile", default=d(None),
@@ -258,7 +263,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = _Parser(prog="daylily-workset", description="Orchestrate Daylily worksets on AWS.")
     globals_(p, None)
-    common = argparse.ArgumentParser(add_help=False)
+    common = _Parser(add_help=False)
     globals_(common, argparse.SUPPRESS)
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
@@ -324,6 +329,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return RET_ERROR
     except DaylibError as exc:
         print(f"daylily-workset: {exc}", file=sys.stderr)
+        return RET_ERROR
+    except (BotoCoreError, ClientError) as exc:
+        message = " ".join(str(describe(exc)).split())
+        print(f"daylily-workset: AWS error: {message}", file=sys.stderr)
         return RET_ERROR
     except KeyboardInterrupt:
         return 130

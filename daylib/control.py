@@ -63,7 +63,7 @@ def submit(path: Path, settings: Settings, s3: S3Objects, *, workset_id: str | N
     tsv = tsv_path.read_text() if tsv_path and tsv_path.is_file() else None
     try:
         ws = sp.parse_workset(wid, text, settings, stage_tsv=tsv)
-        check_inputs(ws, s3, settings)
+        check_inputs(ws, s3, settings, local=_local_files(folder, settings, wid))
     except SpecError as exc:
         raise UserError(f"{work_file}: {exc}") from None
     bucket, prefix = settings.storage.bucket, f"{settings.storage.prefix}{wid}/"
@@ -79,6 +79,14 @@ def submit(path: Path, settings: Settings, s3: S3Objects, *, workset_id: str | N
     if ws.format == "daylily":
         s3.put_text(bucket, prefix + sp.READY_FILE, "")
     return Submitted(wid, f"s3://{bucket}/{prefix}", ws.format, len(ws.samples))
+
+
+def _local_files(folder: Path | None, settings: Settings, wid: str) -> dict[str, Path]:
+    """FASTQs a submitted folder brings with it, by the S3 URI they will have."""
+    if folder is None:
+        return {}
+    base = sp.folder_uri(settings, wid)
+    return {base + p.relative_to(folder).as_posix(): p for p in folder.rglob("*") if p.is_file()}
 
 
 def cancel(store: DynamoStore, workset_id: str, actor: str) -> WorksetRecord:

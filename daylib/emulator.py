@@ -13,10 +13,17 @@ import threading
 import time
 import urllib.request
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 FAKE_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
                     "AWS_SESSION_TOKEN": "testing"}
+
+
+def _import_path() -> str:
+    root = str(Path(__file__).resolve().parent.parent)
+    extra = os.environ.get("PYTHONPATH")
+    return f"{root}{os.pathsep}{extra}" if extra else root
 
 
 def free_port() -> int:
@@ -71,11 +78,18 @@ class _Serialized:
 
 
 def _make_server(host: str, port: int) -> Any:
-    from moto.server import DomainDispatcherApplication, create_backend_app
-    from werkzeug.serving import make_server
+    from moto.server import (  # type: ignore[attr-defined]
+        DomainDispatcherApplication,
+        create_backend_app,
+    )
+    from werkzeug.serving import WSGIRequestHandler, make_server
+
+    class Quiet(WSGIRequestHandler):
+        def log_request(self, *args: Any, **kwargs: Any) -> None:
+            """One log line per request costs more than the request; say nothing."""
 
     app = _Serialized(DomainDispatcherApplication(create_backend_app))
-    return make_server(host, port, app, threaded=True)
+    return make_server(host, port, app, threaded=True, request_handler=Quiet)
 
 
 def start_moto(*, in_process: bool = True, timeout: float = 30.0) -> MotoServer:
@@ -102,7 +116,7 @@ def start_moto(*, in_process: bool = True, timeout: float = 30.0) -> MotoServer:
     proc = subprocess.Popen(
         [sys.executable, "-m", "daylib.emulator", str(port)],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        env={**os.environ, **FAKE_CREDENTIALS},
+        env={**os.environ, **FAKE_CREDENTIALS, "PYTHONPATH": _import_path()},
     )
     url = f"http://127.0.0.1:{port}"
     try:

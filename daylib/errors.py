@@ -73,5 +73,5 @@ class AwsError(DaylibError):
         super().__init__(message)
 
 
-class ShutdownRequested(BaseException):  # noqa: N818 - mirrors rq's naming; not an error
+class ShutdownRequested(BaseException):
     """Raised inside workers on a cold shutdown; not catchable by ``except Exception``."""

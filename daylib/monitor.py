@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import random
 import shlex
 import signal
 import sys
@@ -25,8 +26,8 @@ from daylib.config import Settings
 from daylib.errors import ConflictError, DaylibError, LeaseLost, SpecError, StoreError
 from daylib.executors.base import STEPS, Executor, StepOutcome, StepRequest
 from daylib.intake import Intake
-from daylib.notify import NullNotifier, Notifier
-from daylib.ordering import claim_order
+from daylib.notify import Notifier, NullNotifier
+from daylib.ordering import claim_order, spread
 from daylib.policy import Failure, backoff_seconds, classify, retry_budget
 from daylib.s3 import S3Objects
 from daylib.spec import Workset
@@ -35,6 +36,8 @@ from daylib.store.records import Lease, WorksetRecord
 from daylib.validate import check_inputs
 
 log = logging.getLogger(__name__)
+CONTENTION_MEMORY_SECONDS = 10.0
+CONTENDED_WINDOW_FACTOR = 4
 
 
 @dataclass
@@ -98,6 +101,10 @@ class Monitor:
         self._next_control = 0.0
         self._saw_ready = False
         self._aged: list[WorksetRecord] = []
+        self._cands: list[WorksetRecord] = []
+        self._cands_expire = 0.0
+        self._contended_until = 0.0
+        self._rng = random.Random(self.monitor_id)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -168,31 +175,41 @@ class Monitor:
     # ------------------------------------------------------------------ main loop
 
     def _tick(self, *, force: bool, discover: bool = True) -> None:
+        """Claim first (cheap, and what latency depends on), then housekeeping; claim again
+        if housekeeping made work ready."""
         now = time.time()
         try:
             if force or now >= self._next_control:
                 self._next_control = now + self.cfg.poll_seconds
                 self._paused = self.store.control().paused
+            self._fill_if_allowed(now)
+            found = 0
             if discover and (force or now >= self._next_discovery):
                 self._next_discovery = now + self.cfg.discovery_seconds
-                self.intake.scan()
+                found += len(self.intake.scan().registered)
             if force or now >= self._next_reap:
                 self._next_reap = now + self.cfg.reap_seconds
-                self._promote_retries(now)
+                found += self._promote_retries(now)
                 self._aged = self.store.aged(self.cfg.max_concurrent,
                                              now - self.cfg.promote_after_seconds)
                 if not self._paused:
                     self._take_over_expired(now)
-            if not self._paused and not self._stopping.is_set():
-                self._fill(now)
+                found += len(self._aged)
+            if found:
+                self._fill_if_allowed(time.time())
         except DaylibError as exc:
             log.error("monitor pass failed, will retry: %s", exc)
+
+    def _fill_if_allowed(self, now: float) -> None:
+        if not self._paused and not self._stopping.is_set():
+            self._fill(now)
 
     def _free(self) -> int:
         with self._lock:
             return self.cfg.max_concurrent - len(self._running)
 
-    def _promote_retries(self, now: float) -> None:
+    def _promote_retries(self, now: float) -> int:
+        promoted = 0
         for rec in self.store.due_retries(now):
             full = self.store.get(rec.workset_id)
             if full is None or full.state != S.RETRYING or (full.retry_at or 0) > now:
@@ -204,7 +221,9 @@ class Monitor:
                                                     "retry_at": None})
             except ConflictError:
                 continue
+            promoted += 1
             log.info("workset %s ready again for attempt %d", new.workset_id, new.attempt)
+        return promoted
 
     def _take_over_expired(self, now: float) -> None:
         for rec in self.store.expired(now):
@@ -223,35 +242,53 @@ class Monitor:
             self._start(full, lease)
 
     def _fill(self, now: float) -> None:
+        """Claim up to the free slots. Candidates come from one index Query, kept for up to
+        a poll interval so a refill usually costs just the claim; the claim itself is the
+        conditional write on the item, so a stale candidate only costs a lost race."""
         free = self._free()
         if free <= 0:
             return
-        head = self.store.candidates(free * self.cfg.claim_spread + 4)
-        self._saw_ready = bool(head)
-        merged = {r.workset_id: r for r in [*head, *self._aged]}
-        ordered = claim_order(merged.values(), now, self.cfg.promote_after_seconds)
-        blocked = self._blocked_by_dependencies(ordered)
-        for cand in ordered:
-            if free <= 0 or self._stopping.is_set():
-                return
-            if cand.workset_id in blocked:
+        if not self._cands or now >= self._cands_expire:
+            self._refresh_candidates(now, free)
+        refreshed = False
+        while free > 0 and not self._stopping.is_set():
+            if not self._cands:
+                if refreshed:
+                    return
+                self._refresh_candidates(now, free)
+                refreshed = True
                 continue
+            cand = self._cands.pop(0)
+            self._aged = [r for r in self._aged if r.workset_id != cand.workset_id]
             try:
                 rec, lease = self.store.claim(cand.workset_id, self.monitor_id,
                                               self.cfg.lease_seconds)
             except ConflictError:
                 self.stats.conflicts += 1
-                self._aged = [r for r in self._aged if r.workset_id != cand.workset_id]
+                self._contended_until = time.time() + CONTENTION_MEMORY_SECONDS
                 continue
-            self._aged = [r for r in self._aged if r.workset_id != cand.workset_id]
             self.stats.claimed += 1
             free -= 1
             log.info("claimed workset %s (priority %s, attempt %d)", rec.workset_id,
                      rec.priority, rec.attempt)
             self._start(rec, lease)
 
+    def _refresh_candidates(self, now: float, free: int) -> None:
+        contended = now < self._contended_until
+        window = free * self.cfg.claim_spread * (CONTENDED_WINDOW_FACTOR if contended else 1)
+        head = self.store.candidates(window + 4)
+        merged = {r.workset_id: r for r in [*head, *self._aged]}
+        ordered = claim_order(merged.values(), now, self.cfg.promote_after_seconds)
+        blocked = self._blocked_by_dependencies(ordered)
+        cands = [r for r in ordered if r.workset_id not in blocked]
+        self._saw_ready = bool(cands)
+        if contended:
+            cands = spread(cands, window, now, self.cfg.promote_after_seconds, self._rng)
+        self._cands = cands
+        self._cands_expire = now + self.cfg.poll_seconds
+
     def _blocked_by_dependencies(self, cands: list[WorksetRecord]) -> set[str]:
-        """Worksets whose ``after`` list is not all complete yet. Unknown or failed
+        """Worksets whose ``after`` list is not all complete yet. Unknown, failed or cyclic
         dependencies are not blocking: the claimant fails the workset with the reason."""
         deps = {d for c in cands for d in c.after}
         if not deps:
@@ -259,11 +296,25 @@ class Monitor:
         known = self.store.many(sorted(deps))
         blocked = set()
         for c in cands:
-            for d in c.after:
-                dep = known.get(d)
-                if dep is not None and dep.state in S.ACTIVE:
-                    blocked.add(c.workset_id)
+            waiting = [d for d in c.after if (dep := known.get(d)) is not None
+                       and dep.state in S.ACTIVE]
+            if waiting and not self._in_cycle(c.workset_id, c.after):
+                blocked.add(c.workset_id)
         return blocked
+
+    def _in_cycle(self, workset_id: str, after: list[str], max_depth: int = 20) -> bool:
+        seen, frontier = set(after), list(after)
+        for _ in range(max_depth):
+            if not frontier:
+                return False
+            nxt: list[str] = []
+            for rec in self.store.many(frontier[:100]).values():
+                if workset_id in rec.after:
+                    return True
+                nxt.extend(d for d in rec.after if d not in seen)
+                seen.update(rec.after)
+            frontier = nxt
+        return False
 
     def _start(self, rec: WorksetRecord, lease: Lease) -> None:
         run = Running(rec, lease)
@@ -360,16 +411,8 @@ class Monitor:
                 return f"after: workset {dep!r} does not exist"
             if rec.state in (S.FAILED, S.CANCELLED):
                 return f"after: workset {dep!r} is {rec.state}, so this one cannot run"
-        seen, frontier = {ws.workset_id}, list(ws.after)
-        while frontier:
-            records = self.store.many(frontier)
-            nxt = []
-            for rec in records.values():
-                if ws.workset_id in rec.after:
-                    return f"after: dependency cycle through {rec.workset_id!r}"
-                nxt.extend(d for d in rec.after if d not in seen)
-                seen.update(rec.after)
-            frontier = nxt[:200]
+        if self._in_cycle(ws.workset_id, ws.after):
+            return f"after: dependency cycle back to {ws.workset_id!r}; remove one of the links"
         return None
 
     def _request(self, ws: Workset, rec: WorksetRecord, step: str, workdir: Path) -> StepRequest:

@@ -3,6 +3,7 @@ low-priority workset that waited long enough is promoted (nothing starves). Pure
 
 from __future__ import annotations
 
+import random
 from collections.abc import Iterable
 from datetime import datetime
 
@@ -24,3 +25,21 @@ def claim_order(candidates: Iterable[WorksetRecord], now: float,
                 promote_after_seconds: float) -> list[WorksetRecord]:
     return sorted(candidates, key=lambda r: (effective_rank(r, now, promote_after_seconds),
                                              r.created_at, r.workset_id))
+
+
+def spread(ordered: list[WorksetRecord], window: int, now: float,
+           promote_after_seconds: float, rng: random.Random) -> list[WorksetRecord]:
+    """Under contention (several monitors claiming from the same front of the queue), shuffle
+    the first ``window`` candidates *within* each effective priority, so monitors stop
+    colliding on the same items. Priority levels are never mixed; FIFO within a level
+    becomes FIFO within a window. A lone monitor never sees contention and stays strict."""
+    head, tail = ordered[:window], ordered[window:]
+    groups: dict[int, list[WorksetRecord]] = {}
+    for rec in head:
+        groups.setdefault(effective_rank(rec, now, promote_after_seconds), []).append(rec)
+    out: list[WorksetRecord] = []
+    for rank in sorted(groups):
+        group = groups[rank]
+        rng.shuffle(group)
+        out.extend(group)
+    return out + tail

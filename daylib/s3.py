@@ -44,7 +44,10 @@ class S3Objects:
         kwargs: dict[str, Any] = {"Bucket": bucket}
         if region != "us-east-1":
             kwargs["CreateBucketConfiguration"] = {"LocationConstraint": region}
-        self.client.create_bucket(**kwargs)
+        try:
+            self.client.create_bucket(**kwargs)
+        except ClientError as exc:
+            raise describe(exc) from exc
         return True
 
     def folders(self, bucket: str, prefix: str) -> Iterator[str]:

@@ -289,8 +289,8 @@ def parse_workset(workset_id: str, work_yaml: str, settings: Settings,
     """Parse either format; raises SpecError with every problem found."""
     issues: list[Issue] = []
     if not is_valid_id(workset_id):
-        raise SpecError([Issue("workset_id", f"{workset_id!r} is not a valid id (3-64 letters, "
-                                             "digits, '_' or '-', starting with a letter or digit)")])
+        raise SpecError([Issue("workset_id", f"{workset_id!r} is not a valid id (3-64 "
+                               "letters, digits, '_' or '-', starting with a letter or digit)")])
     doc, yaml_issues = load_yaml_limited(work_yaml, settings, WORK_FILE)
     if yaml_issues:
         raise SpecError(yaml_issues)
@@ -419,7 +419,8 @@ def _parse_daylily(workset_id: str, doc: dict[str, Any], stage_tsv: str | None,
     max_retries = doc.get("max_retries", settings.workset.default_max_retries)
     if not isinstance(max_retries, int) or isinstance(max_retries, bool) or not (
             0 <= max_retries <= 10):
-        issues.append(Issue("max_retries", f"must be an integer from 0 to 10 (got {max_retries!r})"))
+        issues.append(Issue("max_retries",
+                            f"must be an integer from 0 to 10 (got {max_retries!r})"))
         max_retries = settings.workset.default_max_retries
     cluster = _str_field(doc, "cluster_name", issues)
     customer = _str_field(doc, "customer_id", issues)
@@ -438,7 +439,7 @@ def _parse_daylily(workset_id: str, doc: dict[str, Any], stage_tsv: str | None,
     return Workset(
         workset_id=workset_id, format="daylily", samples=samples,
         reference_genome=text_fields["reference_genome"], pipeline=text_fields["pipeline"],
-        priority=priority,  # type: ignore[arg-type]
+        priority=priority,
         max_retries=max_retries, preferred_cluster=cluster, customer_id=customer,
         export_uri=export, dy_r=dy_r, day_clone=day_clone, workdir_name=workdir_name,
         budget=text_fields["budget"], notes=text_fields["notes"],
@@ -492,7 +493,7 @@ def peek_priority(work_yaml: str) -> str:
     """Best-effort priority for ordering before full validation; never raises."""
     try:
         doc, _ = load_yaml_limited(work_yaml, Settings(), WORK_FILE)
-    except Exception:  # noqa: BLE001 - a hint only; full validation reports the problem
+    except Exception:
         return "normal"
     value = doc.get("priority") if isinstance(doc, dict) else None
     return value if value in PRIORITIES else "normal"

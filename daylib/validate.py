@@ -6,6 +6,7 @@ HEAD requests run in parallel; a workset with 200 lanes validates in the time of
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 from daylib.config import Settings
 from daylib.errors import Issue, SpecError
@@ -15,8 +16,10 @@ from daylib.spec import Lane, Workset
 _DENIED = ("AccessDenied", "403", "Forbidden", "AllAccessDisabled")
 
 
-def check_inputs(ws: Workset, s3: S3Objects, settings: Settings) -> None:
-    """Raise SpecError listing every missing, empty, oversized or unreadable FASTQ."""
+def check_inputs(ws: Workset, s3: S3Objects, settings: Settings,
+                 local: dict[str, Path] | None = None) -> None:
+    """Raise SpecError listing every missing, empty, oversized or unreadable FASTQ.
+    ``local`` maps URIs to files about to be uploaded with the workset (``submit DIR``)."""
     places: list[tuple[str, str]] = []
     for sample in ws.samples:
         for n, lane in enumerate(ws_lanes(sample.lanes), start=1):
@@ -26,7 +29,7 @@ def check_inputs(ws: Workset, s3: S3Objects, settings: Settings) -> None:
         return
     workers = min(settings.monitor.validate_threads, len(places))
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="head") as pool:
-        heads: list[Head] = list(pool.map(lambda p: s3.head(p[1]), places))
+        heads: list[Head] = list(pool.map(lambda p: _head(s3, p[1], local or {}), places))
     issues = []
     limit = settings.limits.max_fastq_bytes
     for (where, uri), head in zip(places, heads, strict=True):
@@ -43,6 +46,13 @@ def check_inputs(ws: Workset, s3: S3Objects, settings: Settings) -> None:
             issues.append(Issue(where, f"{uri} is {head.size} bytes, over the limit of {limit}"))
     if issues:
         raise SpecError(issues)
+
+
+def _head(s3: S3Objects, uri: str, local: dict[str, Path]) -> Head:
+    path = local.get(uri)
+    if path is not None:
+        return Head(uri, True, path.stat().st_size)
+    return s3.head(uri)
 
 
 def ws_lanes(lanes: list[Lane]) -> list[list[tuple[str, str]]]:

@@ -22,10 +22,11 @@ Claim timeline (why the lease and token are enough):
 
 from __future__ import annotations
 
-import json
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
+from dataclasses import fields as dataclass_fields
+from dataclasses import replace
 from decimal import Decimal
 from typing import Any
 
@@ -44,9 +45,10 @@ DONE_INDEX = "done-index"
 _ACTIVE_PROJECTION = ["workset_id", "state", "priority", "customer_id", "cluster",
                       "preferred_cluster", "created_at", "owner_id", "lease_expires",
                       "retry_at", "after", "attempt", "lease_token", "step"]
-_DONE_PROJECTION = ["workset_id", "state", "priority", "customer_id", "cluster", "created_at",
-                    "updated_at", "error_category"]
 _OPERATOR_RETRIES = 8
+_RECORD_FIELDS = {f.name for f in dataclass_fields(WorksetRecord)} - {"owner"}
+_LIST_FIELDS = {"steps_done", "after", "history"}
+_DICT_FIELDS = {"summary", "jobs"}
 
 _ser = TypeSerializer()
 _de = TypeDeserializer()
@@ -184,10 +186,13 @@ class DynamoStore:
     def create_table(self) -> bool:
         """Create the table and its indexes if missing; True if it was created."""
         def gsi(name: str, hash_key: str, range_key: str, proj: list[str]) -> dict[str, Any]:
+            projection: dict[str, Any] = (
+                {"ProjectionType": "INCLUDE", "NonKeyAttributes": proj} if proj
+                else {"ProjectionType": "KEYS_ONLY"})
             return {"IndexName": name,
                     "KeySchema": [{"AttributeName": hash_key, "KeyType": "HASH"},
                                   {"AttributeName": range_key, "KeyType": "RANGE"}],
-                    "Projection": {"ProjectionType": "INCLUDE", "NonKeyAttributes": proj}}
+                    "Projection": projection}
         try:
             self.client.create_table(
                 TableName=self.table,
@@ -197,7 +202,7 @@ class DynamoStore:
                 KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
                 GlobalSecondaryIndexes=[
                     gsi(ACTIVE_INDEX, "active_state", "queue_key", _ACTIVE_PROJECTION),
-                    gsi(DONE_INDEX, "done_state", "created_key", _DONE_PROJECTION)],
+                    gsi(DONE_INDEX, "done_state", "created_key", [])],
                 BillingMode="PAY_PER_REQUEST",
             )
         except ClientError as exc:
@@ -214,7 +219,8 @@ class DynamoStore:
         return {"at": utc_iso(self.clock()), "actor": actor, "from": src, "to": dst,
                 "reason": reason[:500]}
 
-    def _bounded(self, history: list[dict[str, Any]], entry: dict[str, Any]) -> list[dict[str, Any]]:
+    def _bounded(self, history: list[dict[str, Any]],
+                 entry: dict[str, Any]) -> list[dict[str, Any]]:
         """Keep the first ``keep_first`` and the newest ``keep_last`` entries."""
         full = [*history, entry]
         if len(full) <= self.keep_first + self.keep_last:
@@ -230,10 +236,11 @@ class DynamoStore:
             up.set("done_state", state).set("created_key", f"{rec.created_at}#{rec.workset_id}")
             up.remove("active_state").remove("queue_key")
 
-    def _call_update(self, workset_id: str, up: _Update) -> WorksetRecord:
+    def _call_update(self, workset_id: str, up: _Update,
+                     returns: str = "ALL_NEW") -> WorksetRecord | None:
         try:
             resp = self.client.update_item(
-                TableName=self.table, Key={"pk": {"S": workset_id}}, ReturnValues="ALL_NEW",
+                TableName=self.table, Key={"pk": {"S": workset_id}}, ReturnValues=returns,
                 ReturnValuesOnConditionCheckFailure="ALL_OLD", **up.kwargs())
         except ClientError as exc:
             if error_code(exc) == "ConditionalCheckFailedException":
@@ -241,7 +248,7 @@ class DynamoStore:
                 current = _record(old) if old else self.get(workset_id)
                 raise ConflictError(self._conflict_message(workset_id, current)) from None
             raise describe(exc) from exc
-        return _record(resp["Attributes"])
+        return _record(resp["Attributes"]) if returns == "ALL_NEW" else None
 
     @staticmethod
     def _conflict_message(workset_id: str, current: WorksetRecord | None) -> str:
@@ -359,10 +366,10 @@ class DynamoStore:
     def due_retries(self, now: float) -> list[WorksetRecord]:
         return [r for r in self.active(S.RETRYING) if (r.retry_at or 0) <= now]
 
-    def queue_depth(self) -> QueueDepth:
+    def queue_depth(self, *, terminal: bool = True) -> QueueDepth:
         """Exact counts: active states by reading the sparse index (cost grows with active
         worksets only); terminal states by Select=COUNT on the done index."""
-        requests = 0
+        requests = terminal_requests = 0
         states = dict.fromkeys(S.ALL, 0)
         by_cluster: dict[str, Counter[str]] = {}
         by_customer: dict[str, Counter[str]] = {}
@@ -379,16 +386,16 @@ class DynamoStore:
                     cluster = item.get("cluster") or item.get("preferred_cluster") or "-"
                     by_cluster.setdefault(cluster, Counter())[st] += 1
                     by_customer.setdefault(item.get("customer_id") or "-", Counter())[st] += 1
-        for st in S.TERMINAL:
+        for st in S.TERMINAL if terminal else ():
             for page in self._query(IndexName=DONE_INDEX, Select="COUNT",
                                     KeyConditionExpression="done_state = :s",
                                     ExpressionAttributeValues={":s": {"S": st}}):
-                requests += 1
+                terminal_requests += 1
                 states[st] += int(page.get("Count", 0))
         return QueueDepth(states=states,
                           by_cluster={k: dict(v) for k, v in sorted(by_cluster.items())},
                           by_customer={k: dict(v) for k, v in sorted(by_customer.items())},
-                          requests=requests)
+                          requests=requests, terminal_requests=terminal_requests)
 
     def list(self, *, state: str | None = None, cluster: str | None = None,
              customer: str | None = None, limit: int = 50) -> list[WorksetRecord]:
@@ -403,10 +410,10 @@ class DynamoStore:
                 for page in self._query(IndexName=DONE_INDEX, ScanIndexForward=False,
                                         KeyConditionExpression="done_state = :s",
                                         ExpressionAttributeValues={":s": {"S": st}}):
-                    for raw in page.get("Items", []):
-                        rec = _record({**raw, "version": {"N": "0"}})
-                        if self._matches(rec, cluster, customer):
-                            rows.append(rec)
+                    ids = [it["pk"]["S"] for it in page.get("Items", [])]
+                    found = self.many(ids)
+                    rows.extend(r for i in ids if (r := found.get(i)) is not None
+                                and self._matches(r, cluster, customer))
                     if len(rows) >= limit:
                         break
             out.extend(r for r in rows if self._matches(r, cluster, customer))
@@ -467,6 +474,7 @@ class DynamoStore:
         up.set_expr("history", f"list_append({history}, {up.value([entry])})")
         up.add("lease_token", 1).add("version", 1).add("history_total", 1)
         rec = self._call_update(workset_id, up)
+        assert rec is not None
         return rec, Lease(workset_id, owner, rec.lease_token, now + lease_seconds)
 
     def heartbeat(self, lease: Lease, lease_seconds: float) -> Lease:
@@ -503,17 +511,28 @@ class DynamoStore:
             if lease is not None:
                 up.expect("owner_id", "=", lease.owner).expect("lease_token", "=", lease.token)
             priority = (fields or {}).get("priority", rec.priority)
-            up.set("state", to).set("updated_at", utc_iso(now)).set("version", rec.version + 1)
+            updated_at = utc_iso(now)
+            up.set("state", to).set("updated_at", updated_at).set("version", rec.version + 1)
             self._index_fields(up, rec, to, priority)
             for k, v in (fields or {}).items():
                 up.set(k, v)
+            # The version condition means we know the item exactly, so the new record is
+            # computed here rather than shipped back (ALL_NEW costs the emulator dearly).
+            changes: dict[str, Any] = {k: v for k, v in (fields or {}).items()
+                                       if k in _RECORD_FIELDS}
             if release or to not in S.OWNED:
                 up.remove("owner_id").remove("lease_expires")
+                changes.update(owner=None, lease_expires=None)
             if to != rec.state or reason:
                 hist = self._bounded(rec.history, self._entry(rec.state, to, actor, reason))
                 up.set("history", hist).set("history_total", rec.history_total + 1)
+                changes.update(history=hist, history_total=rec.history_total + 1)
             try:
-                return self._call_update(rec.workset_id, up)
+                self._call_update(rec.workset_id, up, returns="NONE")
+                return replace(rec, state=to, version=rec.version + 1, updated_at=updated_at,
+                               **{k: ([] if v is None and k in _LIST_FIELDS else
+                                      {} if v is None and k in _DICT_FIELDS else v)
+                                  for k, v in changes.items()})
             except ConflictError:
                 current = self.get(rec.workset_id)
                 if lease is None or current is None:
@@ -561,12 +580,3 @@ class DynamoStore:
         d = _from_ddb(resp["Attributes"])
         return ControlRecord(paused=bool(d.get("paused")), reason=d.get("reason"),
                              changed_by=d.get("changed_by"), changed_at=d.get("changed_at"))
-
-
-def spec_fields(spec_json: str | None) -> dict[str, Any]:
-    """Fields of a workset item derived from its parsed spec (for registration)."""
-    if not spec_json:
-        return {}
-    spec = json.loads(spec_json)
-    return {k: spec.get(k) for k in ("customer_id", "preferred_cluster", "after",
-                                     "max_retries")} | {"results_uri": spec.get("export_uri")}

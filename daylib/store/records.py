@@ -85,6 +85,7 @@ class QueueDepth:
     by_cluster: dict[str, dict[str, int]]
     by_customer: dict[str, dict[str, int]]
     requests: int = 0
+    terminal_requests: int = 0
 
     @property
     def total(self) -> int:

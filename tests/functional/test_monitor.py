@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import subprocess
@@ -54,7 +55,7 @@ def test_free_slot_is_refilled_without_waiting_for_the_batch(env: Env) -> None:
     shorts = sorted((env.store.require(f"ws-short{i}") for i in range(3)),
                     key=lambda r: r.updated_at)
     assert all(r.state == S.COMPLETE for r in shorts)
-    for prev, nxt in zip(shorts, shorts[1:], strict=False):
+    for prev, nxt in itertools.pairwise(shorts):
         claimed = epoch(next(h["at"] for h in nxt.history if h["to"] == S.LOCKED))
         assert claimed - epoch(prev.updated_at) < 1.0
     assert epoch(shorts[1].updated_at) < long_done  # refilled beside the running long one

@@ -70,7 +70,7 @@ def test_heartbeat_extends_and_stops_after_cancel(store: DynamoStore) -> None:
     now = [5_000.0]
     st = _clone(store, lambda: now[0])
     st.register("ws-beat", actor="t")
-    rec, lease = st.claim("ws-beat", "m1", 30)
+    _rec, lease = st.claim("ws-beat", "m1", 30)
     now[0] += 20
     lease = st.heartbeat(lease, 30)
     assert lease.expires == pytest.approx(now[0] + 30)
@@ -168,10 +168,11 @@ def test_queue_depth_is_exact_per_state_cluster_and_customer(store: DynamoStore)
 def test_candidates_come_in_priority_then_age_order(store: DynamoStore) -> None:
     for i, p in enumerate(["low", "normal", "urgent", "high", "normal", "urgent"]):
         store.register(f"ws-p{i}", actor="t", priority=p, created=1_000_000.0 + i)
-    cands = store.candidates(10)
-    assert [r.workset_id for r in cands["urgent"]] == ["ws-p2", "ws-p5"]
-    assert [r.workset_id for r in cands["normal"]] == ["ws-p1", "ws-p4"]
-    assert [r.workset_id for r in cands["low"]] == ["ws-p0"]
+    assert [r.workset_id for r in store.candidates(10)] == [
+        "ws-p2", "ws-p5", "ws-p3", "ws-p1", "ws-p4", "ws-p0"]
+    assert [r.workset_id for r in store.candidates(2)] == ["ws-p2", "ws-p5"]
+    # ageing: only non-urgent worksets created before the cut-off
+    assert [r.workset_id for r in store.aged(10, 1_000_003.5)] == ["ws-p3", "ws-p1", "ws-p0"]
 
 
 def test_pause_flag_round_trips(store: DynamoStore) -> None:

@@ -1,0 +1,1 @@
+"""Benchmarks: each prints figures (ratios measured side by side in one run), no assertions."""

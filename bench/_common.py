@@ -1,0 +1,110 @@
+"""Shared set-up for benchmarks: an emulator, a fresh table/bucket, instant executors."""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+import uuid
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from daylib.aws import AwsClients  # noqa: E402
+from daylib.config import Settings  # noqa: E402
+from daylib.executors.base import StepOutcome, StepRequest  # noqa: E402
+from daylib.executors.local import LocalExecutor  # noqa: E402
+from daylib.s3 import S3Objects  # noqa: E402
+from daylib.spec import parse_workset  # noqa: E402
+from daylib.store.dynamodb import DynamoStore  # noqa: E402
+
+FASTQ = b"@r1\nACGT\n+\nFFFF\n"
+
+
+class InstantExecutor:
+    """Every step succeeds at once: measures orchestration, not work."""
+
+    name = "instant"
+
+    def submit(self, req: StepRequest) -> str:
+        return "instant"
+
+    def find(self, req: StepRequest) -> str | None:
+        return None
+
+    def wait(self, job_ref: str, req: StepRequest, stop: threading.Event) -> StepOutcome:
+        return StepOutcome("COMPLETED", 0, job_ref=job_ref)
+
+    def cancel(self, job_ref: str) -> None:
+        return None
+
+
+class RunOnlyExecutor(LocalExecutor):
+    """Stage and export succeed at once; ``run`` is a real subprocess (e.g. ``sleep 3``)."""
+
+    def submit(self, req: StepRequest) -> str:
+        return super().submit(req) if req.step == "run" else "instant"
+
+    def wait(self, job_ref: str, req: StepRequest, stop: threading.Event) -> StepOutcome:
+        if job_ref == "instant":
+            return StepOutcome("COMPLETED", 0, job_ref=job_ref)
+        return super().wait(job_ref, req, stop)
+
+
+def bench_settings(endpoint_url: str, workdir: str, **monitor: Any) -> Settings:
+    s = Settings()
+    s.aws.endpoint_url = endpoint_url
+    s.aws.region = "us-west-2"
+    s.state.table = f"bench-{uuid.uuid4().hex[:8]}"
+    s.storage.bucket = f"bench-{uuid.uuid4().hex[:8]}"
+    s.monitor.workdir = workdir
+    for key, value in monitor.items():
+        setattr(s.monitor, key, value)
+    return s
+
+
+def deploy(settings: Settings) -> tuple[AwsClients, DynamoStore, S3Objects]:
+    clients = AwsClients(settings.aws, max_pool_connections=64)
+    store = DynamoStore(clients.client("dynamodb"), settings.state.table)
+    s3 = S3Objects(clients.client("s3"))
+    store.create_table()
+    s3.ensure_bucket(settings.storage.bucket, clients.region)
+    s3.put_bytes(settings.storage.bucket, "fastq/S1.fq", FASTQ)
+    return clients, store, s3
+
+
+def register(store: DynamoStore, settings: Settings, workset_id: str, *, pipeline: str,
+             priority: str = "normal", created: float | None = None) -> None:
+    """Register as intake would, with a parsed spec (skips the S3 listing)."""
+    doc = (f"samples: [{{sample_id: S1, fastq_r1: 's3://{settings.storage.bucket}/fastq/S1.fq'}}]"
+           f"\nreference_genome: hg38\npipeline: {pipeline}\npriority: {priority}\n")
+    ws = parse_workset(workset_id, doc, settings)
+    store.register(workset_id, actor="bench", priority=ws.priority, created=created, fields={
+        "format": "daylib", "spec_json": ws.model_dump_json(), "summary": ws.summary(),
+        "results_uri": ws.export_uri})
+
+
+class CallCounter:
+    """Counts AWS API calls made through the given clients (botocore ``before-call``)."""
+
+    def __init__(self, *clients: Any) -> None:
+        self.calls: Counter[str] = Counter()
+        self._lock = threading.Lock()
+        for c in clients:
+            c.meta.events.register("before-call.*.*", self._count)
+
+    def _count(self, model: Any, **_: Any) -> None:
+        with self._lock:
+            self.calls[f"{model.service_model.service_name}.{model.name}"] += 1
+
+    def snapshot(self) -> Counter[str]:
+        with self._lock:
+            return Counter(self.calls)
+
+
+def print_json(data: Any) -> None:
+    print(json.dumps(data, indent=2, sort_keys=True))

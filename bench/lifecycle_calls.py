@@ -1,0 +1,67 @@
+"""AWS calls per workset lifecycle (register -> complete), counted at the botocore layer.
+
+Runs N worksets through intake and the monitor (local executor, real subprocess steps) and
+counts every call the monitor process makes, split into per-workset writes and the reads
+that are amortised across worksets (queue queries, pause flag). Step subprocesses move the
+data (S3 GetObject/PutObject of FASTQs and results); those are data transfer, not control,
+and are listed separately from their own counters where relevant.
+
+    python bench/lifecycle_calls.py [N]
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+from collections import Counter
+
+from _common import CallCounter, bench_settings, deploy
+
+from daylib.emulator import start_moto
+from daylib.executors.local import LocalExecutor
+from daylib.monitor import Monitor
+
+WRITES = {"PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem"}
+
+
+def main() -> int:
+    n = int(sys.argv[1]) if len(sys.argv) > 1 else 10
+    server = start_moto(in_process=False)
+    try:
+        with tempfile.TemporaryDirectory() as work:
+            s = bench_settings(server.endpoint_url, work, max_concurrent=4, poll_seconds=0.5)
+            clients, store, s3 = deploy(s)
+            for i in range(n):
+                prefix = f"{s.storage.prefix}ws-{i:03d}/"
+                s3.put_bytes(s.storage.bucket, prefix + "r1.fq", b"@r\nACGT\n+\nFFFF\n")
+                s3.put_text(s.storage.bucket, prefix + "daylily_work.yaml",
+                            "samples: [{sample_id: S1, fastq_r1: r1.fq}]\n"
+                            "reference_genome: hg38\n")
+            counter = CallCounter(clients.client("dynamodb"), clients.client("s3"),
+                                  clients.client("sns"))
+            mon = Monitor(s, store, s3, LocalExecutor(), step_env=clients.subprocess_env())
+            mon.run(once=True)
+            calls = counter.snapshot()
+            states = Counter(r.state for r in store.many([f"ws-{i:03d}" for i in range(n)])
+                             .values())
+    finally:
+        server.stop()
+    ddb = {k.split(".", 1)[1]: v for k, v in calls.items() if k.startswith("dynamodb.")}
+    writes = {k: v for k, v in ddb.items() if k in WRITES}
+    reads = {k: v for k, v in ddb.items() if k not in WRITES}
+    other = {k: v for k, v in calls.items() if not k.startswith("dynamodb.")}
+    print(f"worksets: {n} ({dict(states)})")
+    print(f"DynamoDB writes per workset lifecycle: {sum(writes.values()) / n:.2f}  {writes}")
+    print(f"DynamoDB reads (queue/pause/lease housekeeping), total {sum(reads.values())}, "
+          f"per workset {sum(reads.values()) / n:.2f}: {reads}")
+    print(f"DynamoDB calls per workset, all: {sum(ddb.values()) / n:.2f}")
+    print(f"other AWS calls by the monitor: {other}")
+    print(f"  per workset: {sum(other.values()) / n:.2f} "
+          "(S3 listing for intake, GetObject of the YAML, HeadObject per FASTQ)")
+    print(f"CloudWatch calls: {sum(v for k, v in calls.items() if 'cloudwatch' in k)}")
+    print("target: <= 5 DynamoDB writes per lifecycle; no per-transition CloudWatch call")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
