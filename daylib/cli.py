@@ -9,7 +9,9 @@ import argparse
 import json
 import logging
 import os
+import shutil
 import sys
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +24,7 @@ from daylib import states as S
 from daylib.aws import AwsClients, describe
 from daylib.config import PRIORITIES, Settings, load_settings
 from daylib.errors import ConfigError, DaylibError, UserError
+from daylib.executors.base import Executor
 from daylib.notify import Notifier, NullNotifier, SnsNotifier
 from daylib.s3 import S3Objects
 from daylib.store.dynamodb import DynamoStore
@@ -118,6 +121,10 @@ def format_show(rec: WorksetRecord) -> str:
         f"source      {rec.s3_uri or '-'}",
         f"results     {rec.results_uri or '-'}",
     ]
+    if rec.route:
+        lines.append(f"routed      {rec.cluster}: {rec.route}")
+    if rec.reason and rec.state == S.READY:
+        lines.append(f"waiting     {rec.reason}")
     if rec.owner:
         lines.append(f"owner       {rec.owner}  (lease token {rec.lease_token})")
     if rec.jobs:
@@ -168,7 +175,7 @@ def cmd_queue(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def cmd_list(ctx: Context, args: argparse.Namespace) -> int:
-    rows = ctx.store.list(state=args.state, cluster=args.cluster, customer=args.customer,
+    rows = ctx.store.newest(state=args.state, cluster=args.cluster, customer=args.customer,
                           limit=args.limit)
     ctx.emit([r.public() | {"history": None} for r in rows], format_list(rows))
     return RET_OK
@@ -189,7 +196,52 @@ def _changed(ctx: Context, rec: WorksetRecord, event: str | None, text: str) -> 
 
 def cmd_cancel(ctx: Context, args: argparse.Namespace) -> int:
     rec = control.cancel(ctx.store, args.id, ctx.actor)
-    return _changed(ctx, rec, "cancelled", f"{rec.workset_id} cancelled")
+    note = ""
+    job = rec.jobs.get(rec.step or "") if rec.step else None
+    if job and job.isdigit() and shutil.which("scancel"):
+        from daylib.executors.slurm import SlurmExecutor
+
+        SlurmExecutor().cancel(job)
+        note = f"; Slurm job {job} cancelled"
+    elif job:
+        note = f"; its monitor stops job {job} within a heartbeat"
+    return _changed(ctx, rec, "cancelled", f"{rec.workset_id} cancelled{note}")
+
+
+def cmd_affinity(ctx: Context, args: argparse.Namespace) -> int:
+    rec = control.set_affinity(ctx.store, args.id, args.cluster, args.soft, ctx.actor)
+    return _changed(ctx, rec, None, f"{rec.workset_id} will run on {args.cluster}"
+                    + (" (soft affinity)" if args.soft else ""))
+
+
+def cmd_clusters(ctx: Context, args: argparse.Namespace) -> int:
+    from daylib.clusters import ClusterInfo, discover_stacks
+
+    now = time.time()
+    infos = sorted((ClusterInfo.from_item(c) for c in ctx.store.clusters()),
+                   key=lambda c: c.name)
+    running = ctx.store.queue_depth(terminal=False).by_cluster
+    rows = [{**c.to_item(), "status": c.status(now),
+             "worksets": running.get(c.name, {})} for c in infos]
+    stacks = discover_stacks(ctx.clients.client("cloudformation")) if args.discover else None
+    data: dict[str, Any] = {"clusters": rows}
+    if stacks is not None:
+        data["stacks"] = stacks
+    table = _table(["cluster", "status", "region", "vCPUs free/total", "memory GB free",
+                    "$/vCPU-h", "slots", "locked", "in_progress", "heartbeat s ago"],
+                   [[r["name"], r["status"], r["region"], f"{r['cpus_free']}/{r['cpus_total']}",
+                     f"{r['memory_mb_free'] / 1024:.0f}", f"{r['cost_per_vcpu_hour']:g}",
+                     r["max_concurrent"], r["worksets"].get("locked", 0),
+                     r["worksets"].get("in_progress", 0),
+                     f"{now - r['heartbeat_at']:.0f}" if r["heartbeat_at"] else "-"]
+                    for r in rows]) if rows else "no clusters registered"
+    if stacks is not None:
+        table += "\n\nParallelCluster stacks in the account:\n" + (
+            _table(["stack", "status", "version"],
+                   [[s["name"], s["status"], s["version"]] for s in stacks])
+            if stacks else "none")
+    ctx.emit(data, table)
+    return RET_OK
 
 
 def cmd_retry(ctx: Context, args: argparse.Namespace) -> int:
@@ -211,8 +263,23 @@ def cmd_pause(ctx: Context, args: argparse.Namespace) -> int:
     return RET_OK
 
 
-def cmd_monitor(ctx: Context, args: argparse.Namespace) -> int:
+def build_executor(settings: Settings) -> Executor:
     from daylib.executors.local import LocalExecutor
+    from daylib.executors.slurm import SlurmExecutor
+
+    if settings.monitor.executor == "local":
+        return LocalExecutor()
+    sl = settings.slurm
+    if shutil.which("sbatch") is None:
+        raise UserError("--executor slurm needs sbatch on PATH (on ParallelCluster: "
+                        "/opt/slurm/bin)")
+    return SlurmExecutor(partition=sl.partition, account=sl.account,
+                         poll_seconds=sl.poll_seconds,
+                         command_timeout_seconds=sl.command_timeout_seconds,
+                         extra_sbatch_args=sl.extra_sbatch_args)
+
+
+def cmd_monitor(ctx: Context, args: argparse.Namespace) -> int:
     from daylib.monitor import Monitor
 
     settings = ctx.settings
@@ -220,11 +287,9 @@ def cmd_monitor(ctx: Context, args: argparse.Namespace) -> int:
         settings.monitor.cluster = args.cluster
     if args.executor:
         settings.monitor.executor = args.executor
-    if settings.monitor.executor != "local":
-        raise UserError("the slurm executor is not available in this version; use "
-                        "--executor local")
-    monitor = Monitor(settings, ctx.store, ctx.s3, LocalExecutor(), notifier=ctx.notifier,
-                      step_env=ctx.clients.subprocess_env())
+    monitor = Monitor(settings, ctx.store, ctx.s3, build_executor(settings),
+                      notifier=ctx.notifier, step_env=ctx.clients.subprocess_env(),
+                      region=ctx.clients.region)
     monitor.install_signal_handlers()
     code = monitor.run(once=args.once)
     if ctx.as_json:
@@ -289,6 +354,13 @@ def build_parser() -> argparse.ArgumentParser:
                             ("cancel", cmd_cancel, "cancel a workset"),
                             ("retry", cmd_retry, "retry a failed, retrying or cancelled workset")):
         add(name, fn, help_).add_argument("id")
+    sp = add("affinity", cmd_affinity, "route a workset that has not started to a cluster")
+    sp.add_argument("id")
+    sp.add_argument("cluster")
+    sp.add_argument("--soft", action="store_true", help="fall back to others after a wait")
+    sp = add("clusters", cmd_clusters, "known clusters: state, capacity, running worksets")
+    sp.add_argument("--discover", action="store_true",
+                    help="also list the account's ParallelCluster stacks (CloudFormation)")
     sp = add("priority", cmd_priority, "change a workset's priority")
     sp.add_argument("id")
     sp.add_argument("priority", choices=PRIORITIES)

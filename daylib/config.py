@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, ValidationError
 
 from daylib.errors import ConfigError
 
@@ -49,7 +49,7 @@ class StateSettings(_Section):
 
 class MonitorSettings(_Section):
     monitor_id: str | None = None
-    cluster: str = "local"
+    cluster: str | None = None
     executor: Literal["local", "slurm"] = "local"
     max_concurrent: int = Field(4, ge=1)
     poll_seconds: float = Field(2.0, gt=0)
@@ -64,8 +64,46 @@ class MonitorSettings(_Section):
     validate_threads: int = Field(16, ge=1)
     step_timeout_seconds: float = Field(86400.0, gt=0)
 
+    mirror_sentinels: bool = True
+
     def resolved_monitor_id(self) -> str:
         return self.monitor_id or f"{socket.gethostname()}-{os.getpid()}"
+
+
+class RoutingSettings(_Section):
+    region: str | None = None
+    availability_zone: str = ""
+    cost_per_vcpu_hour: float = Field(0.0, ge=0)
+    cluster_heartbeat_seconds: float = Field(10.0, gt=0)
+    cluster_stale_seconds: float = Field(30.0, gt=0)
+    soft_affinity_wait_seconds: float = Field(600.0, ge=0)
+    bucket_regions: dict[str, str] = Field(default_factory=dict)
+
+
+class SlurmSettings(_Section):
+    partition: str | None = None
+    account: str | None = None
+    poll_seconds: float = Field(2.0, gt=0)
+    command_timeout_seconds: float = Field(30.0, gt=0)
+    extra_sbatch_args: list[str] = Field(default_factory=list)
+
+
+class CapSettings(_Section):
+    global_max: int = Field(0, ge=0)
+    cluster_max: dict[str, NonNegativeInt] = Field(default_factory=dict)
+    cluster_default_max: int = Field(0, ge=0)
+    customer_max: dict[str, NonNegativeInt] = Field(default_factory=dict)
+    customer_default_max: int = Field(0, ge=0)
+    stale_holder_seconds: float = Field(120.0, gt=0)
+
+    def limits(self, cluster: str, customer: str | None) -> dict[str, int]:
+        """Cap scopes that apply to a workset, with their limits (0 = unlimited, omitted)."""
+        out = {"global": self.global_max,
+               f"cluster#{cluster}": self.cluster_max.get(cluster, self.cluster_default_max)}
+        if customer:
+            out[f"customer#{customer}"] = self.customer_max.get(customer,
+                                                               self.customer_default_max)
+        return {scope: limit for scope, limit in out.items() if limit > 0}
 
 
 class WorksetSettings(_Section):
@@ -115,6 +153,9 @@ class Settings(_Section):
     storage: StorageSettings = Field(default_factory=StorageSettings)
     state: StateSettings = Field(default_factory=StateSettings)
     monitor: MonitorSettings = Field(default_factory=MonitorSettings)
+    routing: RoutingSettings = Field(default_factory=RoutingSettings)
+    slurm: SlurmSettings = Field(default_factory=SlurmSettings)
+    caps: CapSettings = Field(default_factory=CapSettings)
     workset: WorksetSettings = Field(default_factory=WorksetSettings)
     daylily: DaylilySettings = Field(default_factory=DaylilySettings)
     limits: LimitSettings = Field(default_factory=LimitSettings)

@@ -119,6 +119,20 @@ def retry(store: DynamoStore, s3: S3Objects, settings: Settings, workset_id: str
     return store.edit(workset_id, change, actor=actor, reason="retry requested by operator")
 
 
+def set_affinity(store: DynamoStore, workset_id: str, cluster: str, soft: bool,
+                 actor: str) -> WorksetRecord:
+    """Re-route a workset that has not started (ready or waiting to retry)."""
+    def change(rec: WorksetRecord) -> tuple[str, dict[str, Any]]:
+        if rec.state not in (S.READY, S.RETRYING) or rec.steps_done:
+            raise IllegalTransition(f"workset {workset_id} is {rec.state}"
+                                    f"{' with steps done' if rec.steps_done else ''}; only a "
+                                    "workset that has not started can be re-routed")
+        routing = {**rec.routing, "affinity": "soft" if soft else "hard", "since": time.time()}
+        return rec.state, {"preferred_cluster": cluster, "routing": routing, "reason": None}
+    return store.edit(workset_id, change, actor=actor,
+                      reason=f"affinity set to {cluster} by operator")
+
+
 def set_priority(store: DynamoStore, workset_id: str, priority: str,
                  actor: str) -> WorksetRecord:
     if priority not in PRIORITIES:

@@ -46,12 +46,22 @@ class Loaded:
             fields["error_category"] = self.error.category
             return "normal", fields
         ws = self.workset
+        fields["routing"] = routing_facts(ws, settings)
         fields.update({
             "spec_json": ws.model_dump_json(), "summary": ws.summary(),
             "customer_id": ws.customer_id, "preferred_cluster": ws.preferred_cluster,
             "after": ws.after, "max_retries": ws.max_retries, "results_uri": ws.export_uri,
         })
         return ws.priority, fields
+
+
+def routing_facts(ws: sp.Workset, settings: Settings) -> dict[str, Any]:
+    """What the router needs, stored on the item so candidates can be routed from the index."""
+    default = settings.routing.region or settings.aws.region or ""
+    regions = sorted({settings.routing.bucket_regions.get(sp.split_s3_uri(u)[0], default)
+                      for u in ws.fastq_uris()} - {""})
+    return {"affinity": ws.affinity, "regions": regions, "vcpus": ws.resources.vcpus,
+            "memory_gb": ws.resources.memory_gb}
 
 
 def load_folder(s3: S3Objects, settings: Settings, workset_id: str,

@@ -22,6 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from daylib import states as S
+from daylib.caps import Caps
+from daylib.clusters import local_cluster_name
 from daylib.config import Settings
 from daylib.errors import ConflictError, DaylibError, LeaseLost, SpecError, StoreError
 from daylib.executors.base import STEPS, Executor, StepOutcome, StepRequest
@@ -29,7 +31,9 @@ from daylib.intake import Intake
 from daylib.notify import Notifier, NullNotifier
 from daylib.ordering import claim_order, spread
 from daylib.policy import Failure, backoff_seconds, classify, retry_budget
+from daylib.registry import Registry, local_capacity
 from daylib.s3 import S3Objects
+from daylib.sentinels import mirror
 from daylib.spec import Workset
 from daylib.store.dynamodb import DynamoStore
 from daylib.store.records import Lease, WorksetRecord
@@ -38,6 +42,7 @@ from daylib.validate import check_inputs
 log = logging.getLogger(__name__)
 CONTENTION_MEMORY_SECONDS = 10.0
 CONTENDED_WINDOW_FACTOR = 4
+MAX_CANDIDATE_PAGES = 10
 
 
 @dataclass
@@ -77,7 +82,7 @@ class Monitor:
 
     def __init__(self, settings: Settings, store: DynamoStore, s3: S3Objects,
                  executor: Executor, *, notifier: Notifier | None = None,
-                 step_env: dict[str, str] | None = None) -> None:
+                 step_env: dict[str, str] | None = None, region: str = "") -> None:
         self.settings = settings
         self.cfg = settings.monitor
         self.store = store
@@ -87,6 +92,11 @@ class Monitor:
         self.step_env = {**(step_env or {}), "PYTHONPATH": _package_root()}
         self.monitor_id = self.cfg.resolved_monitor_id()
         self.intake = Intake(s3, store, settings, self.monitor_id)
+        self.cluster = local_cluster_name(self.cfg.cluster) or "local"
+        capacity = getattr(executor, "cluster_capacity", None) or local_capacity
+        self.registry = Registry(settings, store, self.cluster, self.monitor_id,
+                                 region or settings.aws.region or "", capacity)
+        self.caps = Caps(settings.caps, store, self.cluster, self.monitor_id)
         self.stats = Stats()
         self._running: dict[str, Running] = {}
         self._lock = threading.Lock()
@@ -105,6 +115,7 @@ class Monitor:
         self._cands_expire = 0.0
         self._contended_until = 0.0
         self._rng = random.Random(self.monitor_id)
+        self._routes: dict[str, str] = {}
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -128,10 +139,12 @@ class Monitor:
     def run(self, *, once: bool = False) -> int:
         """Serve until stopped. ``once``: one pass (discover, claim, run to the end)."""
         log.info("monitor %s serving cluster %s with %d slot(s), executor %s",
-                 self.monitor_id, self.cfg.cluster, self.cfg.max_concurrent, self.executor.name)
+                 self.monitor_id, self.cluster, self.cfg.max_concurrent, self.executor.name)
         beat = threading.Thread(target=self._heartbeat_loop, name="heartbeat", daemon=True)
         beat.start()
         try:
+            self._paused = self.store.control().paused
+            self.registry.beat(0, self._paused, force=True)
             if once:
                 self._tick(force=True)
                 while self._busy() and not self._stopping.is_set():
@@ -147,8 +160,17 @@ class Monitor:
             self._drain()
             self._stopping.set()
             beat.join(timeout=5)
+            if not once:
+                self._quietly(self.registry.mark_stopped)
         log.info("monitor %s stopped: %s", self.monitor_id, self.stats)
         return 0
+
+    @staticmethod
+    def _quietly(fn: Any) -> None:
+        try:
+            fn()
+        except DaylibError as exc:
+            log.warning("shutdown step failed: %s", exc)
 
     def _busy(self) -> bool:
         """In ``--once`` mode: keep going while something runs or the last look at the
@@ -182,6 +204,7 @@ class Monitor:
             if force or now >= self._next_control:
                 self._next_control = now + self.cfg.poll_seconds
                 self._paused = self.store.control().paused
+            self.registry.beat(self.cfg.max_concurrent - self._free(), self._paused)
             self._fill_if_allowed(now)
             found = 0
             if discover and (force or now >= self._next_discovery):
@@ -194,6 +217,7 @@ class Monitor:
                                              now - self.cfg.promote_after_seconds)
                 if not self._paused:
                     self._take_over_expired(now)
+                self.caps.reconcile()
                 found += len(self._aged)
             if found:
                 self._fill_if_allowed(time.time())
@@ -229,11 +253,15 @@ class Monitor:
         for rec in self.store.expired(now):
             if self._free() <= 0:
                 return
-            if rec.workset_id in self._running:
+            # only this cluster can adopt its jobs; a workset not yet placed may go anywhere
+            if rec.workset_id in self._running or rec.cluster not in (None, self.cluster):
+                continue
+            if self.caps.acquire(rec.workset_id, rec.customer_id):
                 continue
             try:
                 full, lease = self.store.claim(rec.workset_id, self.monitor_id,
-                                               self.cfg.lease_seconds, expired=rec)
+                                               self.cfg.lease_seconds, expired=rec,
+                                               fields={"cluster": self.cluster})
             except ConflictError:
                 continue
             self.stats.taken_over += 1
@@ -260,10 +288,17 @@ class Monitor:
                 continue
             cand = self._cands.pop(0)
             self._aged = [r for r in self._aged if r.workset_id != cand.workset_id]
+            capped = self.caps.acquire(cand.workset_id, cand.customer_id)
+            if capped:
+                self._note(cand, capped)
+                continue
             try:
-                rec, lease = self.store.claim(cand.workset_id, self.monitor_id,
-                                              self.cfg.lease_seconds)
+                rec, lease = self.store.claim(
+                    cand.workset_id, self.monitor_id, self.cfg.lease_seconds,
+                    fields={"cluster": self.cluster,
+                            "route": self._routes.get(cand.workset_id)})
             except ConflictError:
+                self.caps.release(cand.workset_id, cand.customer_id)
                 self.stats.conflicts += 1
                 self._contended_until = time.time() + CONTENTION_MEMORY_SECONDS
                 continue
@@ -276,8 +311,9 @@ class Monitor:
     def _refresh_candidates(self, now: float, free: int) -> None:
         contended = now < self._contended_until
         window = free * self.cfg.claim_spread * (CONTENDED_WINDOW_FACTOR if contended else 1)
-        head = self.store.candidates(window + 4)
-        merged = {r.workset_id: r for r in [*head, *self._aged]}
+        head = self._routable(window + 4, now)
+        merged = {r.workset_id: r for r in [*head, *self._aged]
+                  if r.workset_id in self._routes}
         ordered = claim_order(merged.values(), now, self.cfg.promote_after_seconds)
         blocked = self._blocked_by_dependencies(ordered)
         cands = [r for r in ordered if r.workset_id not in blocked]
@@ -286,6 +322,31 @@ class Monitor:
             cands = spread(cands, window, now, self.cfg.promote_after_seconds, self._rng)
         self._cands = cands
         self._cands_expire = now + self.cfg.poll_seconds
+
+    def _routable(self, want: int, now: float) -> list[WorksetRecord]:
+        """The first ``want`` ready worksets routed to this cluster, in queue order. Those
+        routed nowhere get the reason noted on them; those routed elsewhere are skipped."""
+        mine: list[WorksetRecord] = []
+        for pages, page in enumerate(self.store.ready_pages(want), start=1):
+            for rec in page:
+                decision = self.registry.route(rec, now)
+                if decision.cluster == self.cluster:
+                    self._routes[rec.workset_id] = decision.reason
+                    mine.append(rec)
+                elif decision.cluster is None:
+                    self._note(rec, decision.reason)
+            if len(mine) >= want or pages >= MAX_CANDIDATE_PAGES:
+                break
+        for rec in self._aged:
+            decision = self.registry.route(rec, now)
+            if decision.cluster == self.cluster:
+                self._routes[rec.workset_id] = decision.reason
+        return mine
+
+    def _note(self, rec: WorksetRecord, reason: str) -> None:
+        if rec.reason != reason:
+            self.store.note_waiting(rec.workset_id, reason)
+            log.info("workset %s %s", rec.workset_id, reason)
 
     def _blocked_by_dependencies(self, cands: list[WorksetRecord]) -> set[str]:
         """Worksets whose ``after`` list is not all complete yet. Unknown, failed or cyclic
@@ -353,6 +414,12 @@ class Monitor:
             log.exception("workset %s: unexpected error", wid)
             self._fail(run, Failure(message=f"internal error: {exc.__class__.__name__}: {exc}"))
         finally:
+            self._routes.pop(wid, None)
+            try:
+                self.caps.release(wid, run.rec.customer_id)
+            except DaylibError as exc:
+                log.warning("workset %s: could not release its cap slots (reclaimed later): %s",
+                            wid, exc)
             with self._lock:
                 self._running.pop(wid, None)
             self._wake.set()
@@ -383,15 +450,15 @@ class Monitor:
         workdir.mkdir(parents=True, exist_ok=True)
         if rec.state == S.LOCKED:
             self.notifier.emit("started", rec, f"claimed by {self.monitor_id}")
+            self._sentinel_for(rec, f"claimed by {self.monitor_id}")
         for step in STEPS:
             if step in run.rec.steps_done:
                 continue
             req = self._request(ws, run.rec, step, workdir)
-            ref = self.executor.find(req) or self.executor.submit(req)
+            ref = self._launch(run, req)
             outcome = self.executor.wait(ref, req, run.stop)
             if run.lost:
-                log.info("workset %s: no longer ours (%s); left as it is", ws.workset_id,
-                         outcome.state)
+                self._after_lost(run, ref, outcome)
                 return
             if run.handing_back:
                 self._hand_back(run, step)
@@ -400,6 +467,38 @@ class Monitor:
                 self._fail(run, self._failure(step, outcome))
                 return
             self._checkpoint(run, step)
+
+    def _launch(self, run: Running, req: StepRequest) -> str:
+        """Adopt the step's job if one was already submitted (a restart or takeover at any
+        instant), else submit it and record the job on the item, fenced by the lease."""
+        found = self.executor.find(req)
+        if found:
+            log.info("workset %s: adopted %s job %s for step %s", req.workset_id,
+                     self.executor.name, found, req.step)
+            return found
+        ref = self.executor.submit(req)
+        if self.executor.name != "local":
+            self._write(run, run.rec.state, "", jobs={**run.rec.jobs, req.step: ref})
+            log.info("workset %s: step %s submitted as %s job %s", req.workset_id, req.step,
+                     self.executor.name, ref)
+        return ref
+
+    def _after_lost(self, run: Running, ref: str, outcome: StepOutcome) -> None:
+        """Cancelled by an operator: stop the job too. Taken over: leave it for the new
+        owner to adopt."""
+        current = self.store.get(run.rec.workset_id)
+        if current is not None and current.state == S.CANCELLED:
+            self.executor.cancel(ref)
+            log.info("workset %s cancelled by %s; job %s stopped", run.rec.workset_id,
+                     (current.history or [{}])[-1].get("actor"), ref)
+        else:
+            log.info("workset %s is no longer ours (now %s); job %s left as it is (%s)",
+                     run.rec.workset_id, current.state if current else "gone", ref,
+                     outcome.state)
+
+    def _sentinel_for(self, rec: WorksetRecord, message: str = "") -> None:
+        if rec.format == "daylily" and self.cfg.mirror_sentinels:
+            mirror(self.s3, self.settings, rec.workset_id, rec.state, message)
 
     def _dependency_problem(self, ws: Workset) -> str | None:
         if not ws.after:
@@ -461,13 +560,16 @@ class Monitor:
         nxt = STEPS[STEPS.index(step) + 1] if step != STEPS[-1] else None
         if nxt is None:
             rec = self._write(run, S.COMPLETE, "all steps done", step=None, steps_done=done,
-                              cluster=self.cfg.cluster, error=None, error_category=None)
+                              cluster=self.cluster, error=None, error_category=None)
             self.stats.completed += 1
+            self._sentinel_for(rec, f"results at {rec.results_uri}")
             log.info("workset %s complete; results at %s", rec.workset_id, rec.results_uri)
             self.notifier.emit("completed", rec, f"results at {rec.results_uri}")
             return
         rec = self._write(run, S.IN_PROGRESS, f"{step} done", step=nxt, steps_done=done,
-                          cluster=self.cfg.cluster)
+                          cluster=self.cluster)
+        if step == "stage":
+            self._sentinel_for(rec)
         log.info("workset %s: %s done, %s next", rec.workset_id, step, nxt)
         self.notifier.emit("step", rec, f"{step} done")
 
@@ -508,6 +610,7 @@ class Monitor:
                                   if budget == 0 else f"{category} ({rule}): retries used up",
                                   **common)
                 self.stats.failed += 1
+                self._sentinel_for(rec, failure.message)
                 log.error("workset %s failed (%s, rule %s): %s", rec.workset_id, category,
                           rule, failure.message)
                 self.notifier.emit("failed", rec, failure.message)

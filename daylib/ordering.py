@@ -23,8 +23,18 @@ def effective_rank(rec: WorksetRecord, now: float, promote_after_seconds: float)
 
 def claim_order(candidates: Iterable[WorksetRecord], now: float,
                 promote_after_seconds: float) -> list[WorksetRecord]:
-    return sorted(candidates, key=lambda r: (effective_rank(r, now, promote_after_seconds),
-                                             r.created_at, r.workset_id))
+    """Priority (after ageing) first; within a level, customers take turns (each one's
+    oldest, then each one's second oldest, ...), oldest first within a turn."""
+    ranked = sorted(((effective_rank(r, now, promote_after_seconds), r.created_at,
+                      r.workset_id, r) for r in candidates), key=lambda t: t[:3])
+    turns: dict[tuple[int, str], int] = {}
+    keyed = []
+    for rank, created, wid, rec in ranked:
+        who = (rank, rec.customer_id or "")
+        turn = turns.get(who, 0)
+        turns[who] = turn + 1
+        keyed.append(((rank, turn, created, wid), rec))
+    return [rec for _, rec in sorted(keyed, key=lambda t: t[0])]
 
 
 def spread(ordered: list[WorksetRecord], window: int, now: float,

@@ -21,6 +21,7 @@ import pytest
 from daylib.config import Settings
 from daylib.emulator import FAKE_CREDENTIALS, MotoServer, start_moto
 from daylib.store.dynamodb import DynamoStore
+from tests.support.deployment import Env, fake
 
 ROOT = Path(__file__).resolve().parent.parent
 CACHE = ROOT / ".cache"
@@ -109,3 +110,14 @@ def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 120,
 
 def which(name: str) -> str | None:
     return shutil.which(name)
+
+
+@pytest.fixture
+def env(settings: Settings, tmp_path: Path) -> Env:
+    """A fresh deployment on the moto server with fake pipelines of known behaviour."""
+    settings.workset.pipelines = {
+        "germline": fake(0.0), "short": fake(0.2), "long": fake(5.0),
+        "sleepy": fake(30.0), "exit3": fake(0.0, 3), "bad-fastq": fake(0.0, 65),
+        "counted": fake(1.5, 0, f"--marker {tmp_path / 'runs.txt'}"),
+    }
+    return Env(settings)

@@ -1,16 +1,28 @@
-"""Runs steps as subprocesses on this machine (argv, no shell), for the demo and tests."""
+"""Runs steps as processes on this machine (argv, no shell), for the demo and tests.
+
+Each step runs under the same wrapper as on Slurm (``jobwrap``), detached in its own
+session, leaving a pid record and an exit-status file in the work directory. So a monitor
+restarted or taken over at any instant finds the step still running (or its result) and
+adopts it instead of starting it twice.
+"""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 
 from daylib.executors.base import StepOutcome, StepRequest
 
 TAIL_BYTES = 4096
+JOBWRAP = Path(__file__).resolve().with_name("jobwrap.py")
+DONE_REF = "done"
+LOST_GRACE_SECONDS = 2.0
 
 
 def tail(path: os.PathLike[str] | str, limit: int = TAIL_BYTES) -> str:
@@ -24,9 +36,38 @@ def tail(path: os.PathLike[str] | str, limit: int = TAIL_BYTES) -> str:
         return ""
 
 
-class LocalExecutor:
-    """One process group per step so cancel reaches the step's children too."""
+def _pid_file(req: StepRequest) -> Path:
+    return req.status_file.with_name(req.status_file.name + ".pid")
 
+
+def _alive(pid: int, status_file: Path) -> bool:
+    """The process exists and is our wrapper for this step (pids get reused)."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+    if str(status_file).encode() not in cmdline:
+        return False
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
+def _outcome(req: StepRequest, ref: str) -> StepOutcome | None:
+    try:
+        status = json.loads(req.status_file.read_text())
+    except (OSError, ValueError):
+        return None
+    code = status.get("exit_code")
+    sig = status.get("signal")
+    if code == 0:
+        return StepOutcome("COMPLETED", 0, None, tail(req.log_file), ref)
+    return StepOutcome("FAILED", code, sig, tail(req.log_file), ref)
+
+
+class LocalExecutor:
     name = "local"
 
     def __init__(self, poll_seconds: float = 0.05) -> None:
@@ -36,68 +77,80 @@ class LocalExecutor:
 
     def submit(self, req: StepRequest) -> str:
         req.workdir.mkdir(parents=True, exist_ok=True)
-        with open(req.log_file, "ab") as log:
-            try:
-                proc = subprocess.Popen(
-                    req.argv, cwd=req.workdir, env={**os.environ, **req.env},
-                    stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                    start_new_session=True,
-                )
-            except OSError as exc:
-                log.write(f"cannot start {req.argv[0]!r}: {exc.strerror}\n".encode())
-                return f"failed:{exc.errno}"
+        req.status_file.unlink(missing_ok=True)
+        argv = [sys.executable, "-I", str(JOBWRAP), "--status", str(req.status_file),
+                "--log", str(req.log_file), "--", *req.argv]
+        proc = subprocess.Popen(argv, cwd=req.workdir, env={**os.environ, **req.env},
+                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL, start_new_session=True)
+        _pid_file(req).write_text(str(proc.pid))
         ref = str(proc.pid)
         with self._lock:
             self._procs[ref] = proc
         return ref
 
     def find(self, req: StepRequest) -> str | None:
-        return None
+        if req.status_file.exists():
+            return DONE_REF
+        try:
+            pid = int(_pid_file(req).read_text())
+        except (OSError, ValueError):
+            return None
+        return str(pid) if _alive(pid, req.status_file) else None
 
     def wait(self, job_ref: str, req: StepRequest, stop: threading.Event) -> StepOutcome:
-        if job_ref.startswith("failed:"):
-            return StepOutcome("FAILED", 127, None, tail(req.log_file), job_ref)
+        deadline = time.monotonic() + req.timeout_seconds
+        gone_since: float | None = None
+        while True:
+            done = self._reap(job_ref, req)
+            if done is not None:
+                return done
+            if stop.is_set():
+                self.cancel(job_ref)
+                self._forget(req)  # handed back: the next owner starts the step afresh
+                return StepOutcome("CANCELLED", None, signal.SIGTERM, tail(req.log_file),
+                                   job_ref)
+            if time.monotonic() > deadline:
+                self.cancel(job_ref)
+                return StepOutcome("TIMEOUT", None, signal.SIGTERM, tail(req.log_file),
+                                   job_ref)
+            if not job_ref.isdigit() or not _alive(int(job_ref), req.status_file):
+                gone_since = gone_since or time.monotonic()
+                if time.monotonic() - gone_since > LOST_GRACE_SECONDS:
+                    return StepOutcome("LOST", None, None, tail(req.log_file), job_ref)
+            time.sleep(self.poll_seconds)
+
+    def _reap(self, job_ref: str, req: StepRequest) -> StepOutcome | None:
         with self._lock:
             proc = self._procs.get(job_ref)
-        if proc is None:
-            return StepOutcome("LOST", None, None, tail(req.log_file), job_ref)
-        deadline = time.monotonic() + req.timeout_seconds
-        try:
-            while True:
-                try:
-                    rc = proc.wait(timeout=self.poll_seconds)
-                    break
-                except subprocess.TimeoutExpired:
-                    pass
-                if stop.is_set():
-                    self.cancel(job_ref)
-                    rc = proc.wait()
-                    return StepOutcome("CANCELLED", None, signal.SIGTERM, tail(req.log_file),
-                                       job_ref)
-                if time.monotonic() > deadline:
-                    self.cancel(job_ref)
-                    proc.wait()
-                    return StepOutcome("TIMEOUT", None, signal.SIGTERM, tail(req.log_file),
-                                       job_ref)
-        finally:
-            if proc.returncode is not None:
-                with self._lock:
-                    self._procs.pop(job_ref, None)
-        if rc < 0:
-            return StepOutcome("FAILED", 128 - rc, -rc, tail(req.log_file), job_ref)
-        return StepOutcome("COMPLETED" if rc == 0 else "FAILED", rc, None,
-                           tail(req.log_file), job_ref)
+        if proc is not None and proc.poll() is not None:
+            with self._lock:
+                self._procs.pop(job_ref, None)
+        return _outcome(req, job_ref)
+
+    @staticmethod
+    def _forget(req: StepRequest) -> None:
+        req.status_file.unlink(missing_ok=True)
+        _pid_file(req).unlink(missing_ok=True)
 
     def cancel(self, job_ref: str) -> None:
-        with self._lock:
-            proc = self._procs.get(job_ref)
-        if proc is None or proc.poll() is not None:
+        if not job_ref.isdigit():
             return
+        pid = int(job_ref)
         try:
-            os.killpg(proc.pid, signal.SIGTERM)
-        except ProcessLookupError:
+            os.killpg(pid, signal.SIGTERM)
+        except (ProcessLookupError, PermissionError):
             return
+        for _ in range(100):
+            with self._lock:
+                proc = self._procs.get(job_ref)
+            if proc is not None:
+                if proc.poll() is not None:
+                    return
+            elif not Path(f"/proc/{pid}").exists():
+                return
+            time.sleep(0.05)
         try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
+            os.killpg(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            return

@@ -425,5 +425,7 @@ def parse_capacity(text: str) -> dict[str, object]:
         for key, value in zip(CAPACITY_KEYS, row, strict=True):
             entry[key] += value
     totals = {key: sum(row[i] for row in nodes.values()) for i, key in enumerate(CAPACITY_KEYS)}
+    largest = {"max_node_cpus": max((r[0] for r in nodes.values()), default=0),
+               "max_node_memory_mb": max((r[2] for r in nodes.values()), default=0)}
     return {"partitions": partitions, "default_partition": default, "nodes": len(nodes),
-            **totals}
+            **totals, **largest}

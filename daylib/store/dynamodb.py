@@ -40,15 +40,18 @@ from daylib.spec import priority_rank
 from daylib.store.records import ControlRecord, Lease, QueueDepth, WorksetRecord, utc_iso
 
 CONTROL_PK = "#control"
+CLUSTER_PARTITION = "#cluster"  # cluster items live in their own active-index partition
+CAP_PREFIX = "#cap#"
 ACTIVE_INDEX = "active-index"
 DONE_INDEX = "done-index"
 _ACTIVE_PROJECTION = ["workset_id", "state", "priority", "customer_id", "cluster",
                       "preferred_cluster", "created_at", "owner_id", "lease_expires",
-                      "retry_at", "after", "attempt", "lease_token", "step"]
+                      "retry_at", "after", "attempt", "lease_token", "step", "routing",
+                      "reason", "cluster_info"]
 _OPERATOR_RETRIES = 8
 _RECORD_FIELDS = {f.name for f in dataclass_fields(WorksetRecord)} - {"owner"}
 _LIST_FIELDS = {"steps_done", "after", "history"}
-_DICT_FIELDS = {"summary", "jobs"}
+_DICT_FIELDS = {"summary", "jobs", "routing"}
 
 _ser = TypeSerializer()
 _de = TypeDeserializer()
@@ -98,6 +101,7 @@ def _record(item: dict[str, Any]) -> WorksetRecord:
         retry_at=d.get("retry_at"), after=list(d.get("after", [])),
         spec_json=d.get("spec_json"), intake_error=d.get("intake_error"),
         summary=dict(d.get("summary", {})), jobs=dict(d.get("jobs", {})), reason=d.get("reason"),
+        routing=dict(d.get("routing", {})), route=d.get("route"),
         history=list(d.get("history", [])), history_total=int(d.get("history_total", 0)),
     )
 
@@ -118,7 +122,12 @@ class _Update:
         self.conditions: list[str] = []
 
     def name(self, attr: str) -> str:
-        ph = f"#{attr}"
+        """A positional placeholder: attribute names (and workset ids used as map keys) may
+        hold characters a placeholder cannot, such as '-'."""
+        for ph, known in self.names.items():
+            if known == attr:
+                return ph
+        ph = f"#n{len(self.names)}"
         self.names[ph] = attr
         return ph
 
@@ -180,6 +189,7 @@ class DynamoStore:
         self.keep_first = keep_first
         self.keep_last = keep_last
         self.clock = clock
+        self._cap_items: set[str] = set()
 
     # ------------------------------------------------------------------ table
 
@@ -347,6 +357,25 @@ class DynamoStore:
         """The first ``limit`` ready worksets in queue order (priority, then age): one Query."""
         return self.active(S.READY, limit=limit)
 
+    def ready_pages(self, page_size: int) -> Iterator[list[WorksetRecord]]:
+        """Ready worksets in queue order, a page at a time (for skipping ones routed
+        elsewhere without loading the whole queue)."""
+        for page in self._query(IndexName=ACTIVE_INDEX, Limit=page_size,
+                                KeyConditionExpression="active_state = :s",
+                                ExpressionAttributeValues={":s": {"S": S.READY}}):
+            yield [_record({**i, "version": {"N": "0"}}) for i in page.get("Items", [])]
+
+    def note_waiting(self, workset_id: str, reason: str) -> None:
+        """Say on a ready workset why it is not running (affinity, caps). Not a transition:
+        no version bump, no history; lost if the workset moved on, which is fine."""
+        up = _Update().set("reason", reason[:300]).expect("state", "=", S.READY)
+        try:
+            self.client.update_item(TableName=self.table, Key={"pk": {"S": workset_id}},
+                                    **up.kwargs())
+        except ClientError as exc:
+            if error_code(exc) != "ConditionalCheckFailedException":
+                raise describe(exc) from exc
+
     def aged(self, limit: int, older_than: float) -> list[WorksetRecord]:
         """Ready worksets below the top priority created before ``older_than``: those that
         ageing may promote past newer, higher-priority work (one Query per level)."""
@@ -397,7 +426,7 @@ class DynamoStore:
                           by_customer={k: dict(v) for k, v in sorted(by_customer.items())},
                           requests=requests, terminal_requests=terminal_requests)
 
-    def list(self, *, state: str | None = None, cluster: str | None = None,
+    def newest(self, *, state: str | None = None, cluster: str | None = None,
              customer: str | None = None, limit: int = 50) -> list[WorksetRecord]:
         """Newest first, from the indexes (never a scan)."""
         wanted = [state] if state else list(S.ALL)
@@ -452,7 +481,8 @@ class DynamoStore:
         return True
 
     def claim(self, workset_id: str, owner: str, lease_seconds: float,
-              *, expired: WorksetRecord | None = None) -> tuple[WorksetRecord, Lease]:
+              *, expired: WorksetRecord | None = None,
+              fields: dict[str, Any] | None = None) -> tuple[WorksetRecord, Lease]:
         """Own a workset: ready -> locked, or take over ``expired`` (an owned workset whose
         lease ran out; state and step are kept so the new owner resumes). One conditional
         write; raises ConflictError if someone else got there first."""
@@ -469,6 +499,8 @@ class DynamoStore:
             entry = self._entry(S.READY, S.LOCKED, owner, "claimed")
         up.set("owner_id", owner).set("lease_expires", now + lease_seconds)
         up.set("updated_at", utc_iso(now)).remove("reason")
+        for key, value in (fields or {}).items():
+            up.set(key, value)
         up.set_expr("step", f"if_not_exists({up.name('step')}, {up.value('stage')})")
         history = up.name("history")
         up.set_expr("history", f"list_append({history}, {up.value([entry])})")
@@ -556,6 +588,92 @@ class DynamoStore:
             except ConflictError:
                 continue
         raise StoreError(f"workset {workset_id}: too many concurrent edits; try again")
+
+    # ------------------------------------------------------------------ clusters
+
+    def put_cluster(self, info: dict[str, Any]) -> None:
+        """Register or heartbeat a cluster (a plain overwrite: one writer per cluster)."""
+        item = {"pk": f"{CLUSTER_PARTITION}#{info['name']}", "active_state": CLUSTER_PARTITION,
+                "queue_key": info["name"], "cluster_info": info}
+        try:
+            self.client.put_item(TableName=self.table,
+                                 Item={k: _to_ddb(v) for k, v in item.items()})
+        except ClientError as exc:
+            raise describe(exc) from exc
+
+    def clusters(self) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        for page in self._query(IndexName=ACTIVE_INDEX,
+                                KeyConditionExpression="active_state = :s",
+                                ExpressionAttributeValues={":s": {"S": CLUSTER_PARTITION}}):
+            out.extend(_from_ddb(i).get("cluster_info", {}) for i in page.get("Items", []))
+        return out
+
+    # ------------------------------------------------------------------ concurrency caps
+
+    def acquire_slot(self, scope: str, workset_id: str, limit: int, holder: str) -> bool:
+        """Take one of ``limit`` slots of ``scope`` for ``workset_id`` (a counting semaphore
+        on one item; holding it already is fine). False when the cap is reached."""
+        key = {"pk": {"S": CAP_PREFIX + scope}}
+        up = _Update()
+        slot = f"{up.name('holders')}.{up.name(workset_id)}"
+        up.sets.append(f"{slot} = {up.value({'at': self.clock(), 'by': holder})}")
+        up.expect_raw(f"attribute_exists({slot}) OR size({up.name('holders')}) < "
+                      f"{up.value(limit)}")
+        if scope not in self._cap_items:
+            self._ensure_cap_item(scope)  # the map must exist before SET holders.x
+            self._cap_items.add(scope)
+        try:
+            self.client.update_item(TableName=self.table, Key=key, **up.kwargs())
+        except ClientError as exc:
+            if error_code(exc) == "ConditionalCheckFailedException":
+                return False
+            raise describe(exc) from exc
+        return True
+
+    def _ensure_cap_item(self, scope: str) -> None:
+        try:
+            self.client.put_item(TableName=self.table,
+                                 Item={"pk": {"S": CAP_PREFIX + scope}, "holders": {"M": {}}},
+                                 ConditionExpression="attribute_not_exists(pk)")
+        except ClientError as exc:
+            if error_code(exc) != "ConditionalCheckFailedException":
+                raise describe(exc) from exc
+
+    def release_slot(self, scope: str, workset_id: str) -> None:
+        up = _Update()
+        up.removes.append(f"{up.name('holders')}.{up.name(workset_id)}")
+        up.expect_raw("attribute_exists(pk)")
+        try:
+            self.client.update_item(TableName=self.table, Key={"pk": {"S": CAP_PREFIX + scope}},
+                                    **up.kwargs())
+        except ClientError as exc:
+            if error_code(exc) not in ("ConditionalCheckFailedException", "ValidationException"):
+                raise describe(exc) from exc
+
+    def slot_holders(self, scope: str) -> dict[str, dict[str, Any]]:
+        try:
+            resp = self.client.get_item(TableName=self.table,
+                                        Key={"pk": {"S": CAP_PREFIX + scope}},
+                                        ConsistentRead=True)
+        except ClientError as exc:
+            raise describe(exc) from exc
+        return dict(_from_ddb(resp.get("Item", {})).get("holders", {}))
+
+    def release_stale_slot(self, scope: str, workset_id: str, taken_at: float) -> bool:
+        """Drop a holder left by a crash, only if it is still the entry we judged stale."""
+        up = _Update()
+        slot = f"{up.name('holders')}.{up.name(workset_id)}"
+        up.removes.append(slot)
+        up.expect_raw(f"{slot}.{up.name('at')} = {up.value(taken_at)}")
+        try:
+            self.client.update_item(TableName=self.table, Key={"pk": {"S": CAP_PREFIX + scope}},
+                                    **up.kwargs())
+            return True
+        except ClientError as exc:
+            if error_code(exc) in ("ConditionalCheckFailedException", "ValidationException"):
+                return False
+            raise describe(exc) from exc
 
     # ------------------------------------------------------------------ control item
 

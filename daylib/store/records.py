@@ -53,6 +53,8 @@ class WorksetRecord:
     summary: dict[str, Any] = field(default_factory=dict)
     jobs: dict[str, str] = field(default_factory=dict)
     reason: str | None = None
+    routing: dict[str, Any] = field(default_factory=dict)
+    route: str | None = None
     history: list[dict[str, Any]] = field(default_factory=list)
     history_total: int = 0
 
@@ -71,7 +73,7 @@ class WorksetRecord:
             "owner": self.owner, "lease_expires": self.lease_expires,
             "error_category": self.error_category, "error": self.error,
             "error_rule": self.error_rule, "retry_at": self.retry_at, "reason": self.reason,
-            "jobs": self.jobs, "after": self.after, "summary": self.summary,
+            "jobs": self.jobs, "route": self.route, "after": self.after, "summary": self.summary,
             "s3_uri": self.s3_uri, "results_uri": self.results_uri,
             "created_at": self.created_at, "updated_at": self.updated_at,
             "history": self.history,

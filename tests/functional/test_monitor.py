@@ -188,6 +188,8 @@ def test_kill_9_mid_run_is_taken_over_and_finished(env: Env, tmp_path: Path) -> 
     rec = env.store.require("ws-crash")
     assert rec.lease_token == 2 and rec.steps_done == ["stage", "run", "export"]
     assert any("lease of doomed expired" in h["reason"] for h in rec.history)
+    # the orphaned run step was adopted, not started a second time
+    assert len((tmp_path / "runs.txt").read_text().splitlines()) == 1
 
 
 def test_sigterm_hands_back_and_exits_zero(env: Env, tmp_path: Path) -> None:

@@ -189,10 +189,10 @@ def test_list_is_newest_first_and_filters(store: DynamoStore) -> None:
         store.register(f"ws-l{i}", actor="t", created=2_000_000.0 + i,
                        fields={"customer_id": "a" if i % 2 else "b"})
     store.edit("ws-l1", lambda r: (S.CANCELLED, {}), actor="op", reason="x")
-    assert [r.workset_id for r in store.list()] == [f"ws-l{i}" for i in (4, 3, 2, 1, 0)]
-    assert [r.workset_id for r in store.list(state=S.CANCELLED)] == ["ws-l1"]
-    assert [r.workset_id for r in store.list(customer="a")] == ["ws-l3", "ws-l1"]
-    assert len(store.list(limit=2)) == 2
+    assert [r.workset_id for r in store.newest()] == [f"ws-l{i}" for i in (4, 3, 2, 1, 0)]
+    assert [r.workset_id for r in store.newest(state=S.CANCELLED)] == ["ws-l1"]
+    assert [r.workset_id for r in store.newest(customer="a")] == ["ws-l3", "ws-l1"]
+    assert len(store.newest(limit=2)) == 2
 
 
 def test_race_eight_claimers_two_hundred_worksets(store: DynamoStore) -> None:
