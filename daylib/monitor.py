@@ -54,6 +54,7 @@ class Running:
     stop: threading.Event = field(default_factory=threading.Event)
     lost: bool = False
     handing_back: bool = False
+    finished: bool = False  # its last write is done or under way: no more heartbeats
 
 
 @dataclass
@@ -389,12 +390,14 @@ class Monitor:
         while not (self._stopping.is_set() and not self._snapshot()):
             time.sleep(min(self.cfg.heartbeat_seconds, 0.5))
             for run in self._snapshot():
-                if time.time() < run.lease.expires - self.cfg.lease_seconds + \
+                if run.finished or time.time() < run.lease.expires - self.cfg.lease_seconds + \
                         self.cfg.heartbeat_seconds:
                     continue
                 try:
                     run.lease = self.store.heartbeat(run.lease, self.cfg.lease_seconds)
                 except LeaseLost:
+                    if run.finished:  # raced our own last write
+                        continue
                     log.warning("lost the lease on %s (cancelled or taken over); stopping it",
                                 run.rec.workset_id)
                     run.lost = True
@@ -425,6 +428,7 @@ class Monitor:
             self._wake.set()
 
     def _write(self, run: Running, to: str, reason: str, **fields: Any) -> WorksetRecord:
+        run.finished = to not in S.OWNED
         run.rec = self.store.transition(run.rec, to, actor=self.monitor_id, reason=reason,
                                         lease=run.lease, fields=fields)
         return run.rec
