@@ -24,7 +24,7 @@ from daylib.monitor import Monitor
 from daylib.ordering import epoch
 
 sys.path.insert(0, str(ROOT))
-from tests.support.slurm import start_slurm  # noqa: E402
+from tests.support.slurm import start_slurm
 
 
 def cpu_seconds() -> float:
