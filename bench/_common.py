@@ -89,17 +89,22 @@ def register(store: DynamoStore, settings: Settings, workset_id: str, *, pipelin
 
 
 class CallCounter:
-    """Counts AWS API calls made through the given clients (botocore ``before-call``)."""
+    """Counts AWS API calls made through the given clients (botocore parameter-build hook)."""
 
     def __init__(self, *clients: Any) -> None:
         self.calls: Counter[str] = Counter()
         self._lock = threading.Lock()
         for c in clients:
-            c.meta.events.register("before-call.*.*", self._count)
+            c.meta.events.register("before-parameter-build.*.*", self._count)
 
-    def _count(self, model: Any, **_: Any) -> None:
+    def _count(self, model: Any, params: Any = None, **_: Any) -> None:
+        """Calls on the cluster registry, cap and control items (keys starting with '#')
+        are counted apart from calls on workset items."""
+        key = (params or {}).get("Key") or (params or {}).get("Item") or {}
+        pk = key.get("pk", {}).get("S", "") if isinstance(key, dict) else ""
+        suffix = " (registry/control)" if pk.startswith("#") else ""
         with self._lock:
-            self.calls[f"{model.service_model.service_name}.{model.name}"] += 1
+            self.calls[f"{model.service_model.service_name}.{model.name}{suffix}"] += 1
 
     def snapshot(self) -> Counter[str]:
         with self._lock:

@@ -49,11 +49,15 @@ def main() -> int:
     ddb = {k.split(".", 1)[1]: v for k, v in calls.items() if k.startswith("dynamodb.")}
     writes = {k: v for k, v in ddb.items() if k in WRITES}
     reads = {k: v for k, v in ddb.items() if k not in WRITES}
+    periodic = {k: v for k, v in ddb.items() if "registry" in k}
+    reads = {k: v for k, v in reads.items() if k not in periodic}
     other = {k: v for k, v in calls.items() if not k.startswith("dynamodb.")}
     print(f"worksets: {n} ({dict(states)})")
     print(f"DynamoDB writes per workset lifecycle: {sum(writes.values()) / n:.2f}  {writes}")
     print(f"DynamoDB reads (queue/pause/lease housekeeping), total {sum(reads.values())}, "
           f"per workset {sum(reads.values()) / n:.2f}: {reads}")
+    print(f"DynamoDB calls on the cluster registry and pause flag (per heartbeat/poll, not "
+          f"per workset): {periodic}")
     print(f"DynamoDB calls per workset, all: {sum(ddb.values()) / n:.2f}")
     print(f"other AWS calls by the monitor: {other}")
     print(f"  per workset: {sum(other.values()) / n:.2f} "
