@@ -105,6 +105,10 @@ def test_daylily_gate_files(env: Env) -> None:
     rec = env.store.require("ws-notready")
     assert (rec.state, rec.format) == (S.COMPLETE, "daylily")
     assert env.store.get("ws-ignored") is None
+    # state mirrored back as Daylily's sentinel files, only the current one kept
+    files = env.s3.files(env.bucket, f"{env.prefix}ws-notready/")
+    assert "daylily.complete" in files
+    assert not files & {"daylily.lock", "daylily.in_progress", "daylily.error"}
 
 
 def test_pause_stops_claiming_and_resume_restarts(env: Env) -> None:

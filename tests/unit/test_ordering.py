@@ -133,3 +133,15 @@ def test_epoch_round_trips_utc_iso() -> None:
 def test_utc_iso_sorts_in_time_order() -> None:
     stamps = [utc_iso(NOW + d) for d in (-86400 * 400, -1, -0.001, 0, 0.001, 59, 86400)]
     assert stamps == sorted(stamps)
+
+
+def test_customers_take_turns_within_a_level() -> None:
+    base = 1_000_000.0
+    recs = [WorksetRecord(workset_id=f"{c}{i}", state="ready", version=1, priority="normal",
+                          customer_id=c, created_at=utc_iso(base + t))
+            for t, (c, i) in enumerate([("a", 1), ("a", 2), ("a", 3), ("b", 1), ("c", 1),
+                                        ("b", 2)])]
+    urgent = WorksetRecord(workset_id="z1", state="ready", version=1, priority="urgent",
+                           customer_id="a", created_at=utc_iso(base + 99))
+    got = [r.workset_id for r in claim_order([*recs, urgent], base + 100, 3600.0)]
+    assert got == ["z1", "a1", "b1", "c1", "a2", "b2", "a3"]
