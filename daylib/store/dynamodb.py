@@ -353,10 +353,6 @@ class DynamoStore:
                 return out[:limit]
         return out
 
-    def candidates(self, limit: int) -> list[WorksetRecord]:
-        """The first ``limit`` ready worksets in queue order (priority, then age): one Query."""
-        return self.active(S.READY, limit=limit)
-
     def ready_pages(self, page_size: int) -> Iterator[list[WorksetRecord]]:
         """Ready worksets in queue order, a page at a time (for skipping ones routed
         elsewhere without loading the whole queue)."""

@@ -168,9 +168,10 @@ def test_queue_depth_is_exact_per_state_cluster_and_customer(store: DynamoStore)
 def test_candidates_come_in_priority_then_age_order(store: DynamoStore) -> None:
     for i, p in enumerate(["low", "normal", "urgent", "high", "normal", "urgent"]):
         store.register(f"ws-p{i}", actor="t", priority=p, created=1_000_000.0 + i)
-    assert [r.workset_id for r in store.candidates(10)] == [
+    pages = [[r.workset_id for r in page] for page in store.ready_pages(4)]
+    assert [w for page in pages for w in page] == [
         "ws-p2", "ws-p5", "ws-p3", "ws-p1", "ws-p4", "ws-p0"]
-    assert [r.workset_id for r in store.candidates(2)] == ["ws-p2", "ws-p5"]
+    assert pages[0] == ["ws-p2", "ws-p5", "ws-p3", "ws-p1"]
     # ageing: only non-urgent worksets created before the cut-off
     assert [r.workset_id for r in store.aged(10, 1_000_003.5)] == ["ws-p3", "ws-p1", "ws-p0"]
 
