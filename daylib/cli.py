@@ -23,12 +23,14 @@ from daylib import control
 from daylib import states as S
 from daylib.aws import AwsClients, describe
 from daylib.config import PRIORITIES, Settings, load_settings
-from daylib.errors import ConfigError, DaylibError, UserError
+from daylib.dlq import DeadLetterQueue, ensure_queue, queue_for
+from daylib.errors import AwsError, ConfigError, DaylibError, UserError
 from daylib.executors.base import Executor
-from daylib.notify import Notifier, NullNotifier, SnsNotifier
+from daylib.notify import ensure_topic, topic_for
+from daylib.outbox import Outbox
 from daylib.s3 import S3Objects
 from daylib.store.dynamodb import DynamoStore
-from daylib.store.records import QueueDepth, WorksetRecord
+from daylib.store.records import QueueDepth, WorksetRecord, utc_iso
 
 RET_OK = 0
 RET_ERROR = 1
@@ -44,6 +46,9 @@ class Context:
     settings: Settings
     as_json: bool
     _clients: AwsClients | None = None
+    _store: DynamoStore | None = None
+    _outbox: Outbox | None = None
+    _dlq: DeadLetterQueue | None = None
 
     @property
     def clients(self) -> AwsClients:
@@ -53,18 +58,64 @@ class Context:
 
     @property
     def store(self) -> DynamoStore:
-        st = self.settings.state
-        return DynamoStore(self.clients.client("dynamodb"), st.table,
-                           keep_first=st.history_keep_first, keep_last=st.history_keep_last)
+        if self._store is None:
+            st = self.settings.state
+            self._store = DynamoStore(self.clients.client("dynamodb"), st.table,
+                                      keep_first=st.history_keep_first,
+                                      keep_last=st.history_keep_last)
+        return self._store
 
     @property
     def s3(self) -> S3Objects:
         return S3Objects(self.clients.client("s3"))
 
     @property
-    def notifier(self) -> Notifier:
-        arn = self.settings.notify.topic_arn
-        return SnsNotifier(self.clients.client("sns"), arn) if arn else NullNotifier()
+    def dlq(self) -> DeadLetterQueue | None:
+        d = self.settings.dlq
+        if self._dlq is None and d.enabled:
+            self._dlq = queue_for(self.clients.client("sqs"), queue_url=d.queue_url,
+                                  queue_name=d.queue_name)
+        return self._dlq
+
+    @property
+    def notifier(self) -> Outbox | None:
+        """The outbox publishing this process's events, attached to ``store`` (None when
+        neither notifications nor the dead-letter queue are configured)."""
+        if self._outbox is None:
+            n, d = self.settings.notify, self.settings.dlq
+            topic = None
+            if n.enabled:
+                try:
+                    topic = topic_for(self.clients.client("sns"), topic_arn=n.topic_arn,
+                                      topic_name=n.topic_name)
+                except AwsError as exc:
+                    log.warning("cannot look up SNS topic %r: %s", n.topic_name, exc)
+                if topic is None:
+                    log.warning("notifications are off: SNS topic %r not found (run "
+                                "`daylily-workset init`, or set notify.enabled: false)",
+                                n.topic_name)
+            dlq = None
+            if d.enabled:
+                try:
+                    dlq = self.dlq
+                except AwsError as exc:
+                    log.warning("cannot look up dead-letter queue %r: %s", d.queue_name, exc)
+                if dlq is None:
+                    log.warning("dead-lettering is off: queue %r not found (run "
+                                "`daylily-workset init`, or set dlq.enabled: false)",
+                                d.queue_name)
+            outbox = Outbox(topic=topic, dlq=dlq, stale_seconds=n.stale_seconds,
+                            ack_delay_seconds=n.ack_delay_seconds)
+            if not outbox.enabled:
+                return None
+            self._outbox = outbox
+            self.store.outbox = outbox
+        return self._outbox
+
+    def close(self) -> None:
+        """Clear the events this process published from the items (see daylib/outbox.py)."""
+        if self._outbox is not None and self._store is not None:
+            self._outbox.drain(self._store)
 
     @property
     def actor(self) -> str:
@@ -132,10 +183,23 @@ def format_show(rec: WorksetRecord) -> str:
     if rec.error or rec.intake_error:
         lines.append(f"error       [{rec.error_category}] {rec.error or rec.intake_error}")
         if rec.error_rule:
-            lines.append(f"decision    rule {rec.error_rule}")
+            lines.append(f"rule        {rec.error_rule}")
+    if rec.decision:
+        lines.append(f"decision    {rec.decision}")
+    if rec.error_category or rec.retries_used or rec.attempt_base > 1:
+        lines.append(f"retries     {rec.retries_used} of {rec.max_retries} used"
+                     + (f" (budget renewed at attempt {rec.attempt_base})"
+                        if rec.attempt_base > 1 else ""))
+    if rec.failed_at:
+        lines.append(f"failed at   {utc_iso(rec.failed_at)}")
     if rec.retry_at:
-        from daylib.store.records import utc_iso
         lines.append(f"retry at    {utc_iso(rec.retry_at)}")
+    if rec.resources:
+        lines.append("resources   " + ", ".join(f"{k}={v}" for k, v in rec.resources.items())
+                     + f"  (raised by {rec.resource_retries} resource retr"
+                     + ("y)" if rec.resource_retries == 1 else "ies)"))
+    if rec.outbox:
+        lines.append(f"events      {len(rec.outbox)} not yet published")
     lines.append("history" + (f" ({d['history_omitted']} older entries omitted)"
                               if d["history_omitted"] else ""))
     lines.append(_table(["at", "actor", "from", "to", "reason"],
@@ -147,12 +211,20 @@ def format_show(rec: WorksetRecord) -> str:
 # ---------------------------------------------------------------------- commands
 
 def cmd_init(ctx: Context, args: argparse.Namespace) -> int:
+    """Table, bucket, SNS topic and dead-letter queue, each created only if missing."""
     st = ctx.settings
     created = {"table": ctx.store.create_table(),
                "bucket": ctx.s3.ensure_bucket(st.storage.bucket, ctx.clients.region)}
-    ctx.emit({"created": created, "table": st.state.table, "bucket": st.storage.bucket},
-             "\n".join(f"{k:7} {'created' if v else 'exists '}  "
-                       f"{st.state.table if k == 'table' else st.storage.bucket}"
+    names = {"table": st.state.table, "bucket": st.storage.bucket}
+    out: dict[str, Any] = {"table": st.state.table, "bucket": st.storage.bucket}
+    if st.notify.enabled and not st.notify.topic_arn:
+        arn, created["topic"] = ensure_topic(ctx.clients.client("sns"), st.notify.topic_name)
+        names["topic"] = out["topic_arn"] = arn
+    if st.dlq.enabled and not st.dlq.queue_url:
+        url, created["queue"] = ensure_queue(ctx.clients.client("sqs"), st.dlq.queue_name)
+        names["queue"] = out["queue_url"] = url
+    ctx.emit({"created": created, **out},
+             "\n".join(f"{k:7} {'created' if v else 'exists '}  {names[k]}"
                        for k, v in created.items()))
     return RET_OK
 
@@ -187,14 +259,13 @@ def cmd_show(ctx: Context, args: argparse.Namespace) -> int:
     return RET_OK
 
 
-def _changed(ctx: Context, rec: WorksetRecord, event: str | None, text: str) -> int:
-    if event:
-        ctx.notifier.emit(event, rec, text)
+def _changed(ctx: Context, rec: WorksetRecord, text: str) -> int:
     ctx.emit(rec.public(), text)
     return RET_OK
 
 
 def cmd_cancel(ctx: Context, args: argparse.Namespace) -> int:
+    ctx.notifier  # noqa: B018 - attaches the outbox, so the cancelled event is recorded
     rec = control.cancel(ctx.store, args.id, ctx.actor)
     note = ""
     job = rec.jobs.get(rec.step or "") if rec.step else None
@@ -205,12 +276,12 @@ def cmd_cancel(ctx: Context, args: argparse.Namespace) -> int:
         note = f"; Slurm job {job} cancelled"
     elif job:
         note = f"; its monitor stops job {job} within a heartbeat"
-    return _changed(ctx, rec, "cancelled", f"{rec.workset_id} cancelled{note}")
+    return _changed(ctx, rec, f"{rec.workset_id} cancelled{note}")
 
 
 def cmd_affinity(ctx: Context, args: argparse.Namespace) -> int:
     rec = control.set_affinity(ctx.store, args.id, args.cluster, args.soft, ctx.actor)
-    return _changed(ctx, rec, None, f"{rec.workset_id} will run on {args.cluster}"
+    return _changed(ctx, rec, f"{rec.workset_id} will run on {args.cluster}"
                     + (" (soft affinity)" if args.soft else ""))
 
 
@@ -246,12 +317,67 @@ def cmd_clusters(ctx: Context, args: argparse.Namespace) -> int:
 
 def cmd_retry(ctx: Context, args: argparse.Namespace) -> int:
     rec = control.retry(ctx.store, ctx.s3, ctx.settings, args.id, ctx.actor)
-    return _changed(ctx, rec, None, f"{rec.workset_id} ready (attempt {rec.attempt})")
+    return _changed(ctx, rec, f"{rec.workset_id} ready (attempt {rec.attempt})")
 
 
 def cmd_priority(ctx: Context, args: argparse.Namespace) -> int:
     rec = control.set_priority(ctx.store, args.id, args.priority, ctx.actor)
-    return _changed(ctx, rec, None, f"{rec.workset_id} priority {rec.priority}")
+    return _changed(ctx, rec, f"{rec.workset_id} priority {rec.priority}")
+
+
+def _require_dlq(ctx: Context) -> DeadLetterQueue:
+    dlq = ctx.dlq
+    if dlq is None:
+        d = ctx.settings.dlq
+        raise UserError("the dead-letter queue is disabled (dlq.enabled)" if not d.enabled else
+                        f"dead-letter queue {d.queue_url or d.queue_name!r} not found; run "
+                        "`daylily-workset init`")
+    return dlq
+
+
+def cmd_dlq_list(ctx: Context, args: argparse.Namespace) -> int:
+    letters = _require_dlq(ctx).letters()
+    latest: dict[str, Any] = {}
+    counts: dict[str, int] = {}
+    for letter in letters:  # a message may arrive twice: one row per workset, the newest
+        counts[letter.workset_id] = counts.get(letter.workset_id, 0) + 1
+        latest[letter.workset_id] = letter
+    now = ctx.store.many(sorted(latest)) if latest else {}
+    rows = []
+    for wid, letter in latest.items():
+        rec = now.get(wid)
+        rows.append({**letter.public(), "messages": counts[wid],
+                     "state": rec.state if rec else None})
+    text = "dead-letter queue is empty" if not rows else _table(
+        ["workset", "category", "rule", "attempts", "dead-lettered", "state now", "error"],
+        [[r["workset_id"], r["category"], r["rule"], r["attempts"], r["dead_lettered_at"],
+          r["state"], (r["error"] or "")[:60]] for r in rows])
+    ctx.emit(rows, text)
+    return RET_OK
+
+
+def cmd_dlq_redrive(ctx: Context, args: argparse.Namespace) -> int:
+    if bool(args.ids) == bool(args.all):
+        raise _UsageError("dlq redrive: give workset ids or --all (not both)")
+    if args.all:
+        ids = sorted({letter.workset_id for letter in _require_dlq(ctx).letters()})
+    else:
+        ids = list(args.ids)
+    results, deleted = control.redrive(ctx.store, ctx.s3, ctx.settings, ctx.dlq, ids,
+                                       ctx.actor)
+    unknown = [r for r in results if r.outcome == "unknown"]
+    data = {"redriven": [r.workset_id for r in results if r.outcome == "redriven"],
+            "unchanged": [r.workset_id for r in results if r.outcome == "unchanged"],
+            "unknown": [r.workset_id for r in unknown], "messages_deleted": deleted,
+            "results": [vars(r) for r in results]}
+    lines = [r.message for r in results if r.outcome != "unknown"]
+    if not results:
+        lines.append("dead-letter queue is empty; nothing to redrive")
+    lines.append(f"{deleted} dead-letter message(s) deleted")
+    ctx.emit(data, "\n".join(lines))
+    if unknown:
+        raise UserError("; ".join(r.message for r in unknown))
+    return RET_OK
 
 
 def cmd_pause(ctx: Context, args: argparse.Namespace) -> int:
@@ -309,6 +435,10 @@ class _Parser(argparse.ArgumentParser):
         self.exit(RET_USAGE, f"{self.prog}: usage error: {message}\n")
 
 
+class _UsageError(DaylibError):
+    """A combination of arguments argparse cannot express; exit code 2."""
+
+
 def build_parser() -> argparse.ArgumentParser:
     def globals_(parser: argparse.ArgumentParser, default: Any) -> None:
         """Global options, accepted before or after the command (``queue --json``)."""
@@ -338,7 +468,8 @@ def build_parser() -> argparse.ArgumentParser:
         sp.set_defaults(fn=fn)
         return sp
 
-    add("init", cmd_init, "create the table and bucket the config names (idempotent)")
+    add("init", cmd_init, "create the table, bucket, topic and dead-letter queue the config "
+        "names (idempotent)")
     sp = add("submit", cmd_submit, "validate a workset locally and upload it to S3")
     sp.add_argument("file", help="daylily_work.yaml, or a Daylily workset folder")
     sp.add_argument("--id", help="workset id (default: folder name, or generated)")
@@ -372,6 +503,18 @@ def build_parser() -> argparse.ArgumentParser:
                     "it to the end, exit")
     sp.add_argument("--cluster", help="this monitor's cluster name")
     sp.add_argument("--executor", choices=("local", "slurm"))
+    dlq = sub.add_parser("dlq", help="the dead-letter queue: list, redrive",
+                         description="Worksets that ended failed, in the SQS dead-letter queue.",
+                         parents=[common])
+    dlq_sub = dlq.add_subparsers(dest="dlq_command", required=True, parser_class=_Parser)
+    sp = dlq_sub.add_parser("list", help="dead-lettered worksets, one row each",
+                            parents=[common])
+    sp.set_defaults(fn=cmd_dlq_list)
+    sp = dlq_sub.add_parser("redrive", help="back to ready with a fresh retry budget; their "
+                            "messages deleted (safe to repeat)", parents=[common])
+    sp.add_argument("ids", nargs="*", metavar="ID")
+    sp.add_argument("--all", action="store_true", help="every workset in the queue")
+    sp.set_defaults(fn=cmd_dlq_redrive)
     sp = add("demo", cmd_demo, "run the embedded demo (emulated AWS, no account needed)")
     sp.add_argument("--keep", action="store_true", help="keep the work directory")
     return p
@@ -394,8 +537,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.region:
             settings.aws.region = args.region
         ctx = Context(settings, args.json)
-        code: int = args.fn(ctx, args)
+        try:
+            code: int = args.fn(ctx, args)
+        finally:
+            ctx.close()
         return code
+    except _UsageError as exc:
+        print(f"daylily-workset: usage error: {exc}", file=sys.stderr)
+        return RET_USAGE
     except (UserError, ConfigError) as exc:
         print(f"daylily-workset: {exc}", file=sys.stderr)
         return RET_ERROR

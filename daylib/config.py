@@ -144,8 +144,47 @@ class RetrySettings(_Section):
     cap_seconds: float = Field(3600.0, ge=0)
 
 
+ERROR_CATEGORY = Literal["transient", "resource", "configuration", "data", "permanent"]
+
+
+class RuleSettings(_Section):
+    """One classification rule; every criterion given must hold (see daylib/policy.py)."""
+
+    name: str = Field(min_length=1)
+    category: ERROR_CATEGORY
+    steps: list[str] = Field(default_factory=list)
+    exit_codes: list[int] = Field(default_factory=list)
+    signals: list[int] = Field(default_factory=list)
+    states: list[str] = Field(default_factory=list)
+    aws_codes: list[str] = Field(default_factory=list)
+    stderr: str | None = None
+    escalate: list[Literal["memory", "walltime"]] = Field(default_factory=list)
+
+
+class PolicySettings(_Section):
+    rules: list[RuleSettings] = Field(default_factory=list)
+    unmatched_category: ERROR_CATEGORY = "transient"
+    unmatched_max_retries: int = Field(1, ge=0, le=10)
+    memory_factor: float = Field(2.0, ge=1)
+    walltime_factor: float = Field(2.0, ge=1)
+    base_memory_gb: float = Field(4.0, gt=0)
+    base_walltime_minutes: int = Field(60, ge=1)
+    max_memory_gb: float | None = Field(None, gt=0)
+    max_walltime_minutes: int | None = Field(None, ge=1)
+
+
 class NotifySettings(_Section):
+    enabled: bool = True
     topic_arn: str | None = None
+    topic_name: str = "daylily-workset-events"
+    stale_seconds: float = Field(120.0, gt=0)
+    ack_delay_seconds: float = Field(5.0, ge=0)
+
+
+class DlqSettings(_Section):
+    enabled: bool = True
+    queue_url: str | None = None
+    queue_name: str = "daylily-workset-dlq"
 
 
 class Settings(_Section):
@@ -160,7 +199,9 @@ class Settings(_Section):
     daylily: DaylilySettings = Field(default_factory=DaylilySettings)
     limits: LimitSettings = Field(default_factory=LimitSettings)
     retry: RetrySettings = Field(default_factory=RetrySettings)
+    policy: PolicySettings = Field(default_factory=PolicySettings)
     notify: NotifySettings = Field(default_factory=NotifySettings)
+    dlq: DlqSettings = Field(default_factory=DlqSettings)
 
     def allowed_buckets(self) -> set[str]:
         return {self.storage.bucket, *self.storage.allowed_buckets}

@@ -14,6 +14,7 @@ import yaml
 from daylib import spec as sp
 from daylib import states as S
 from daylib.config import PRIORITIES, Settings
+from daylib.dlq import DeadLetterQueue
 from daylib.errors import IllegalTransition, SpecError, UserError
 from daylib.intake import load_folder
 from daylib.s3 import S3Objects
@@ -94,13 +95,20 @@ def cancel(store: DynamoStore, workset_id: str, actor: str) -> WorksetRecord:
         if rec.state in S.TERMINAL:
             raise IllegalTransition(f"workset {workset_id} is already {rec.state}")
         return S.CANCELLED, {"retry_at": None}
-    return store.edit(workset_id, change, actor=actor, reason="cancelled by operator")
+    return store.edit(workset_id, change, actor=actor, reason="cancelled by operator",
+                      events=(("cancelled", f"cancelled by {actor}"),))
+
+
+RETRYABLE_FROM = (S.FAILED, S.RETRYING, S.CANCELLED)
 
 
 def retry(store: DynamoStore, s3: S3Objects, settings: Settings, workset_id: str,
-          actor: str) -> WorksetRecord:
+          actor: str, *, only_from: tuple[str, ...] = RETRYABLE_FROM,
+          fresh_budget: bool = False, reason: str = "retry requested by operator"
+          ) -> WorksetRecord:
     """Back to ``ready`` from failed/retrying/cancelled, resuming from the failed step. The
-    spec is read again from S3, so a fixed ``daylily_work.yaml`` takes effect."""
+    spec is read again from S3, so a fixed ``daylily_work.yaml`` takes effect.
+    ``fresh_budget``: automatic retries are counted again from this attempt (redrive)."""
     store.require(workset_id)
     loaded = load_folder(s3, settings, workset_id, ignore_gates=True)
     fresh: dict[str, Any] = {}
@@ -111,12 +119,61 @@ def retry(store: DynamoStore, s3: S3Objects, settings: Settings, workset_id: str
         fresh["priority"] = priority
 
     def change(rec: WorksetRecord) -> tuple[str, dict[str, Any]]:
-        if rec.state not in (S.FAILED, S.RETRYING, S.CANCELLED):
-            raise IllegalTransition(f"workset {workset_id} is {rec.state}; only failed, "
-                                    "retrying or cancelled worksets can be retried")
+        if rec.state not in only_from:
+            allowed = " or ".join(filter(None, (", ".join(only_from[:-1]), only_from[-1])))
+            raise IllegalTransition(f"workset {workset_id} is {rec.state}; only {allowed} "
+                                    "worksets can be " + ("redriven" if fresh_budget
+                                                          else "retried"))
+        budget = {"attempt_base": rec.attempt + 1} if fresh_budget else {}
         return S.READY, {"attempt": rec.attempt + 1, "retry_at": None, "error": None,
-                         "error_category": None, "error_rule": None, **fresh}
-    return store.edit(workset_id, change, actor=actor, reason="retry requested by operator")
+                         "error_category": None, "error_rule": None, **budget, **fresh}
+    return store.edit(workset_id, change, actor=actor, reason=reason)
+
+
+@dataclass
+class Redriven:
+    """What ``redrive`` did for one id: ``redriven``, ``unchanged`` (not failed: nothing to
+    do, e.g. a repeated redrive) or ``unknown``."""
+
+    workset_id: str
+    outcome: str
+    message: str
+    state: str | None = None
+    attempt: int | None = None
+
+
+def redrive(store: DynamoStore, s3: S3Objects, settings: Settings, dlq: DeadLetterQueue | None,
+            ids: list[str], actor: str) -> tuple[list[Redriven], int]:
+    """Dead-lettered worksets back to ``ready`` with a fresh retry budget, then their DLQ
+    messages deleted. Store first (conditional: only from ``failed``), queue second, so a
+    repeat after any interruption finishes the job and changes nothing else. Returns the
+    per-id results and how many messages were deleted."""
+    results: list[Redriven] = []
+    upto: dict[str, int] = {}  # delete messages of events up to this seq (not newer ones)
+    for wid in dict.fromkeys(ids):
+        rec = store.get(wid)
+        if rec is None:
+            results.append(Redriven(wid, "unknown", f"no workset {wid!r}"))
+            continue
+        upto[wid] = rec.event_seq
+        if rec.state != S.FAILED:
+            results.append(Redriven(wid, "unchanged", f"{wid} is {rec.state}, not failed; "
+                                    "nothing to redrive", rec.state, rec.attempt))
+            continue
+        try:
+            new = retry(store, s3, settings, wid, actor, only_from=(S.FAILED,),
+                        fresh_budget=True, reason="redriven from the dead-letter queue")
+        except IllegalTransition as exc:
+            results.append(Redriven(wid, "unchanged", str(exc)))
+            continue
+        results.append(Redriven(wid, "redriven", f"{wid} ready (attempt {new.attempt}, "
+                                f"{new.max_retries} retries available)", new.state,
+                                new.attempt))
+    deleted = 0
+    if dlq is not None and upto:
+        deleted = len(dlq.delete(lambda d: d.workset_id in upto and (
+            d.seq is None or d.seq <= upto[d.workset_id])))
+    return results, deleted
 
 
 def set_affinity(store: DynamoStore, workset_id: str, cluster: str, soft: bool,

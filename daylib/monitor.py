@@ -25,12 +25,12 @@ from daylib import states as S
 from daylib.caps import Caps
 from daylib.clusters import local_cluster_name
 from daylib.config import Settings
-from daylib.errors import ConflictError, DaylibError, LeaseLost, SpecError, StoreError
+from daylib.errors import AwsError, ConflictError, DaylibError, LeaseLost, SpecError, StoreError
 from daylib.executors.base import STEPS, Executor, StepOutcome, StepRequest
 from daylib.intake import Intake
-from daylib.notify import Notifier, NullNotifier
 from daylib.ordering import claim_order, spread
-from daylib.policy import Failure, backoff_seconds, classify, retry_budget
+from daylib.outbox import Outbox
+from daylib.policy import Failure, Policy, aws_code_in
 from daylib.registry import Registry, local_capacity
 from daylib.s3 import S3Objects
 from daylib.sentinels import mirror
@@ -82,14 +82,18 @@ class Monitor:
     the control item), ``request_stop`` (warm on the first call, cold on the second)."""
 
     def __init__(self, settings: Settings, store: DynamoStore, s3: S3Objects,
-                 executor: Executor, *, notifier: Notifier | None = None,
+                 executor: Executor, *, notifier: Outbox | None = None,
                  step_env: dict[str, str] | None = None, region: str = "") -> None:
         self.settings = settings
         self.cfg = settings.monitor
         self.store = store
         self.s3 = s3
         self.executor = executor
-        self.notifier = notifier or NullNotifier()
+        # Events ride on the store's writes; ``notifier`` attaches an outbox if it has none.
+        if notifier is not None and store.outbox is None:
+            store.outbox = notifier
+        self.outbox = store.outbox if isinstance(store.outbox, Outbox) else None
+        self.policy = Policy.from_settings(settings)
         self.step_env = {**(step_env or {}), "PYTHONPATH": _package_root()}
         self.monitor_id = self.cfg.resolved_monitor_id()
         self.intake = Intake(s3, store, settings, self.monitor_id)
@@ -163,6 +167,8 @@ class Monitor:
             beat.join(timeout=5)
             if not once:
                 self._quietly(self.registry.mark_stopped)
+            if self.outbox is not None:
+                self.outbox.drain(self.store)
         log.info("monitor %s stopped: %s", self.monitor_id, self.stats)
         return 0
 
@@ -214,6 +220,8 @@ class Monitor:
             if force or now >= self._next_reap:
                 self._next_reap = now + self.cfg.reap_seconds
                 found += self._promote_retries(now)
+                if self.outbox is not None:
+                    self.outbox.tick(self.store, now=now)
                 self._aged = self.store.aged(self.cfg.max_concurrent,
                                              now - self.cfg.promote_after_seconds)
                 if not self._paused:
@@ -413,9 +421,13 @@ class Monitor:
             self._process(run)
         except LeaseLost as exc:
             log.warning("workset %s: %s; this monitor stops touching it", wid, exc)
+        except AwsError as exc:  # AWS kept failing past the client's own retries
+            log.warning("workset %s: AWS error: %s", wid, exc)
+            self._fail(run, Failure(message=f"AWS error: {exc}", aws_code=exc.code or None))
         except Exception as exc:  # the daemon must outlive any one workset
             log.exception("workset %s: unexpected error", wid)
-            self._fail(run, Failure(message=f"internal error: {exc.__class__.__name__}: {exc}"))
+            what = f"{exc.__class__.__name__}: {exc}"
+            self._fail(run, Failure(message=f"internal error: {what}", aws_code=aws_code_in(what)))
         finally:
             self._routes.pop(wid, None)
             try:
@@ -423,14 +435,17 @@ class Monitor:
             except DaylibError as exc:
                 log.warning("workset %s: could not release its cap slots (reclaimed later): %s",
                             wid, exc)
+            if self.outbox is not None:
+                self.outbox.release(wid)
             with self._lock:
                 self._running.pop(wid, None)
             self._wake.set()
 
-    def _write(self, run: Running, to: str, reason: str, **fields: Any) -> WorksetRecord:
+    def _write(self, run: Running, to: str, reason: str,
+               events: tuple[tuple[str, str], ...] = (), **fields: Any) -> WorksetRecord:
         run.finished = to not in S.OWNED
         run.rec = self.store.transition(run.rec, to, actor=self.monitor_id, reason=reason,
-                                        lease=run.lease, fields=fields)
+                                        lease=run.lease, fields=fields, events=events)
         return run.rec
 
     def _process(self, run: Running) -> None:
@@ -453,7 +468,6 @@ class Monitor:
         workdir = Path(self.cfg.workdir) / ws.workset_id
         workdir.mkdir(parents=True, exist_ok=True)
         if rec.state == S.LOCKED:
-            self.notifier.emit("started", rec, f"claimed by {self.monitor_id}")
             self._sentinel_for(rec, f"claimed by {self.monitor_id}")
         for step in STEPS:
             if step in run.rec.steps_done:
@@ -534,7 +548,8 @@ class Monitor:
         return StepRequest(
             workset_id=ws.workset_id, attempt=rec.attempt, step=step, argv=argv,
             workdir=workdir, env=self.step_env, vcpus=ws.resources.vcpus,
-            memory_gb=ws.resources.memory_gb, walltime_minutes=ws.resources.walltime_minutes,
+            memory_gb=rec.resources.get("memory_gb", ws.resources.memory_gb),
+            walltime_minutes=rec.resources.get("walltime_minutes", ws.resources.walltime_minutes),
             timeout_seconds=self.cfg.step_timeout_seconds)
 
     def run_argv(self, ws: Workset, workdir: Path) -> list[str]:
@@ -563,19 +578,19 @@ class Monitor:
         done = [*run.rec.steps_done, step]
         nxt = STEPS[STEPS.index(step) + 1] if step != STEPS[-1] else None
         if nxt is None:
-            rec = self._write(run, S.COMPLETE, "all steps done", step=None, steps_done=done,
-                              cluster=self.cluster, error=None, error_category=None)
+            rec = self._write(run, S.COMPLETE, "all steps done",
+                              (("completed", f"results at {run.rec.results_uri}"),),
+                              step=None, steps_done=done, cluster=self.cluster, error=None,
+                              error_category=None)
             self.stats.completed += 1
             self._sentinel_for(rec, f"results at {rec.results_uri}")
             log.info("workset %s complete; results at %s", rec.workset_id, rec.results_uri)
-            self.notifier.emit("completed", rec, f"results at {rec.results_uri}")
             return
-        rec = self._write(run, S.IN_PROGRESS, f"{step} done", step=nxt, steps_done=done,
-                          cluster=self.cluster)
+        rec = self._write(run, S.IN_PROGRESS, f"{step} done", (("step", f"{step} done"),),
+                          step=nxt, steps_done=done, cluster=self.cluster)
         if step == "stage":
             self._sentinel_for(rec)
         log.info("workset %s: %s done, %s next", rec.workset_id, step, nxt)
-        self.notifier.emit("step", rec, f"{step} done")
 
     def _hand_back(self, run: Running, step: str) -> None:
         rec = self._write(run, S.READY, f"monitor {self.monitor_id} stopping during {step}; "
@@ -589,34 +604,45 @@ class Monitor:
         what = f"exit code {out.exit_code}" if out.exit_code is not None else out.state
         return Failure(message=f"{step} step failed ({out.state}, {what}): {last}"[:2000],
                        step=step, exit_code=out.exit_code, signal=out.signal,
-                       state=out.state, stderr_tail=out.stderr_tail[-4096:])
+                       state=out.state, aws_code=aws_code_in(out.stderr_tail),
+                       stderr_tail=out.stderr_tail[-4096:])
 
     def _fail(self, run: Running, failure: Failure) -> None:
-        category, rule = classify(failure)
-        budget = retry_budget(category, rule, run.rec.max_retries)
-        attempt = run.rec.attempt
-        common = {"error": failure.message, "error_category": category, "error_rule": rule,
-                  "stderr_tail": failure.stderr_tail[-2048:] or None}
+        """Classify, then retrying (backoff, maybe more resources) or failed (and the
+        dead-letter queue). The decision is recorded on the workset for ``show``."""
+        rec = run.rec
         try:
-            if attempt <= budget:
-                r = self.settings.retry
-                delay = backoff_seconds(attempt, base=r.base_seconds, factor=r.factor,
-                                        cap=r.cap_seconds)
-                rec = self._write(run, S.RETRYING, f"{category} ({rule}); retry in {delay:.0f} s",
-                                  retry_at=time.time() + delay, **common)
+            ws_res = Workset.model_validate_json(rec.spec_json).resources.model_dump() \
+                if rec.spec_json else {}
+        except ValueError:
+            ws_res = {}
+        resources = {k: v for k, v in {**ws_res, **rec.resources}.items()
+                     if k in ("memory_gb", "walltime_minutes") and v is not None}
+        d = self.policy.decide(failure, retries_used=rec.retries_used,
+                               max_retries=rec.max_retries, resources=resources, rng=self._rng)
+        now = time.time()
+        common: dict[str, Any] = {
+            "error": failure.message, "error_category": d.category, "error_rule": d.rule,
+            "stderr_tail": failure.stderr_tail[-2048:] or None, "decision": d.explanation,
+            "failed_at": now}
+        try:
+            if d.retry:
+                if d.escalated:
+                    common.update(resources=d.resources,
+                                  resource_retries=rec.resource_retries + 1)
+                rec = self._write(run, S.RETRYING, d.explanation,
+                                  (("retrying", failure.message),),
+                                  retry_at=now + d.delay_seconds, **common)
                 self.stats.retrying += 1
-                log.warning("workset %s failed (%s, rule %s), retry %d/%d in %.1f s: %s",
-                            rec.workset_id, category, rule, attempt, budget, delay,
+                log.warning("workset %s failed: %s: %s", rec.workset_id, d.explanation,
                             failure.message)
-                self.notifier.emit("retrying", rec, failure.message)
             else:
-                rec = self._write(run, S.FAILED, f"{category} ({rule}): not retried"
-                                  if budget == 0 else f"{category} ({rule}): retries used up",
-                                  **common)
+                rec = self._write(run, S.FAILED, d.explanation,
+                                  (("failed", failure.message),
+                                   ("dead_lettered", d.explanation)), retry_at=None, **common)
                 self.stats.failed += 1
                 self._sentinel_for(rec, failure.message)
-                log.error("workset %s failed (%s, rule %s): %s", rec.workset_id, category,
-                          rule, failure.message)
-                self.notifier.emit("failed", rec, failure.message)
-        except (LeaseLost, StoreError) as exc:
+                log.error("workset %s failed: %s: %s", rec.workset_id, d.explanation,
+                          failure.message)
+        except (LeaseLost, StoreError, AwsError) as exc:
             log.warning("workset %s: could not record failure: %s", run.rec.workset_id, exc)

@@ -1,57 +1,94 @@
-"""Notifications: one event per state change (PRODUCT.md "Notifications").
+"""Notifications: the event schema of PRODUCT.md "Notifications" and the SNS topic they go to.
 
-The monitor and CLI call ``Notifier.emit``; ``NullNotifier`` is used when no topic is
-configured. A publish failure never blocks or reverts a transition.
+Events are not published from here directly: a transition records them on the workset item
+(see daylib/outbox.py), and the outbox publishes them through ``SnsTopic`` after the write.
+
+Body (JSON): ``schema_version``, ``event``, ``seq`` (per workset, increasing: consumers dedupe
+on ``(workset_id, seq)`` and may order by it), ``workset_id``, ``state``, ``step``,
+``cluster``, ``customer_id``, ``attempt``, ``error_category``, ``error_rule``, ``message``,
+``timestamp``. Message attributes (for filter policies): ``event``, ``workset_id``,
+``customer_id`` ("-" when none), ``state``, ``error_category`` ("-" when none).
 """
 
 from __future__ import annotations
 
 import json
-import logging
-from typing import Any, Protocol
+from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from daylib.aws import describe
 from daylib.store.records import WorksetRecord, utc_iso
 
-log = logging.getLogger(__name__)
 SCHEMA_VERSION = 1
 EVENTS = ("registered", "started", "step", "retrying", "completed", "failed", "cancelled",
           "dead_lettered")
+# Fields an outbox entry captures from the record at write time (the rest is read from the
+# record when the event is published).
+CAPTURED = ("state", "step", "cluster", "attempt", "error_category", "error_rule")
 
 
-def event_body(event: str, rec: WorksetRecord, message: str) -> dict[str, Any]:
+def event_body(entry: dict[str, Any], rec: WorksetRecord) -> dict[str, Any]:
+    """The published body of one outbox entry of ``rec``."""
+    def pick(name: str) -> Any:
+        return entry[name] if name in entry else getattr(rec, name)
     return {
-        "schema_version": SCHEMA_VERSION, "event": event, "workset_id": rec.workset_id,
-        "state": rec.state, "step": rec.step, "cluster": rec.cluster,
-        "customer_id": rec.customer_id, "attempt": rec.attempt,
-        "error_category": rec.error_category, "message": message, "timestamp": utc_iso(),
+        "schema_version": SCHEMA_VERSION, "event": entry["event"], "seq": entry.get("seq"),
+        "workset_id": rec.workset_id, "state": pick("state"), "step": pick("step"),
+        "cluster": pick("cluster"), "customer_id": rec.customer_id, "attempt": pick("attempt"),
+        "error_category": pick("error_category"), "error_rule": pick("error_rule"),
+        "message": entry.get("message", ""), "timestamp": utc_iso(float(entry["at"])),
     }
 
 
-class Notifier(Protocol):
-    def emit(self, event: str, rec: WorksetRecord, message: str = "") -> None: ...
+def attributes(body: dict[str, Any]) -> dict[str, dict[str, str]]:
+    """SNS message attributes for filter policies (values never empty)."""
+    return {k: {"DataType": "String", "StringValue": str(body.get(k) or "-")}
+            for k in ("event", "workset_id", "customer_id", "state", "error_category")}
 
 
-class NullNotifier:
-    def emit(self, event: str, rec: WorksetRecord, message: str = "") -> None:
-        log.debug("event %s for %s: %s", event, rec.workset_id, message)
-
-
-class SnsNotifier:
-    """Publishes to one SNS topic with attributes subscribers can filter on."""
+class SnsTopic:
+    """One SNS topic; ``publish`` raises AwsError so the outbox can retry later."""
 
     def __init__(self, client: Any, topic_arn: str) -> None:
         self.client = client
         self.topic_arn = topic_arn
 
-    def emit(self, event: str, rec: WorksetRecord, message: str = "") -> None:
-        body = event_body(event, rec, message)
-        attrs = {k: {"DataType": "String", "StringValue": str(v)} for k, v in (
-            ("event", event), ("workset_id", rec.workset_id),
-            ("customer_id", rec.customer_id or "-"), ("state", rec.state))}
+    def publish(self, body: dict[str, Any]) -> None:
         try:
-            self.client.publish(TopicArn=self.topic_arn, Message=json.dumps(body),
-                                MessageAttributes=attrs)
+            self.client.publish(TopicArn=self.topic_arn, Message=json.dumps(body, default=str),
+                                MessageAttributes=attributes(body))
         except (ClientError, BotoCoreError) as exc:
-            log.warning("could not publish %s for %s: %s", event, rec.workset_id, exc)
+            raise describe(exc) from exc
+
+
+def find_topic(client: Any, name: str) -> str | None:
+    """The ARN of the topic called ``name`` in this account and region, or None."""
+    try:
+        for page in client.get_paginator("list_topics").paginate():
+            for topic in page.get("Topics", []):
+                arn = str(topic["TopicArn"])
+                if arn.rsplit(":", 1)[-1] == name:
+                    return arn
+    except (ClientError, BotoCoreError) as exc:
+        raise describe(exc) from exc
+    return None
+
+
+def ensure_topic(client: Any, name: str) -> tuple[str, bool]:
+    """Create the topic if missing (CreateTopic is idempotent); (arn, created)."""
+    existing = find_topic(client, name)
+    if existing:
+        return existing, False
+    try:
+        return str(client.create_topic(Name=name)["TopicArn"]), True
+    except (ClientError, BotoCoreError) as exc:
+        raise describe(exc) from exc
+
+
+def topic_for(client: Any, *, topic_arn: str | None, topic_name: str) -> SnsTopic | None:
+    """The configured topic (ARN, else looked up by name); None if it does not exist."""
+    if topic_arn:
+        return SnsTopic(client, topic_arn)
+    arn = find_topic(client, topic_name)
+    return SnsTopic(client, arn) if arn else None

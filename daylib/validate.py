@@ -9,7 +9,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from daylib.config import Settings
-from daylib.errors import Issue, SpecError
+from daylib.errors import AwsError, Issue, SpecError
+from daylib.policy import transient_aws_code
 from daylib.s3 import Head, S3Objects
 from daylib.spec import Lane, Workset
 
@@ -30,6 +31,9 @@ def check_inputs(ws: Workset, s3: S3Objects, settings: Settings,
     workers = min(settings.monitor.validate_threads, len(places))
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="head") as pool:
         heads: list[Head] = list(pool.map(lambda p: _head(s3, p[1], local or {}), places))
+    busy = next((h for h in heads if transient_aws_code(h.error_code)), None)
+    if busy is not None:  # S3 throttled or failed past the client's retries: try again later
+        raise AwsError(f"{busy.uri}: S3 answered {busy.error_code}", busy.error_code)
     issues = []
     limit = settings.limits.max_fastq_bytes
     for (where, uri), head in zip(places, heads, strict=True):

@@ -80,6 +80,10 @@ def store(ddb_endpoint: str, table_name: str) -> DynamoStore:
 @pytest.fixture
 def settings(moto_server: MotoServer, tmp_path: Path, table_name: str) -> Settings:
     """Settings pointing at the moto server with a fresh table and bucket."""
+    return make_settings(moto_server, tmp_path, table_name)
+
+
+def make_settings(moto_server: MotoServer, tmp_path: Path, table_name: str) -> Settings:
     s = Settings()
     s.aws.endpoint_url = moto_server.endpoint_url
     s.aws.region = REGION

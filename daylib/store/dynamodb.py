@@ -11,6 +11,8 @@ Two sparse indexes keep reads proportional to what is asked for:
   returns claim order. Leaving the active states REMOVEs ``active_state``.
 - ``done-index`` (``done_state``, ``created_key``) holds only terminal worksets, so ``list
   --state complete`` and terminal counts never touch the active ones (and vice versa).
+- ``outbox-index`` (``outbox_part``, ``outbox_due``) holds only worksets with events still to
+  publish that no owner will publish (see daylib/outbox.py).
 
 Claim timeline (why the lease and token are enough):
   t0  monitor A claims: state ready->locked, owner=A, token=n+1, lease=t0+L
@@ -22,28 +24,40 @@ Claim timeline (why the lease and token are enough):
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import fields as dataclass_fields
 from dataclasses import replace
 from decimal import Decimal
-from typing import Any
+from typing import Any, Protocol
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
 from daylib import states as S
 from daylib.aws import describe, error_code
-from daylib.errors import ConflictError, IllegalTransition, LeaseLost, NotFound, StoreError
+from daylib.errors import (
+    AwsError,
+    ConflictError,
+    IllegalTransition,
+    LeaseLost,
+    NotFound,
+    StoreError,
+)
 from daylib.spec import priority_rank
 from daylib.store.records import ControlRecord, Lease, QueueDepth, WorksetRecord, utc_iso
 
+log = logging.getLogger(__name__)
 CONTROL_PK = "#control"
 CLUSTER_PARTITION = "#cluster"  # cluster items live in their own active-index partition
 CAP_PREFIX = "#cap#"
 ACTIVE_INDEX = "active-index"
 DONE_INDEX = "done-index"
+OUTBOX_INDEX = "outbox-index"
+OUTBOX_PART = "due"
+CLAIM_KEY = "claim"
 _ACTIVE_PROJECTION = ["workset_id", "state", "priority", "customer_id", "cluster",
                       "preferred_cluster", "created_at", "owner_id", "lease_expires",
                       "retry_at", "after", "attempt", "lease_token", "step", "routing",
@@ -51,7 +65,36 @@ _ACTIVE_PROJECTION = ["workset_id", "state", "priority", "customer_id", "cluster
 _OPERATOR_RETRIES = 8
 _RECORD_FIELDS = {f.name for f in dataclass_fields(WorksetRecord)} - {"owner"}
 _LIST_FIELDS = {"steps_done", "after", "history"}
-_DICT_FIELDS = {"summary", "jobs", "routing"}
+_DICT_FIELDS = {"summary", "jobs", "routing", "resources"}
+
+
+# Names for annotations inside DynamoStore, whose ``list`` method shadows the builtin.
+Seqs = list[int]
+Keys = list[str]
+
+
+def outbox_key(seq: int) -> str:
+    """Map key of an outbox entry: its sequence number, zero-padded."""
+    return f"{seq:010d}"
+
+
+class OutboxHook(Protocol):
+    """What the store asks of the outbox (daylib/outbox.py) around each write."""
+
+    stale_seconds: float
+
+    def wants(self, event: str) -> bool: ...
+
+    def entry(self, event: str, message: str, *, by: str, at: float, seq: int | None,
+              rec: WorksetRecord | None = None, **fields: Any) -> dict[str, Any]: ...
+
+    def delivered(self, workset_id: str) -> dict[int, str]: ...
+
+    def removed(self, workset_id: str, seqs: Iterable[int]) -> None: ...
+
+    def after_write(self, store: Any, rec: WorksetRecord, new_seqs: Iterable[int]) -> None: ...
+
+    def adopt(self, store: Any, rec: WorksetRecord) -> None: ...
 
 _ser = TypeSerializer()
 _de = TypeDeserializer()
@@ -85,6 +128,17 @@ def _from_ddb(item: dict[str, Any]) -> dict[str, Any]:
     return {k: _plain(_de.deserialize(v)) for k, v in item.items()}
 
 
+def _outbox(d: dict[str, Any]) -> dict[str, dict[str, Any]] | None:
+    box = d.get("outbox")
+    if not isinstance(box, dict):
+        return None
+    out = {str(k): dict(v) for k, v in box.items() if isinstance(v, dict)}
+    claim = out.get(CLAIM_KEY)
+    if claim is not None and "seq" not in claim and d.get("claim_seq") is not None:
+        claim["seq"] = int(d["claim_seq"])
+    return out
+
+
 def _record(item: dict[str, Any]) -> WorksetRecord:
     d = _from_ddb(item)
     return WorksetRecord(
@@ -103,6 +157,10 @@ def _record(item: dict[str, Any]) -> WorksetRecord:
         summary=dict(d.get("summary", {})), jobs=dict(d.get("jobs", {})), reason=d.get("reason"),
         routing=dict(d.get("routing", {})), route=d.get("route"),
         history=list(d.get("history", [])), history_total=int(d.get("history_total", 0)),
+        attempt_base=int(d.get("attempt_base", 1)),
+        resource_retries=int(d.get("resource_retries", 0)),
+        resources=dict(d.get("resources", {})), decision=d.get("decision"),
+        failed_at=d.get("failed_at"), outbox=_outbox(d), event_seq=int(d.get("event_seq", 0)),
     )
 
 
@@ -130,6 +188,20 @@ class _Update:
         ph = f"#n{len(self.names)}"
         self.names[ph] = attr
         return ph
+
+    def nested(self, attr: str, key: str) -> str:
+        """``attr.key`` (a map entry) with placeholders for both parts."""
+        ph = f"#k{key}"
+        self.names[ph] = key
+        return f"{self.name(attr)}.{ph}"
+
+    def set_nested(self, attr: str, key: str, v: Any) -> _Update:
+        self.sets.append(f"{self.nested(attr, key)} = {self.value(v)}")
+        return self
+
+    def remove_nested(self, attr: str, key: str) -> _Update:
+        self.removes.append(self.nested(attr, key))
+        return self
 
     def value(self, v: Any) -> str:
         ph = f":v{len(self.values)}"
@@ -183,13 +255,16 @@ class DynamoStore:
     """Worksets, leases, history and the pause flag in one DynamoDB table."""
 
     def __init__(self, client: Any, table: str, *, keep_first: int = 5, keep_last: int = 50,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time,
+                 outbox: OutboxHook | None = None) -> None:
         self.client = client
         self.table = table
         self.keep_first = keep_first
         self.keep_last = keep_last
         self.clock = clock
         self._cap_items: set[str] = set()
+        # Events are recorded on items only when an outbox is attached (it publishes them).
+        self.outbox = outbox
 
     # ------------------------------------------------------------------ table
 
@@ -208,20 +283,38 @@ class DynamoStore:
                 TableName=self.table,
                 AttributeDefinitions=[{"AttributeName": a, "AttributeType": "S"} for a in
                                       ("pk", "active_state", "queue_key", "done_state",
-                                       "created_key")],
+                                       "created_key", "outbox_part")]
+                + [{"AttributeName": "outbox_due", "AttributeType": "N"}],
                 KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
                 GlobalSecondaryIndexes=[
                     gsi(ACTIVE_INDEX, "active_state", "queue_key", _ACTIVE_PROJECTION),
-                    gsi(DONE_INDEX, "done_state", "created_key", [])],
+                    gsi(DONE_INDEX, "done_state", "created_key", []),
+                    gsi(OUTBOX_INDEX, "outbox_part", "outbox_due", [])],
                 BillingMode="PAY_PER_REQUEST",
             )
         except ClientError as exc:
             if error_code(exc) == "ResourceInUseException":
+                self._ensure_outbox_index(gsi(OUTBOX_INDEX, "outbox_part", "outbox_due", []))
                 return False
             raise describe(exc) from exc
         self.client.get_waiter("table_exists").wait(
             TableName=self.table, WaiterConfig={"Delay": 0.2, "MaxAttempts": 150})
         return True
+
+    def _ensure_outbox_index(self, index: dict[str, Any]) -> None:
+        """A table made by an older version lacks the outbox index: add it (idempotent)."""
+        try:
+            desc = self.client.describe_table(TableName=self.table)["Table"]
+            if any(g["IndexName"] == OUTBOX_INDEX
+                   for g in desc.get("GlobalSecondaryIndexes", [])):
+                return
+            self.client.update_table(
+                TableName=self.table,
+                AttributeDefinitions=[{"AttributeName": "outbox_part", "AttributeType": "S"},
+                                      {"AttributeName": "outbox_due", "AttributeType": "N"}],
+                GlobalSecondaryIndexUpdates=[{"Create": index}])
+        except ClientError as exc:
+            raise describe(exc) from exc
 
     # ------------------------------------------------------------------ helpers
 
@@ -455,7 +548,7 @@ class DynamoStore:
     def register(self, workset_id: str, *, actor: str, priority: str = "normal",
                  fields: dict[str, Any] | None = None, created: float | None = None) -> bool:
         """Record a new workset as ``ready``; a second registration of the same id is a no-op
-        (returns False)."""
+        (returns False). With an outbox, the ``registered`` event rides on the same write."""
         now = self.clock() if created is None else created
         created_at = utc_iso(now)
         item: dict[str, Any] = {k: v for k, v in (fields or {}).items() if v not in (None, [], {})}
@@ -465,15 +558,26 @@ class DynamoStore:
             "lease_token": 0, "active_state": S.READY,
             "queue_key": _queue_key(priority, created_at, workset_id),
             "history": [self._entry(None, S.READY, actor, "registered")], "history_total": 1,
+            "outbox": {}, "event_seq": 0,
         })
+        hook = self.outbox
+        if hook is not None and hook.wants("registered"):
+            written = self.clock()
+            item["outbox"] = {outbox_key(1): hook.entry(
+                "registered", f"registered by {actor}", by=actor, at=written, seq=1,
+                state=S.READY, attempt=1)}
+            item.update(event_seq=1, outbox_part=OUTBOX_PART,
+                        outbox_due=written + hook.stale_seconds)
+        ddb_item = {k: _to_ddb(v) for k, v in item.items()}
         try:
-            self.client.put_item(TableName=self.table,
-                                 Item={k: _to_ddb(v) for k, v in item.items()},
+            self.client.put_item(TableName=self.table, Item=ddb_item,
                                  ConditionExpression="attribute_not_exists(pk)")
         except ClientError as exc:
             if error_code(exc) == "ConditionalCheckFailedException":
                 return False
             raise describe(exc) from exc
+        if item["event_seq"]:
+            self._published_after(_record(ddb_item), [1])
         return True
 
     def claim(self, workset_id: str, owner: str, lease_seconds: float,
@@ -481,8 +585,37 @@ class DynamoStore:
               fields: dict[str, Any] | None = None) -> tuple[WorksetRecord, Lease]:
         """Own a workset: ready -> locked, or take over ``expired`` (an owned workset whose
         lease ran out; state and step are kept so the new owner resumes). One conditional
-        write; raises ConflictError if someone else got there first."""
+        write; raises ConflictError if someone else got there first.
+
+        With an outbox, a fresh claim also records the ``started`` event (its seq is computed
+        in the write, as the claimer does not know the item's) and removes the events this
+        process already published (e.g. ``registered``)."""
         now = self.clock()
+        hook = self.outbox
+        done = hook.delivered(workset_id) if hook is not None else {}
+        started = hook is not None and expired is None and hook.wants("started")
+        try:
+            rec = self._claim_write(workset_id, owner, lease_seconds, now, expired,
+                                    hook if (started or done) else None, done, fields)
+        except AwsError as exc:
+            if exc.code != "ValidationException" or not (started or done):
+                raise
+            # An item written before outboxes existed has no outbox map to add to.
+            rec = self._claim_write(workset_id, owner, lease_seconds, now, expired, None, {},
+                                    fields)
+            started, done = False, {}
+        if hook is not None:
+            hook.removed(workset_id, done)
+            if expired is not None:
+                self._adopted(rec)
+            elif started and rec.outbox and CLAIM_KEY in rec.outbox:
+                self._published_after(rec, [rec.outbox[CLAIM_KEY]["seq"]])
+        return rec, Lease(workset_id, owner, rec.lease_token, now + lease_seconds)
+
+    def _claim_write(self, workset_id: str, owner: str, lease_seconds: float, now: float,
+                     expired: WorksetRecord | None, hook: OutboxHook | None,
+                     done: dict[int, str],
+                     fields: dict[str, Any] | None = None) -> WorksetRecord:
         up = _Update()
         if expired is not None:
             up.expect("state", "=", expired.state).expect("lease_expires", "<", now)
@@ -501,9 +634,20 @@ class DynamoStore:
         history = up.name("history")
         up.set_expr("history", f"list_append({history}, {up.value([entry])})")
         up.add("lease_token", 1).add("version", 1).add("history_total", 1)
+        if hook is not None:
+            for key in done.values():
+                up.remove_nested("outbox", key)
+            if expired is None and hook.wants("started"):
+                up.set_nested("outbox", CLAIM_KEY, hook.entry(
+                    "started", f"claimed by {owner}", by=owner, at=now, seq=None,
+                    state=S.LOCKED))
+                nxt = (f"if_not_exists({up.name('event_seq')}, {up.value(0)}) + "
+                       f"{up.value(1)}")
+                up.set_expr("event_seq", nxt).set_expr("claim_seq", nxt)
+            up.remove("outbox_part").remove("outbox_due")  # owned: the owner publishes
         rec = self._call_update(workset_id, up)
         assert rec is not None
-        return rec, Lease(workset_id, owner, rec.lease_token, now + lease_seconds)
+        return rec
 
     def heartbeat(self, lease: Lease, lease_seconds: float) -> Lease:
         """Extend the lease; raises LeaseLost if another owner, a cancel or a newer token
@@ -523,9 +667,13 @@ class DynamoStore:
 
     def transition(self, rec: WorksetRecord, to: str, *, actor: str, reason: str,
                    lease: Lease | None = None, fields: dict[str, Any] | None = None,
-                   release: bool = False) -> WorksetRecord:
+                   release: bool = False,
+                   events: Sequence[tuple[str, str]] = ()) -> WorksetRecord:
         """Move ``rec`` to ``to`` with one conditional write naming the state and version it
         expects (and, for an owner, its fencing token). ``fields`` set (None removes).
+        ``events`` ((event, message) pairs) are recorded in the same write when an outbox is
+        attached, which publishes them after it; the same write drops events this process
+        already published (the piggy-backed half of the outbox).
 
         An owner whose write loses only to an operator edit (same state, same token) retries
         on the fresh item; any other loss raises LeaseLost / ConflictError."""
@@ -555,12 +703,13 @@ class DynamoStore:
                 hist = self._bounded(rec.history, self._entry(rec.state, to, actor, reason))
                 up.set("history", hist).set("history_total", rec.history_total + 1)
                 changes.update(history=hist, history_total=rec.history_total + 1)
+            new = replace(rec, state=to, version=rec.version + 1, updated_at=updated_at,
+                          **{k: ([] if v is None and k in _LIST_FIELDS else
+                                 {} if v is None and k in _DICT_FIELDS else v)
+                             for k, v in changes.items()})
+            new, added, dropped = self._outbox_changes(up, rec, new, actor, now, events)
             try:
                 self._call_update(rec.workset_id, up, returns="NONE")
-                return replace(rec, state=to, version=rec.version + 1, updated_at=updated_at,
-                               **{k: ([] if v is None and k in _LIST_FIELDS else
-                                      {} if v is None and k in _DICT_FIELDS else v)
-                                  for k, v in changes.items()})
             except ConflictError:
                 current = self.get(rec.workset_id)
                 if lease is None or current is None:
@@ -570,17 +719,83 @@ class DynamoStore:
                     raise LeaseLost(f"lease on {rec.workset_id} lost (now {current.state}, "
                                     f"owner {current.owner})") from None
                 rec = current
+                continue
+            if self.outbox is not None:
+                self.outbox.removed(rec.workset_id, dropped)
+            self._published_after(new, added)
+            return new
         raise StoreError(f"workset {rec.workset_id}: too many concurrent edits")
 
+    def _outbox_changes(self, up: _Update, rec: WorksetRecord, new: WorksetRecord, actor: str,
+                        now: float, events: Sequence[tuple[str, str]]
+                        ) -> tuple[WorksetRecord, Seqs, Seqs]:
+        """Add this write's events to ``up``, drop the ones this process published, rename a
+        claim's entry to its seq, and keep the due marker right. Returns the new record, the
+        seqs added and the seqs dropped."""
+        hook = self.outbox
+        if hook is None:
+            return new, [], []
+        box = dict(rec.outbox or {})
+        done = hook.delivered(rec.workset_id)
+        sets: dict[str, dict[str, Any]] = {}
+        removes: Keys = []
+        dropped: Seqs = []
+        for key, e in list(box.items()):
+            seq = e.get("seq")
+            if seq in done:
+                removes.append(key)
+                dropped.append(seq)
+                del box[key]
+            elif key == CLAIM_KEY and seq is not None:
+                removes.append(key)
+                del box[key]
+                box[outbox_key(seq)] = sets[outbox_key(seq)] = e
+        seq = rec.event_seq
+        added: Seqs = []
+        for event, message in events:
+            if not hook.wants(event):
+                continue
+            seq += 1
+            box[outbox_key(seq)] = sets[outbox_key(seq)] = hook.entry(
+                event, message, by=actor, at=now, seq=seq, rec=new)
+            added.append(seq)
+        if rec.outbox is None:
+            if sets:
+                up.set("outbox", box)
+        else:
+            for key, e in sets.items():
+                up.set_nested("outbox", key, e)
+            for key in removes:
+                up.remove_nested("outbox", key)
+        if seq != rec.event_seq:
+            up.set("event_seq", seq)
+        if box and new.state not in S.OWNED:
+            oldest = min(float(e.get("at", now)) for e in box.values())
+            up.set("outbox_part", OUTBOX_PART).set("outbox_due", oldest + hook.stale_seconds)
+        else:
+            up.remove("outbox_part").remove("outbox_due")
+        outbox = box if (rec.outbox is not None or box) else None
+        return replace(new, outbox=outbox, event_seq=seq), added, dropped
+
+    def _published_after(self, rec: WorksetRecord, seqs: Seqs) -> None:
+        if self.outbox is not None and (seqs or rec.outbox):
+            self.outbox.after_write(self, rec, seqs)
+
+    def _adopted(self, rec: WorksetRecord) -> None:
+        if self.outbox is not None and rec.outbox:
+            self.outbox.adopt(self, rec)
+
     def edit(self, workset_id: str, change: Callable[[WorksetRecord], tuple[str, dict[str, Any]]],
-             *, actor: str, reason: str) -> WorksetRecord:
+             *, actor: str, reason: str,
+             events: Sequence[tuple[str, str]] = ()) -> WorksetRecord:
         """Operator read-modify-write, safe by version condition: ``change`` returns the
         target state and fields for the current record and is re-run on a lost race."""
         for _ in range(_OPERATOR_RETRIES):
             rec = self.require(workset_id)
             to, fields = change(rec)
             try:
-                return self.transition(rec, to, actor=actor, reason=reason, fields=fields)
+                return self.transition(rec, to, actor=actor, reason=reason, fields=fields,
+                                       events=events)
             except ConflictError:
                 continue
         raise StoreError(f"workset {workset_id}: too many concurrent edits; try again")
@@ -670,6 +885,54 @@ class DynamoStore:
             if error_code(exc) in ("ConditionalCheckFailedException", "ValidationException"):
                 return False
             raise describe(exc) from exc
+    # ------------------------------------------------------------------ outbox
+
+    def ack_outbox(self, workset_id: str, keys: Keys) -> None:
+        """Remove published outbox entries (by key) without touching anything else, so it
+        never conflicts with the owner's writes; also drops the due marker when nothing is
+        left. Removing entries already gone is a no-op."""
+        base = "attribute_exists(pk)"
+        up = _Update()
+        for key in keys:
+            up.remove_nested("outbox", key)
+        up.remove("outbox_part").remove("outbox_due")
+        box = up.name("outbox")
+        if keys:
+            present = " AND ".join(f"attribute_exists({up.nested('outbox', k)})" for k in keys)
+            up.expect_raw(f"{base} AND size({box}) = {up.value(len(keys))} AND {present}")
+        else:
+            up.expect_raw(f"{base} AND (attribute_not_exists({box}) OR size({box}) = "
+                          f"{up.value(0)})")
+        if self._try_update(workset_id, up) or not keys:
+            return
+        up = _Update()
+        for key in keys:
+            up.remove_nested("outbox", key)
+        up.expect_raw(f"{base} AND attribute_exists({up.name('outbox')})")
+        self._try_update(workset_id, up)
+
+    def _try_update(self, workset_id: str, up: _Update) -> bool:
+        """One conditional update; False if the condition did not hold (nothing read back)."""
+        try:
+            self.client.update_item(TableName=self.table, Key={"pk": {"S": workset_id}},
+                                    **up.kwargs())
+        except ClientError as exc:
+            if error_code(exc) == "ConditionalCheckFailedException":
+                return False
+            raise describe(exc) from exc
+        return True
+
+    def outbox_due(self, now: float, limit: int = 100) -> Keys:
+        """Worksets whose pending events are older than the outbox's stale limit."""
+        ids: Keys = []
+        for page in self._query(IndexName=OUTBOX_INDEX, Limit=limit,
+                                KeyConditionExpression="outbox_part = :p AND outbox_due <= :t",
+                                ExpressionAttributeValues={":p": {"S": OUTBOX_PART},
+                                                           ":t": _to_ddb(now)}):
+            ids.extend(i["pk"]["S"] for i in page.get("Items", []))
+            if len(ids) >= limit:
+                break
+        return ids[:limit]
 
     # ------------------------------------------------------------------ control item
 

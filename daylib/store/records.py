@@ -57,6 +57,22 @@ class WorksetRecord:
     route: str | None = None
     history: list[dict[str, Any]] = field(default_factory=list)
     history_total: int = 0
+    # Failure policy: retries are counted from ``attempt_base`` (a redrive restarts the
+    # budget), resources raised by resource retries, and the last decision in words.
+    attempt_base: int = 1
+    resource_retries: int = 0
+    resources: dict[str, Any] = field(default_factory=dict)
+    decision: str | None = None
+    failed_at: float | None = None
+    # Transactional outbox: events written with the transition that produced them, kept
+    # until published (key -> entry, see daylib/outbox.py); None = attribute absent.
+    outbox: dict[str, dict[str, Any]] | None = None
+    event_seq: int = 0
+
+    @property
+    def retries_used(self) -> int:
+        """Automatic retries spent from the current budget."""
+        return max(0, self.attempt - self.attempt_base)
 
     def lease(self) -> Lease | None:
         if self.owner is None or self.lease_expires is None:
@@ -73,6 +89,10 @@ class WorksetRecord:
             "owner": self.owner, "lease_expires": self.lease_expires,
             "error_category": self.error_category, "error": self.error,
             "error_rule": self.error_rule, "retry_at": self.retry_at, "reason": self.reason,
+            "decision": self.decision, "failed_at": self.failed_at,
+            "retries_used": self.retries_used, "resources": self.resources,
+            "resource_retries": self.resource_retries,
+            "events_pending": len(self.outbox or {}),
             "jobs": self.jobs, "route": self.route, "after": self.after, "summary": self.summary,
             "s3_uri": self.s3_uri, "results_uri": self.results_uri,
             "created_at": self.created_at, "updated_at": self.updated_at,

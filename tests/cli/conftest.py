@@ -126,6 +126,9 @@ def _build(server: MotoServer, workdir: Path, **overrides: str) -> CliEnv:
         "DAYLILY_MONITOR__POLL_SECONDS": "0.1",
         "DAYLILY_MONITOR__DISCOVERY_SECONDS": "0.2",
         "DAYLILY_MONITOR__REAP_SECONDS": "0.2",
+        # topics and queues are account-wide: each deployment gets its own
+        "DAYLILY_NOTIFY__TOPIC_NAME": f"events-{table}",
+        "DAYLILY_DLQ__QUEUE_NAME": f"dlq-{table}",
         **overrides,
     }
     return CliEnv(server.endpoint_url, table, bucket, workdir, env)

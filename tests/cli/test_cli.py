@@ -74,8 +74,11 @@ def test_init_is_idempotent(make_env: EnvFactory) -> None:
     assert "exists" in second.stdout and "created" not in second.stdout
     data = env.json("init")
     assert data["table"] == env.table and data["bucket"] == env.bucket
-    assert data["created"] == {"table": False, "bucket": False}
+    assert data["created"] == {"table": False, "bucket": False, "topic": False,
+                               "queue": False}
     env.s3.head_bucket(Bucket=env.bucket)
+    assert data["topic_arn"].endswith(f":events-{env.table}")
+    assert data["queue_url"].endswith(f"/dlq-{env.table}")
 
 
 # ====================================================================== submit

@@ -15,7 +15,7 @@ import yaml
 from daylib import states as S
 from daylib.ordering import epoch
 from tests.conftest import ROOT
-from tests.functional.conftest import Env
+from tests.support.deployment import Env
 
 
 def _done_order(env: Env, ids: list[str]) -> list[str]:

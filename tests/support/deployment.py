@@ -1,19 +1,27 @@
-"""A test deployment on the emulator: settings, store, S3, worksets uploaded like users do."""
+"""A test deployment on the emulator: settings, store, S3, worksets uploaded like users do,
+and (``env.wire()``) an SNS topic with SQS queues subscribed and a dead-letter queue."""
 
 from __future__ import annotations
 
+import json
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import yaml
 
 from daylib.aws import AwsClients
 from daylib.config import Settings
+from daylib.dlq import DeadLetterQueue, ensure_queue
+from daylib.executors.base import Executor
 from daylib.executors.local import LocalExecutor
 from daylib.monitor import Monitor
+from daylib.notify import SnsTopic
+from daylib.outbox import Outbox
 from daylib.s3 import S3Objects
 from daylib.store.dynamodb import DynamoStore
 
@@ -23,6 +31,42 @@ FASTQ = b"@r1\nACGTACGTAC\n+\nFFFFFFFFFF\n@r2\nGGGCCCAAAT\n+\nFFFFF:::::\n"
 def fake(sleep: float = 0.0, code: int = 0, extra: str = "") -> str:
     return (f"{{python}} -m tests.support.fakepipe --out {{results_dir}} --sleep {sleep} "
             f"--exit {code} {extra}").strip()
+
+
+class Inbox:
+    """An SQS queue subscribed to the topic with raw delivery: what a subscriber receives."""
+
+    def __init__(self, sqs: Any, url: str) -> None:
+        self.sqs = sqs
+        self.url = url
+
+    def take(self) -> list[dict[str, Any]]:
+        """Every message now in the queue (deleted as read): body plus ``_attributes``."""
+        out: list[dict[str, Any]] = []
+        empty = 0
+        while empty < 2:
+            resp = self.sqs.receive_message(QueueUrl=self.url, MaxNumberOfMessages=10,
+                                            WaitTimeSeconds=0, MessageAttributeNames=["All"])
+            batch = resp.get("Messages", [])
+            empty = 0 if batch else empty + 1
+            for m in batch:
+                body = json.loads(m["Body"])
+                body["_attributes"] = {k: v["StringValue"]
+                                       for k, v in m.get("MessageAttributes", {}).items()}
+                out.append(body)
+                self.sqs.delete_message(QueueUrl=self.url, ReceiptHandle=m["ReceiptHandle"])
+        return out
+
+
+@dataclass
+class Wiring:
+    topic_arn: str
+    inbox: Inbox  # every event
+    filtered: Inbox  # filter policy: event in (completed, failed, dead_lettered)
+    dlq: DeadLetterQueue
+
+
+FILTER = {"event": ["completed", "failed", "dead_lettered"]}
 
 
 class Env:
@@ -37,6 +81,41 @@ class Env:
         self.s3.ensure_bucket(settings.storage.bucket, self.clients.region)
         self.bucket = settings.storage.bucket
         self.prefix = settings.storage.prefix
+        self.wiring: Wiring | None = None
+
+    def wire(self) -> Wiring:
+        """Topic, two subscribed queues (raw delivery; one with a filter policy) and a DLQ,
+        all named for this test; monitors made from now on publish to them."""
+        sns, sqs = self.clients.client("sns"), self.clients.client("sqs")
+        tag = uuid.uuid4().hex[:10]
+        arn = sns.create_topic(Name=f"events-{tag}")["TopicArn"]
+        inboxes = []
+        for name, policy in ((f"all-{tag}", None), (f"end-{tag}", FILTER)):
+            url = sqs.create_queue(QueueName=name)["QueueUrl"]
+            qarn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])[
+                "Attributes"]["QueueArn"]
+            attrs = {"RawMessageDelivery": "true"}
+            if policy:
+                attrs["FilterPolicy"] = json.dumps(policy)
+            sns.subscribe(TopicArn=arn, Protocol="sqs", Endpoint=qarn, Attributes=attrs)
+            inboxes.append(Inbox(sqs, url))
+        dlq_url, _ = ensure_queue(sqs, f"dlq-{tag}")
+        self.settings.notify.topic_arn = arn
+        self.settings.dlq.queue_url = dlq_url
+        self.wiring = Wiring(arn, inboxes[0], inboxes[1], DeadLetterQueue(sqs, dlq_url))
+        return self.wiring
+
+    def events_store(self, clients: AwsClients | None = None,
+                     stale_seconds: float | None = None) -> DynamoStore:
+        """A store with its own outbox (one per monitor or operator process)."""
+        assert self.wiring is not None, "call env.wire() first"
+        c = clients or self.clients
+        n = self.settings.notify
+        outbox = Outbox(topic=SnsTopic(c.client("sns"), self.wiring.topic_arn),
+                        dlq=DeadLetterQueue(c.client("sqs"), self.wiring.dlq.queue_url),
+                        stale_seconds=stale_seconds or n.stale_seconds,
+                        ack_delay_seconds=n.ack_delay_seconds)
+        return DynamoStore(c.client("dynamodb"), self.settings.state.table, outbox=outbox)
 
     def put(self, workset_id: str, name: str, body: str | bytes) -> None:
         data = body.encode() if isinstance(body, str) else body
@@ -49,11 +128,14 @@ class Env:
                "reference_genome": "hg38", "pipeline": pipeline, "priority": priority, **extra}
         self.put(workset_id, "daylily_work.yaml", yaml.safe_dump(doc))
 
-    def monitor(self, **overrides: Any) -> Monitor:
+    def monitor(self, *, executor: Executor | None = None, store: DynamoStore | None = None,
+                s3: S3Objects | None = None, **overrides: Any) -> Monitor:
         s = self.settings.model_copy(deep=True)
         for key, value in overrides.items():
             setattr(s.monitor, key, value)
-        return Monitor(s, self.store, self.s3, LocalExecutor(),
+        if store is None:
+            store = self.events_store() if self.wiring else self.store
+        return Monitor(s, store, s3 or self.s3, executor or LocalExecutor(),
                        step_env=self.clients.subprocess_env())
 
     @contextmanager

@@ -17,6 +17,7 @@ class _Nothing:
     """Stands in for the store, S3 and executor: building argv touches none of them."""
 
     name = "local"
+    outbox = None
 
     def __getattr__(self, _: str) -> Any:
         raise AttributeError("no AWS or executor call expected")

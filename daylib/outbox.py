@@ -1,0 +1,296 @@
+"""Transactional outbox: workset events ride on the workset item and are published after the
+write that produced them, at least once and in order per workset.
+
+Why on the item: a transition and its event must not part ways. With single-item
+conditional writes only (no transactions on the emulators), the one write that changes the
+state also appends the event to the item's ``outbox`` map; publishing happens after that
+write succeeds, and a publish failure never reverts it.
+
+Timeline of one event (entry with sequence number n, written by W):
+  t0  W's conditional write: the transition, plus outbox entry n (by W, at t0). If the new
+      state is not owned (ready, retrying, terminal), also the sparse marker
+      ``outbox_due = t0 + stale_seconds`` that lets any monitor find it later.
+  t1  W publishes n (SNS; and the dead-letter queue for ``dead_lettered``) and remembers it.
+  t2  a) W still owns the workset: W's next write REMOVEs n (piggy-backed, no extra write).
+      b) W does not: after ``ack_delay_seconds`` W REMOVEs n ("ack", one small write), unless
+         its own next write got there first (e.g. the claim of a workset it registered).
+  failure: publishing n fails -> W retries on each housekeeping pass; W publishes nothing of
+      that workset past n meanwhile (order). If W dies, after ``stale_seconds`` any monitor
+      finds the marker, publishes what is pending and REMOVEs it; so may a new owner that
+      takes the workset over. Either may publish n a second time: consumers dedupe on
+      ``(workset_id, seq)``.
+
+Entries are identified by ``seq``; the map key is the zero-padded seq, except the entry a
+claim writes (the claimer cannot know the item's next seq, so the claim computes it in the
+write into ``claim_seq`` and keys the entry ``claim``; the owner's next write renames it).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from daylib import states as S
+from daylib.dlq import DeadLetterQueue, letter_body
+from daylib.errors import DaylibError
+from daylib.notify import CAPTURED, EVENTS, SnsTopic, event_body
+from daylib.store.records import WorksetRecord
+
+log = logging.getLogger(__name__)
+def ordered(outbox: dict[str, dict[str, Any]] | None) -> list[tuple[str, dict[str, Any]]]:
+    """Entries in sequence order (an entry without a seq sorts last)."""
+    return sorted((outbox or {}).items(), key=lambda kv: (kv[1].get("seq") is None,
+                                                          kv[1].get("seq") or 0, kv[0]))
+
+
+class StoreLike(Protocol):
+    """What the outbox needs from the store."""
+
+    def get(self, workset_id: str) -> WorksetRecord | None: ...
+
+    def many(self, ids: list[str]) -> dict[str, WorksetRecord]: ...
+
+    def ack_outbox(self, workset_id: str, keys: list[str]) -> None: ...
+
+    def outbox_due(self, now: float) -> list[str]: ...
+
+
+@dataclass
+class OutboxStats:
+    published: int = 0
+    publish_failures: int = 0
+    acks: int = 0
+    flushed: int = 0
+
+
+class Outbox:
+    """Publishes outbox entries; one per process and store (the store calls it after each
+    write; the monitor calls ``tick`` on its housekeeping passes; the CLI ``drain`` on exit).
+    """
+
+    def __init__(self, *, topic: SnsTopic | None, dlq: DeadLetterQueue | None,
+                 stale_seconds: float = 120.0, ack_delay_seconds: float = 5.0,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.topic = topic
+        self.dlq = dlq
+        self.stale_seconds = stale_seconds
+        self.ack_delay_seconds = ack_delay_seconds
+        self.clock = clock
+        self.stats = OutboxStats()
+        self._lock = threading.Lock()
+        self._delivered: dict[str, dict[int, str]] = {}  # workset -> {seq: key} published
+        self._owed: dict[str, set[int]] = {}  # workset -> seqs whose publish failed
+        self._acks: dict[str, float] = {}  # workset -> when to REMOVE what we published
+        self._next_flush = 0.0
+        # After a publish fails, writers stop trying for a while (doubling, up to 30 s) so an
+        # SNS outage costs each transition nothing; housekeeping retries meanwhile.
+        self._down_until = 0.0
+        self._down_for = 0.0
+
+    # ------------------------------------------------------------------ what the store asks
+
+    @property
+    def enabled(self) -> bool:
+        return self.topic is not None or self.dlq is not None
+
+    def wants(self, event: str) -> bool:
+        """Record this event at all? (Only events some sink will take.)"""
+        if event not in EVENTS:
+            raise ValueError(f"unknown event {event!r}")
+        return self.topic is not None or (self.dlq is not None and event == "dead_lettered")
+
+    @staticmethod
+    def entry(event: str, message: str, *, by: str, at: float, seq: int | None,
+              rec: WorksetRecord | None = None, **fields: Any) -> dict[str, Any]:
+        """An outbox entry: the event plus what the record said when it was written."""
+        out: dict[str, Any] = {"event": event, "message": message[:1000], "by": by, "at": at}
+        if seq is not None:
+            out["seq"] = seq
+        if rec is not None:
+            out.update({k: getattr(rec, k) for k in CAPTURED if getattr(rec, k) is not None})
+            if event == "dead_lettered":
+                out.update({k: v for k, v in (("error", (rec.error or "")[:1000]),
+                                              ("decision", rec.decision)) if v})
+        out.update({k: v for k, v in fields.items() if v is not None})
+        return out
+
+    def delivered(self, workset_id: str) -> dict[int, str]:
+        """{seq: key} of this workset's entries this process published and has not removed."""
+        with self._lock:
+            return dict(self._delivered.get(workset_id, {}))
+
+    def removed(self, workset_id: str, seqs: Iterable[int]) -> None:
+        """The store removed these entries (piggy-backed or acked)."""
+        with self._lock:
+            done = self._delivered.get(workset_id, {})
+            owed = self._owed.get(workset_id, set())
+            for seq in seqs:
+                done.pop(seq, None)
+                owed.discard(seq)
+            if not done:
+                self._delivered.pop(workset_id, None)
+                self._acks.pop(workset_id, None)
+            if not owed:
+                self._owed.pop(workset_id, None)
+
+    def after_write(self, store: StoreLike, rec: WorksetRecord, new_seqs: Iterable[int]) -> None:
+        """Publish what this write added (and anything owed or stale before it), in order.
+        Never raises: a failure is logged and retried by ``tick``."""
+        if not self.enabled or not rec.outbox:
+            return
+        try:
+            self._publish_pending(rec, set(new_seqs), force=False)
+            if rec.state not in S.OWNED:
+                self._schedule_ack(rec.workset_id)
+        except Exception:  # the transition is done; publishing must never undo or block it
+            log.exception("outbox of %s: unexpected error while publishing", rec.workset_id)
+
+    def adopt(self, store: StoreLike, rec: WorksetRecord) -> None:
+        """A takeover: the previous owner is presumed dead, so publish all it left pending."""
+        self.after_write(store, rec, [e["seq"] for _, e in ordered(rec.outbox) if "seq" in e])
+
+    def release(self, workset_id: str) -> None:
+        """This process stops writing the workset (lease lost): ack what it published."""
+        self._schedule_ack(workset_id)
+
+    # ------------------------------------------------------------------ housekeeping
+
+    def tick(self, store: StoreLike, *, now: float | None = None, force: bool = False) -> None:
+        """Acks that are due, publishes that failed before, and stale outboxes of anyone."""
+        now = self.clock() if now is None else now
+        if not self.enabled:
+            return
+        try:
+            if force or now >= self._down_until:
+                self._retry_owed(store)
+            self._run_acks(store, now, force)
+            if force or (now >= self._next_flush and now >= self._down_until):
+                self._next_flush = now + max(1.0, self.stale_seconds / 4)
+                self._flush_stale(store, now)
+        except DaylibError as exc:
+            log.warning("outbox housekeeping failed, will retry: %s", exc)
+
+    def drain(self, store: StoreLike) -> None:
+        """Before the process exits: ack everything it published, retry what it owes."""
+        if not self.enabled:
+            return
+        try:
+            self._retry_owed(store)
+            self._run_acks(store, self.clock(), force=True)
+        except DaylibError as exc:
+            log.warning("outbox: could not clear published events before exit: %s", exc)
+
+    def pending_work(self) -> int:
+        with self._lock:
+            return len(self._acks) + len(self._owed)
+
+    # ------------------------------------------------------------------ internals
+
+    def _publish_pending(self, rec: WorksetRecord, new: set[int], *, force: bool) -> None:
+        wid = rec.workset_id
+        now = self.clock()
+        with self._lock:
+            done = set(self._delivered.get(wid, {}))
+            owed = set(self._owed.get(wid, set()))
+        todo = []
+        for key, e in ordered(rec.outbox):
+            seq = e.get("seq")
+            if seq is None or seq in done:
+                continue
+            if seq in new or seq in owed or now - float(e.get("at", 0)) >= self.stale_seconds:
+                todo.append((key, e))
+        if todo and not force and now < self._down_until:
+            with self._lock:  # publishing is failing: leave it to housekeeping
+                self._owed.setdefault(wid, set()).update(x["seq"] for _, x in todo)
+            return
+        for n, (key, e) in enumerate(todo):
+            try:
+                self._send(e, rec)
+            except DaylibError as exc:
+                self.stats.publish_failures += 1
+                self._down_for = min(30.0, max(1.0, self._down_for * 2))
+                self._down_until = self.clock() + self._down_for
+                log.warning("could not publish %s #%s of %s (will retry in %.0f s): %s",
+                            e["event"], e["seq"], wid, self._down_for, exc)
+                with self._lock:
+                    self._owed.setdefault(wid, set()).update(x["seq"] for _, x in todo[n:])
+                return
+            self._down_for = 0.0
+            self.stats.published += 1
+            with self._lock:
+                self._delivered.setdefault(wid, {})[e["seq"]] = key
+                owed_now = self._owed.get(wid)
+                if owed_now is not None:
+                    owed_now.discard(e["seq"])
+                    if not owed_now:
+                        self._owed.pop(wid, None)
+
+    def _send(self, e: dict[str, Any], rec: WorksetRecord) -> None:
+        if e["event"] == "dead_lettered" and self.dlq is not None:
+            self.dlq.send(letter_body(e, rec))
+        if self.topic is not None:
+            self.topic.publish(event_body(e, rec))
+
+    def _schedule_ack(self, workset_id: str) -> None:
+        with self._lock:
+            if self._delivered.get(workset_id):
+                due = self.clock() + self.ack_delay_seconds
+                self._acks[workset_id] = min(self._acks.get(workset_id, due), due)
+
+    def _run_acks(self, store: StoreLike, now: float, force: bool) -> None:
+        with self._lock:
+            due = [w for w, t in self._acks.items() if force or t <= now]
+        for wid in due:
+            done = self.delivered(wid)
+            if not done:
+                self.removed(wid, [])
+                continue
+            try:
+                store.ack_outbox(wid, sorted(done.values()))
+            except DaylibError as exc:
+                log.warning("could not clear published events of %s (will retry): %s", wid,
+                            exc)
+                with self._lock:
+                    self._acks[wid] = now + max(self.ack_delay_seconds, 1.0)
+                continue
+            self.stats.acks += 1
+            self.removed(wid, done)
+
+    def _retry_owed(self, store: StoreLike) -> None:
+        with self._lock:
+            owed = list(self._owed)
+        for wid in owed:
+            rec = store.get(wid)
+            present = {e.get("seq") for e in (rec.outbox or {}).values()} if rec else set()
+            with self._lock:
+                mine = self._owed.get(wid, set())
+                mine &= present  # anything gone was published and removed by someone else
+                if not mine:
+                    self._owed.pop(wid, None)
+                    continue
+            assert rec is not None
+            self._publish_pending(rec, set(), force=True)  # tick decided it is time
+            if rec.state not in S.OWNED:
+                self._schedule_ack(wid)
+
+    def _flush_stale(self, store: StoreLike, now: float) -> None:
+        ids = store.outbox_due(now)
+        if not ids:
+            return
+        for rec in store.many(ids).values():
+            if rec.state in S.OWNED and (rec.lease_expires or 0) > now:
+                continue  # its live owner publishes and clears them
+            pending = [e["seq"] for _, e in ordered(rec.outbox) if "seq" in e]
+            log.info("publishing %d stale event(s) of %s", len(pending), rec.workset_id)
+            self.stats.flushed += len(pending)
+            self._publish_pending(rec, set(pending), force=True)
+            with self._lock:
+                if self._owed.get(rec.workset_id):
+                    continue
+            done = self.delivered(rec.workset_id)
+            store.ack_outbox(rec.workset_id, sorted(done.values()))
+            self.removed(rec.workset_id, done)
