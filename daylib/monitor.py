@@ -522,14 +522,16 @@ class Monitor:
         if not ws.after:
             return None
         known = self.store.many(ws.after)
-        for dep in ws.after:
-            rec = known.get(dep)
-            if rec is None:
-                return f"after: workset {dep!r} does not exist"
-            if rec.state in (S.FAILED, S.CANCELLED):
-                return f"after: workset {dep!r} is {rec.state}, so this one cannot run"
+        missing = [dep for dep in ws.after if dep not in known]
+        if missing:
+            return f"after: workset {missing[0]!r} does not exist"
         if self._in_cycle(ws.workset_id, ws.after):
             return f"after: dependency cycle back to {ws.workset_id!r}; remove one of the links"
+        for dep in ws.after:
+            rec = known[dep]
+            if rec.state in (S.FAILED, S.CANCELLED):
+                why = f" ({rec.error[:200]})" if rec.error else ""
+                return f"after: workset {dep!r} is {rec.state}{why}, so this one cannot run"
         return None
 
     def _request(self, ws: Workset, rec: WorksetRecord, step: str, workdir: Path) -> StepRequest:
