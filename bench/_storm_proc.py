@@ -1,5 +1,5 @@
 """One monitor process for bench/retry_storm.py: steps follow a deterministic failure plan;
-serves until every workset is terminal, logs each step execution, prints its stats."""
+serves until SIGTERM, logs each step execution, prints its stats."""
 
 from __future__ import annotations
 
@@ -8,12 +8,10 @@ import os
 import sys
 import tempfile
 import threading
-import time
 from pathlib import Path
 
 from _common import bench_settings, deploy
 
-from daylib import states as S
 from daylib.config import RuleSettings
 from daylib.dlq import DeadLetterQueue
 from daylib.executors.base import StepOutcome, StepRequest
@@ -64,7 +62,7 @@ def main() -> int:
     os.nice(5)
     with tempfile.TemporaryDirectory() as work:
         s = bench_settings(endpoint, work, max_concurrent=int(slots), poll_seconds=0.5,
-                           reap_seconds=0.5, monitor_id=monitor_id, discovery_seconds=3600)
+                           reap_seconds=1.0, monitor_id=monitor_id, discovery_seconds=3600)
         s.state.table, s.storage.bucket = table, bucket
         s.retry.base_seconds, s.retry.factor, s.retry.cap_seconds = float(base), 2.0, 60.0
         s.policy.rules = [RuleSettings(name="bench-permanent", category="permanent",
@@ -75,17 +73,7 @@ def main() -> int:
                               ack_delay_seconds=1.0)
         mon = Monitor(s, store, s3, PlanExecutor(Path(log_dir) / f"{monitor_id}.log"))
 
-        def watch() -> None:
-            """Stop once nothing is active (counted from the sparse index: cheap)."""
-            deadline = time.monotonic() + 900
-            while time.monotonic() < deadline:
-                time.sleep(2.0)
-                depth = store.queue_depth(terminal=False)
-                if sum(depth.states[st] for st in S.ACTIVE) == 0:
-                    break
-            mon.request_stop()
-
-        threading.Thread(target=watch, daemon=True).start()
+        mon.install_signal_handlers()  # the parent sends SIGTERM once nothing is active
         mon.run()
         print(json.dumps({**vars(mon.stats), **vars(store.outbox.stats)}))
     return 0

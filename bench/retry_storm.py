@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+import signal
 import statistics
 import subprocess
 import sys
@@ -26,6 +27,7 @@ from daylib.dlq import DeadLetterQueue, ensure_queue
 from daylib.emulator import start_moto
 from daylib.notify import ensure_topic
 from daylib.ordering import epoch
+from daylib.states import ACTIVE
 
 HERE = Path(__file__).resolve().parent
 MONITORS = 4
@@ -73,8 +75,15 @@ def main() -> int:
                 stdout=subprocess.PIPE, stderr=open(Path(work) / f"m{i}.err", "wb"),  # noqa: SIM115
                 text=True)
                 for i in range(MONITORS)]
-            stats = [json.loads(p.communicate()[0].strip().splitlines()[-1]) for p in procs]
+            while True:  # one watcher (index counts are cheap, but not free on moto)
+                time.sleep(1.0)
+                depth = store.queue_depth(terminal=False)
+                if sum(depth.states[st] for st in ACTIVE) == 0:
+                    break
             elapsed = time.time() - started
+            for p in procs:
+                p.send_signal(signal.SIGTERM)
+            stats = [json.loads(p.communicate()[0].strip().splitlines()[-1]) for p in procs]
             recs = store.many(ids)
             executions: Counter[tuple[str, ...]] = Counter()
             for i in range(MONITORS):
