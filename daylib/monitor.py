@@ -115,6 +115,7 @@ class Monitor:
         self._paused = False
         self._next_control = 0.0
         self._saw_ready = False
+        self._finished = self._finished_seen = 0  # worksets ended; as of the last tick
         self._aged: list[WorksetRecord] = []
         self._cands: list[WorksetRecord] = []
         self._cands_expire = 0.0
@@ -183,8 +184,8 @@ class Monitor:
         """In ``--once`` mode: keep going while something runs or the last look at the
         queue found claimable work."""
         with self._lock:
-            if self._running:
-                return True
+            if self._running or self._finished != self._finished_seen:
+                return True  # running, or something ended after the last look at the queue
         return not self._paused and self._saw_ready
 
     def _drain(self) -> None:
@@ -207,6 +208,8 @@ class Monitor:
         """Claim first (cheap, and what latency depends on), then housekeeping; claim again
         if housekeeping made work ready."""
         now = time.time()
+        with self._lock:
+            self._finished_seen = self._finished
         try:
             if force or now >= self._next_control:
                 self._next_control = now + self.cfg.poll_seconds
@@ -439,6 +442,7 @@ class Monitor:
                 self.outbox.release(wid)
             with self._lock:
                 self._running.pop(wid, None)
+                self._finished += 1
             self._wake.set()
 
     def _write(self, run: Running, to: str, reason: str,
