@@ -69,12 +69,16 @@ def route(w: RouteInput, clusters: list[ClusterInfo], now: float, *,
                                f"clusters after {soft_wait_seconds:.0f} s")
         prefix = f"soft affinity to {pref} ({why}) expired; "
     fitting = [c for c in usable.values() if _fits(c, w)]
+    reasons = []
     if not fitting:
         if not usable:
             return Route(None, prefix + "waiting: no active cluster")
-        return Route(None, prefix + f"waiting: no active cluster fits {w.vcpus or '-'} vCPUs / "
-                                    f"{w.memory_gb or '-'} GB")
-    reasons = []
+        if any(_fits(c, w) for c in clusters):  # a stale or paused one could take it
+            return Route(None, prefix + f"waiting: no active cluster fits {w.vcpus or '-'} "
+                                        f"vCPUs / {w.memory_gb or '-'} GB")
+        # Fits no cluster at all: fail fast where the scheduler's refusal names the limit.
+        fitting = list(usable.values())
+        reasons.append("fits no known cluster (the scheduler will refuse it)")
     local = [c for c in fitting if w.regions and c.region in w.regions]
     if local and len(local) < len(fitting):
         reasons.append(f"data locality ({', '.join(sorted(set(w.regions)))})")

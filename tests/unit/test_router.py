@@ -104,8 +104,9 @@ def test_vcpus_beyond_the_largest_node_exclude_a_cluster() -> None:
     big = cluster("big", max_node_cpus=16, cost_per_vcpu_hour=0.5)
     assert go([small, big], vcpus=16).cluster == "big"
     assert go([small, big], vcpus=8).cluster == "small"  # exactly the node size fits
+    # fits no cluster at all: sent on to fail fast with the scheduler's refusal
     r = go([small, big], vcpus=17)
-    assert r.cluster is None and "fits" in r.reason
+    assert r.cluster is not None and "fits no known cluster" in r.reason
 
 
 def test_memory_beyond_the_largest_node_excludes_a_cluster() -> None:
@@ -113,7 +114,9 @@ def test_memory_beyond_the_largest_node_excludes_a_cluster() -> None:
     big = cluster("big", max_node_memory_mb=64 * 1024, cost_per_vcpu_hour=0.5)
     assert go([small, big], memory_gb=16).cluster == "small"
     assert go([small, big], memory_gb=16.5).cluster == "big"
-    assert go([small, big], memory_gb=65).cluster is None
+    assert "fits no known cluster" in go([small, big], memory_gb=65).reason
+    # while a cluster that could fit it is only stale, it waits for that one instead
+    assert go([small, big, stale("huge")], memory_gb=65).cluster is None
 
 
 def test_unknown_node_size_means_no_limit() -> None:
