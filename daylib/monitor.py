@@ -434,7 +434,12 @@ class Monitor:
         finally:
             self._routes.pop(wid, None)
             try:
-                self.caps.release(wid, run.rec.customer_id)
+                # A slot is given back only once the workset no longer counts as running:
+                # after a failed last write it is still ours (until its lease runs out and
+                # reconcile frees it); after a takeover the new owner holds the same slot.
+                current = self.store.get(wid) if run.lost else run.rec
+                if current is None or current.state not in S.OWNED:
+                    self.caps.release(wid, run.rec.customer_id)
             except DaylibError as exc:
                 log.warning("workset %s: could not release its cap slots (reclaimed later): %s",
                             wid, exc)
