@@ -6,7 +6,10 @@ program at an emulator by setting ``aws.endpoint_url`` (or ``AWS_ENDPOINT_URL``)
 
 from __future__ import annotations
 
+import os
 import threading
+from collections.abc import Mapping
+from functools import partial
 from typing import Any
 
 import boto3
@@ -27,7 +30,7 @@ class AwsClients:
         self._lock = threading.Lock()
         self._clients: dict[str, Any] = {}
         self._session = boto3.session.Session(
-            profile_name=settings.profile, region_name=settings.region
+            profile_name=settings.profile, region_name=resolve_region(settings.region)
         )
         self.region = self._session.region_name or DEFAULT_REGION
         self._config = Config(
@@ -44,8 +47,16 @@ class AwsClients:
                 kwargs: dict[str, Any] = {"config": self._config}
                 if self.settings.endpoint_url:
                     kwargs["endpoint_url"] = self.settings.endpoint_url
-                self._clients[service] = self._session.client(service, **kwargs)
+                made = self._session.client(service, **kwargs)
+                events = made.meta.events
+                events.register("before-parameter-build", _remember_params)
+                events.register("after-call", partial(_name_missing, self.region))
+                self._clients[service] = made
             return self._clients[service]
+
+    def session_credentials(self) -> Any:
+        """The credentials the clients sign with (None if there are none)."""
+        return self._session.get_credentials()
 
     def subprocess_env(self) -> dict[str, str]:
         """Variables a child process needs to reach the same AWS (or emulator) as we do."""
@@ -64,7 +75,54 @@ class AwsClients:
         return env
 
 
+def resolve_region(configured: str | None,
+                   environ: Mapping[str, str] | None = None) -> str | None:
+    """``--region``/``aws.region``, then ``AWS_REGION`` (which botocore ignores), then None
+    so botocore goes on to ``AWS_DEFAULT_REGION`` and the profile."""
+    env = os.environ if environ is None else environ
+    return configured or env.get("AWS_REGION") or None
+
+
+# Error codes that mean "the resource the config names does not exist", with the request
+# parameter that names it and what it is called in a message.
+_MISSING = {
+    "ResourceNotFoundException": ("TableName", "DynamoDB table"),
+    "NoSuchBucket": ("Bucket", "S3 bucket"),
+    "NotFound": ("TopicArn", "SNS topic"),
+    "QueueDoesNotExist": ("QueueUrl", "SQS queue"),
+    "AWS.SimpleQueueService.NonExistentQueue": ("QueueUrl", "SQS queue"),
+}
+_CREATE_HINT = "create it with `daylily-workset init` or deploy infra/daylib.yaml"
+
+
+def _remember_params(params: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
+    context["daylib_params"] = dict(params)
+
+
+def _name_missing(region: str, parsed: dict[str, Any], context: dict[str, Any],
+                  **_: Any) -> None:
+    """Rewrite a missing-resource error so it names the resource, its region and the fix."""
+    err = parsed.get("Error") or {}
+    spec = _MISSING.get(str(err.get("Code", "")))
+    if spec is None:
+        return
+    param, kind = spec
+    params = context.get("daylib_params") or {}
+    name = params.get(param) or params.get("QueueName") or err.get("BucketName")
+    if not name:
+        return
+    err["Message"] = f"{kind} {name!r} not found in region {region}; {_CREATE_HINT}"
+    parsed["Error"] = err
+
+
+def is_missing_resource(exc: BaseException) -> bool:
+    """True for errors that mean the deployment lacks a table, bucket, topic or queue."""
+    return isinstance(exc, AwsError | ClientError) and error_code(exc) in _MISSING
+
+
 def error_code(exc: BaseException) -> str:
+    if isinstance(exc, AwsError):
+        return exc.code
     if isinstance(exc, ClientError):
         return str(exc.response.get("Error", {}).get("Code", ""))
     return exc.__class__.__name__

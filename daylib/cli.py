@@ -21,7 +21,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from daylib import control
 from daylib import states as S
-from daylib.aws import AwsClients, describe
+from daylib.aws import AwsClients, describe, is_missing_resource
 from daylib.config import PRIORITIES, Settings, load_settings
 from daylib.dlq import DeadLetterQueue, ensure_queue, queue_for
 from daylib.errors import AwsError, ConfigError, DaylibError, UserError
@@ -35,6 +35,7 @@ from daylib.store.records import QueueDepth, WorksetRecord, utc_iso
 RET_OK = 0
 RET_ERROR = 1
 RET_USAGE = 2
+RET_CONFIG = 78  # monitor only (sysexits EX_CONFIG): systemd must not restart on it
 
 log = logging.getLogger("daylib")
 
@@ -423,6 +424,38 @@ def cmd_monitor(ctx: Context, args: argparse.Namespace) -> int:
     return code
 
 
+def cmd_doctor(ctx: Context, args: argparse.Namespace) -> int:
+    from daylib.doctor import Doctor, report
+
+    checks = Doctor(ctx.settings, ctx.clients).run()
+    ctx.emit(report(checks), "\n".join(c.line() for c in checks))
+    return RET_OK if all(c.ok for c in checks) else RET_ERROR
+
+
+def _doctor_bad_config(exc: ConfigError, as_json: bool) -> int:
+    from daylib.doctor import config_failure, report
+
+    checks = config_failure(str(exc))
+    print(json.dumps(report(checks), indent=2) if as_json else checks[0].line())
+    return RET_ERROR
+
+
+def cmd_config_from_stack(ctx: Context, args: argparse.Namespace) -> int:
+    from daylib.stackconfig import render, settings_from_outputs, stack_outputs
+
+    outputs = stack_outputs(ctx.clients.client("cloudformation"), args.stack)
+    data, unused = settings_from_outputs(outputs)
+    text = render(args.stack, data, unused)
+    if args.output:
+        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.output).write_text(text)
+        ctx.emit({"written": args.output, "settings": data},
+                 f"wrote {args.output} (use it with --config or DAYLILY_CONFIG)")
+    else:
+        ctx.emit({"settings": data}, text.rstrip())
+    return RET_OK
+
+
 def cmd_demo(ctx: Context, args: argparse.Namespace) -> int:
     from daylib.demo import run_demo
     return run_demo(as_json=ctx.as_json, keep_workdir=args.keep)
@@ -515,6 +548,16 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("ids", nargs="*", metavar="ID")
     sp.add_argument("--all", action="store_true", help="every workset in the queue")
     sp.set_defaults(fn=cmd_dlq_redrive)
+    add("doctor", cmd_doctor, "check config, credentials, region, resources, Slurm and clock; "
+        "say what to fix (exit 1 if anything is wrong)")
+    cfg = sub.add_parser("config", help="settings files", parents=[common],
+                         description="Settings files.")
+    cfg_sub = cfg.add_subparsers(dest="config_command", required=True, parser_class=_Parser)
+    sp = cfg_sub.add_parser("from-stack", help="write settings from an infra/daylib.yaml "
+                            "stack's outputs", parents=[common])
+    sp.add_argument("stack", help="CloudFormation stack name")
+    sp.add_argument("-o", "--output", help="file to write (default: stdout)")
+    sp.set_defaults(fn=cmd_config_from_stack)
     sp = add("demo", cmd_demo, "run the embedded demo (emulated AWS, no account needed)")
     sp.add_argument("--keep", action="store_true", help="keep the work directory")
     return p
@@ -531,7 +574,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _setup_logging(args.verbose)
     try:
-        settings = load_settings(args.config)
+        try:
+            settings = load_settings(args.config)
+        except ConfigError as exc:
+            if args.fn is cmd_doctor:
+                return _doctor_bad_config(exc, args.json)
+            raise
         if args.profile:
             settings.aws.profile = args.profile
         if args.region:
@@ -547,16 +595,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         return RET_USAGE
     except (UserError, ConfigError) as exc:
         print(f"daylily-workset: {exc}", file=sys.stderr)
-        return RET_ERROR
+        return _config_exit(args, exc)
     except DaylibError as exc:
         print(f"daylily-workset: {exc}", file=sys.stderr)
-        return RET_ERROR
+        return _config_exit(args, exc)
     except (BotoCoreError, ClientError) as exc:
         message = " ".join(str(describe(exc)).split())
         print(f"daylily-workset: AWS error: {message}", file=sys.stderr)
         return RET_ERROR
     except KeyboardInterrupt:
         return 130
+
+
+def _config_exit(args: argparse.Namespace, exc: DaylibError) -> int:
+    """The monitor exits RET_CONFIG when restarting cannot help: bad settings or a missing
+    table/bucket/topic/queue. Other commands keep the documented exit 1."""
+    if args.fn is cmd_monitor and (isinstance(exc, ConfigError) or is_missing_resource(exc)):
+        return RET_CONFIG
+    return RET_ERROR
 
 
 def monitor_main() -> int:

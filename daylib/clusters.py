@@ -1,13 +1,17 @@
 """The cluster registry: each monitor describes its ParallelCluster cluster in the state
 table and heartbeats it; routing and ``daylily-workset clusters`` read it back.
 
-Also: finding this head node's cluster name (ParallelCluster's own files) and listing the
-clusters of an account from their CloudFormation stacks.
+Also: finding this head node's cluster name (ParallelCluster's files, else the instance's
+tag) and listing the clusters of an account from their CloudFormation stacks.
 """
 
 from __future__ import annotations
 
+import os
 import re
+import urllib.parse
+import urllib.request
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,6 +23,9 @@ from daylib.aws import describe
 PCLUSTER_VERSION_TAG = "parallelcluster:version"
 CFNCONFIG = Path("/etc/parallelcluster/cfnconfig")
 CLUSTER_CONFIG = Path("/opt/parallelcluster/shared/cluster-config.yaml")
+CLUSTER_NAME_TAG = "parallelcluster:cluster-name"
+IMDS_ENDPOINT = "http://169.254.169.254"
+IMDS_TIMEOUT_SECONDS = 1.0
 
 
 @dataclass(frozen=True)
@@ -55,23 +62,68 @@ class ClusterInfo:
         return cls(**known)
 
 
-def local_cluster_name(configured: str | None) -> str | None:
-    """The configured name, else ParallelCluster's stack name from the head node's files."""
+def local_cluster_name(configured: str | None, *, cfnconfig: Path = CFNCONFIG,
+                       cluster_config: Path = CLUSTER_CONFIG,
+                       environ: Mapping[str, str] | None = None) -> str | None:
+    """The configured name, else ParallelCluster's files on the head node, else the
+    instance's ``parallelcluster:cluster-name`` tag from IMDSv2."""
     if configured:
         return configured
     try:
-        text = CFNCONFIG.read_text()
+        text = cfnconfig.read_text()
     except OSError:
         text = ""
     match = re.search(r"^stack_name=(\S+)", text, re.MULTILINE)
     if match:
         return match.group(1)
     try:
-        cfg = CLUSTER_CONFIG.read_text()
+        cfg = cluster_config.read_text()
     except OSError:
-        return None
+        cfg = ""
     match = re.search(r"^\s*ClusterName:\s*(\S+)", cfg, re.MULTILINE)
-    return match.group(1) if match else None
+    if match:
+        return match.group(1)
+    return instance_tag(CLUSTER_NAME_TAG, os.environ if environ is None else environ)
+
+
+def instance_tag(key: str, environ: Mapping[str, str]) -> str | None:
+    """An EC2 instance tag through IMDSv2 (needs instance metadata tags enabled). Asked only
+    on EC2 or where ``AWS_EC2_METADATA_SERVICE_ENDPOINT`` names the service, never when
+    ``AWS_EC2_METADATA_DISABLED`` is true."""
+    if environ.get("AWS_EC2_METADATA_DISABLED", "").lower() == "true":
+        return None
+    endpoint = environ.get("AWS_EC2_METADATA_SERVICE_ENDPOINT")
+    if not endpoint:
+        if not _on_ec2():
+            return None
+        endpoint = IMDS_ENDPOINT
+    base = endpoint.rstrip("/")
+    try:
+        token_req = urllib.request.Request(
+            f"{base}/latest/api/token", method="PUT",
+            headers={"X-aws-ec2-metadata-token-ttl-seconds": "60"})
+        with urllib.request.urlopen(token_req, timeout=IMDS_TIMEOUT_SECONDS) as resp:
+            token = resp.read().decode()
+        tag_req = urllib.request.Request(
+            f"{base}/latest/meta-data/tags/instance/{urllib.parse.quote(key)}",
+            headers={"X-aws-ec2-metadata-token": token})
+        with urllib.request.urlopen(tag_req, timeout=IMDS_TIMEOUT_SECONDS) as resp:
+            value = resp.read().decode().strip()
+    except (OSError, ValueError):
+        return None
+    return value or None
+
+
+def _on_ec2() -> bool:
+    """EC2 (Nitro and Xen) says so in DMI / the hypervisor uuid; elsewhere stay off the wire."""
+    for path, test in ((Path("/sys/devices/virtual/dmi/id/board_asset_tag"), "i-"),
+                       (Path("/sys/hypervisor/uuid"), "ec2")):
+        try:
+            if path.read_text().strip().lower().startswith(test):
+                return True
+        except OSError:
+            continue
+    return False
 
 
 def discover_stacks(cfn: Any) -> list[dict[str, str]]:

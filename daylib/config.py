@@ -251,15 +251,28 @@ def _merge(base: dict[str, Any], extra: dict[str, dict[str, Any]]) -> dict[str, 
     return merged
 
 
-def _describe(exc: ValidationError, source: str) -> str:
+def _describe(exc: ValidationError, source: str, from_env: Mapping[str, str]) -> str:
+    """One line naming each bad key where it came from: the environment variable that set it,
+    else the config file."""
     parts = []
     for err in exc.errors():
         path = ".".join(str(p) for p in err["loc"])
+        var = from_env.get(".".join(str(p) for p in err["loc"][:2]))
+        where = f"environment variable {var}" if var else source
         if err["type"] == "extra_forbidden":
-            parts.append(f"unknown config key {path!r}")
+            section = str(err["loc"][0]) if len(err["loc"]) > 1 else ""
+            known = _known_keys(section)
+            hint = f" (known keys in {section}: {', '.join(known)})" if known and var else ""
+            parts.append(f"{where}: unknown config key {path!r}{hint}")
         else:
-            parts.append(f"{path}: {err['msg']}")
-    return f"{source}: " + "; ".join(parts)
+            parts.append(f"{where}: {path}: {err['msg']}")
+    return "; ".join(parts)
+
+
+def _known_keys(section: str) -> list[str]:
+    model = Settings.model_fields[section].annotation if section in Settings.model_fields \
+        else None
+    return sorted(getattr(model, "model_fields", {}))
 
 
 def load_settings(
@@ -281,8 +294,20 @@ def load_settings(
         if not isinstance(loaded, dict):
             raise ConfigError(f"{source}: top level must be a mapping of sections")
         data = loaded
-    data = _merge(data, _env_overrides(env))
+    overrides = _env_overrides(env)
+    data = _merge(data, overrides)
+    from_env = {f"{section}.{key}": _env_name(env, section, key)
+                for section, values in overrides.items() for key in values}
     try:
         return Settings.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(_describe(exc, source or "configuration")) from exc
+        raise ConfigError(_describe(exc, source or "configuration", from_env)) from exc
+
+
+def _env_name(environ: Mapping[str, str], section: str, key: str) -> str:
+    """The variable, as spelled in the environment, that set ``section.key``."""
+    for name in environ:
+        head, _, tail = name[len(ENV_PREFIX):].partition("__")
+        if name.startswith(ENV_PREFIX) and (head.lower(), tail.lower()) == (section, key):
+            return name
+    return f"{ENV_PREFIX}{section.upper()}__{key.upper()}"

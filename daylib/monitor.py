@@ -33,6 +33,7 @@ from daylib.outbox import Outbox
 from daylib.policy import Failure, Policy, aws_code_in
 from daylib.registry import Registry, local_capacity
 from daylib.s3 import S3Objects
+from daylib.sdnotify import notify as sd_notify
 from daylib.sentinels import mirror
 from daylib.spec import Workset
 from daylib.store.dynamodb import DynamoStore
@@ -158,8 +159,11 @@ class Monitor:
                     self._wake.clear()
                     self._tick(force=False, discover=False)
             else:
+                ready_sent = False
                 while not self._stopping.is_set():
-                    self._tick(force=False)
+                    passed = self._tick(force=False)
+                    if passed and not ready_sent:  # systemd Type=notify: after a good pass
+                        ready_sent = sd_notify("READY=1")
                     self._wake.wait(self.cfg.poll_seconds)
                     self._wake.clear()
         finally:
@@ -204,9 +208,9 @@ class Monitor:
 
     # ------------------------------------------------------------------ main loop
 
-    def _tick(self, *, force: bool, discover: bool = True) -> None:
+    def _tick(self, *, force: bool, discover: bool = True) -> bool:
         """Claim first (cheap, and what latency depends on), then housekeeping; claim again
-        if housekeeping made work ready."""
+        if housekeeping made work ready. False if the pass failed."""
         now = time.time()
         with self._lock:
             self._finished_seen = self._finished
@@ -235,6 +239,8 @@ class Monitor:
                 self._fill_if_allowed(time.time())
         except DaylibError as exc:
             log.error("monitor pass failed, will retry: %s", exc)
+            return False
+        return True
 
     def _fill_if_allowed(self, now: float) -> None:
         if not self._paused and not self._stopping.is_set():
