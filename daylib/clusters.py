@@ -62,22 +62,22 @@ class ClusterInfo:
         return cls(**known)
 
 
-def local_cluster_name(configured: str | None, *, cfnconfig: Path = CFNCONFIG,
-                       cluster_config: Path = CLUSTER_CONFIG,
+def local_cluster_name(configured: str | None, *, cfnconfig: Path | None = None,
+                       cluster_config: Path | None = None,
                        environ: Mapping[str, str] | None = None) -> str | None:
     """The configured name, else ParallelCluster's files on the head node, else the
     instance's ``parallelcluster:cluster-name`` tag from IMDSv2."""
     if configured:
         return configured
     try:
-        text = cfnconfig.read_text()
+        text = (cfnconfig or CFNCONFIG).read_text()
     except OSError:
         text = ""
     match = re.search(r"^stack_name=(\S+)", text, re.MULTILINE)
     if match:
         return match.group(1)
     try:
-        cfg = cluster_config.read_text()
+        cfg = (cluster_config or CLUSTER_CONFIG).read_text()
     except OSError:
         cfg = ""
     match = re.search(r"^\s*ClusterName:\s*(\S+)", cfg, re.MULTILINE)
