@@ -15,7 +15,7 @@ import yaml
 from daylib.config import load_settings
 from daylib.emulator import MotoServer
 from daylib.store.dynamodb import DynamoStore
-from tests.cli.conftest import PAIRED_FASTQS, FASTQ_DIR, daylib_yaml, paired_sample
+from tests.cli.conftest import FASTQ_DIR, PAIRED_FASTQS, daylib_yaml, paired_sample
 from tests.conftest import REGION, client, run_cli
 from tests.support.stack import Stack, resource
 

@@ -29,7 +29,7 @@ CfnLoader.add_multi_constructor("!", _tag)
 
 
 def template() -> dict[str, Any]:
-    doc: dict[str, Any] = yaml.load(TEMPLATE.read_text(), Loader=CfnLoader)  # noqa: S506
+    doc: dict[str, Any] = yaml.load(TEMPLATE.read_text(), Loader=CfnLoader)
     return doc
 
 
