@@ -129,8 +129,8 @@ class Doctor:
     def bucket(self) -> list[Check]:
         name = self.settings.storage.bucket
         s3 = self.clients.client("s3")
-        try:
-            s3.head_bucket(Bucket=name)
+        try:  # a listing under the prefix: what the policies grant (HeadBucket is not)
+            s3.list_objects_v2(Bucket=name, Prefix=self.settings.storage.prefix, MaxKeys=1)
         except ClientError as exc:
             code = error_code(exc)
             if code in ("404", "NoSuchBucket"):

@@ -9,9 +9,9 @@ import sys
 from pathlib import Path
 
 import pytest
-import yaml
 
 from tests.conftest import ROOT
+from tests.support.stack import template
 
 INFRA = ROOT / "infra"
 TEMPLATES = sorted(p for p in INFRA.rglob("*.yaml")
@@ -44,7 +44,7 @@ def test_cfn_lint(template: Path) -> None:
 
 
 def test_policies_grant_no_wildcard_actions() -> None:
-    doc = yaml.load((INFRA / "daylib.yaml").read_text(), Loader=_CfnLoader)
+    doc = template()
     for name, res in doc["Resources"].items():
         if res["Type"] != "AWS::IAM::ManagedPolicy":
             continue
@@ -91,18 +91,3 @@ def test_custom_action_parses_and_is_shellcheck_clean() -> None:
     res = subprocess.run([shellcheck, "-S", "style", str(ACTION)], capture_output=True,
                          text=True, timeout=120)
     assert res.returncode == 0, res.stdout + res.stderr
-
-
-class _CfnLoader(yaml.SafeLoader):
-    """YAML with CloudFormation's short tags (!Ref, !Sub, ...) read as plain values."""
-
-
-def _tag(loader: yaml.SafeLoader, _suffix: str, node: yaml.Node) -> object:
-    if isinstance(node, yaml.ScalarNode):
-        return loader.construct_scalar(node)
-    if isinstance(node, yaml.SequenceNode):
-        return loader.construct_sequence(node)
-    return loader.construct_mapping(node)  # type: ignore[arg-type]
-
-
-_CfnLoader.add_multi_constructor("!", _tag)
