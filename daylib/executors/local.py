@@ -86,8 +86,12 @@ class LocalExecutor:
                 "--log", str(req.log_file), "--", *req.argv]
         proc = subprocess.Popen(argv, cwd=req.workdir, env={**os.environ, **req.env},
                                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL, start_new_session=True)
-        _pid_file(req).write_text(str(proc.pid))
+                                stderr=subprocess.DEVNULL, start_new_session=True,
+                                umask=0o077)  # inputs, logs, results: the monitor's user only
+        fd = os.open(_pid_file(req), os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW,
+                     0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(str(proc.pid))
         ref = str(proc.pid)
         with self._lock:
             self._procs[ref] = proc
