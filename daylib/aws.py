@@ -20,6 +20,7 @@ from daylib.config import AwsSettings
 from daylib.errors import AwsError
 
 DEFAULT_REGION = "us-west-2"
+STATIC_KEY_VARS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
 
 
 class AwsClients:
@@ -59,19 +60,20 @@ class AwsClients:
         return self._session.get_credentials()
 
     def subprocess_env(self) -> dict[str, str]:
-        """Variables a child process needs to reach the same AWS (or emulator) as we do."""
+        """Variables a child process needs to reach the same AWS (or emulator) as we do.
+
+        Only what stays valid is passed: region, endpoint, profile, and keys that came from
+        our own environment (static by nature). Credentials that expire (instance role, SSO,
+        assumed roles, ``credential_process``) are never copied: a step started hours later
+        resolves them itself through the default chain, so they are fresh when it runs."""
         env = {"AWS_REGION": self.region, "AWS_DEFAULT_REGION": self.region}
         if self.settings.endpoint_url:
             env["AWS_ENDPOINT_URL"] = self.settings.endpoint_url
         if self.settings.profile:
             env["AWS_PROFILE"] = self.settings.profile
         creds = self._session.get_credentials()
-        if creds is not None and not self.settings.profile:
-            frozen = creds.get_frozen_credentials()
-            env["AWS_ACCESS_KEY_ID"] = frozen.access_key
-            env["AWS_SECRET_ACCESS_KEY"] = frozen.secret_key
-            if frozen.token:
-                env["AWS_SESSION_TOKEN"] = frozen.token
+        if creds is not None and creds.method == "env":
+            env.update({k: v for k in STATIC_KEY_VARS if (v := os.environ.get(k))})
         return env
 
 

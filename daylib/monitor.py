@@ -22,6 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from daylib import states as S
+from daylib import workdir as workdirs
+from daylib.argv import fill_template, pipeline_template
 from daylib.caps import Caps
 from daylib.clusters import local_cluster_name
 from daylib.config import Settings
@@ -430,6 +432,8 @@ class Monitor:
             self._process(run)
         except LeaseLost as exc:
             log.warning("workset %s: %s; this monitor stops touching it", wid, exc)
+        except SpecError as exc:  # found while building a step: unsafe workdir, bad template
+            self._fail(run, Failure(message=str(exc), category=exc.category))
         except AwsError as exc:  # AWS kept failing past the client's own retries
             log.warning("workset %s: AWS error: %s", wid, exc)
             self._fail(run, Failure(message=f"AWS error: {exc}", aws_code=exc.code or None))
@@ -480,8 +484,7 @@ class Monitor:
             except SpecError as exc:
                 self._fail(run, Failure(message=str(exc), category=exc.category))
                 return
-        workdir = Path(self.cfg.workdir) / ws.workset_id
-        workdir.mkdir(parents=True, exist_ok=True)
+        workdir = workdirs.prepare(Path(self.cfg.workdir), ws.workset_id)
         if rec.state == S.LOCKED:
             self._sentinel_for(rec, f"claimed by {self.monitor_id}")
         for step in STEPS:
@@ -554,7 +557,8 @@ class Monitor:
         inputs, results = workdir / "inputs", workdir / "results"
         if step == "stage":
             manifest = workdir / "manifest.json"
-            manifest.write_text(json.dumps({"samples": [s.model_dump() for s in ws.samples]}))
+            workdirs.write_private(Path(self.cfg.workdir), manifest,
+                                   json.dumps({"samples": [s.model_dump() for s in ws.samples]}))
             argv = [py, "-m", "daylib.steps", "stage", "--manifest", str(manifest),
                     "--dest", str(inputs)]
         elif step == "export":
@@ -578,18 +582,21 @@ class Monitor:
                   "workdir_name": ws.workdir_name or ws.workset_id,
                   "reference": ws.reference_genome or "", "pipeline": ws.pipeline or ""}
 
-        def fill(template: str) -> list[str]:
-            return [tok.format(**values) for tok in shlex.split(template)]
+        def fill(template: str, where: str, category: str) -> list[str]:
+            return fill_template(template, values, where, category)
 
         if ws.format == "daylily":
-            run = fill(self.settings.daylily.run_prefix) + shlex.split(ws.dy_r or "")
+            run = fill(self.settings.daylily.run_prefix, "daylily.run_prefix",
+                       "configuration") + shlex.split(ws.dy_r or "")
             if ws.day_clone and self.settings.daylily.clone_prefix:
-                clone = fill(self.settings.daylily.clone_prefix) + [
-                    t.format(**values) for t in shlex.split(ws.day_clone)]
+                clone = fill(self.settings.daylily.clone_prefix, "daylily.clone_prefix",
+                             "configuration") + fill(ws.day_clone, "day-clone", "data")
                 return [sys.executable, "-m", "daylib.steps", "chain", "--json",
                         json.dumps([clone, run])]
             return run
-        return fill(self.settings.workset.pipelines[ws.pipeline or "germline"])
+        name = ws.pipeline or "germline"
+        template = pipeline_template(self.settings.workset.pipelines, name, self.monitor_id)
+        return fill(template, f"workset.pipelines.{name}", "configuration")
 
     def _checkpoint(self, run: Running, step: str) -> None:
         done = [*run.rec.steps_done, step]

@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 from daylib.aws import AwsClients
 from daylib.config import AwsSettings
@@ -21,6 +22,8 @@ from daylib.s3 import S3Objects, split_uri
 EX_DATAERR = 65
 EX_NOINPUT = 66
 EX_UNAVAILABLE = 69
+NAME_MAX = 255  # bytes in one file name on Linux file systems (ext4, xfs, Lustre, NFS)
+PART_SUFFIX = ".part"
 
 
 def _s3() -> S3Objects:
@@ -31,6 +34,10 @@ def _s3() -> S3Objects:
 def stage(manifest: Path, dest: Path) -> int:
     """Download every lane and write ``samples.tsv`` (sample_id, r1, r2) for the pipeline."""
     samples = json.loads(manifest.read_text())["samples"]
+    problem = _unstageable(samples)
+    if problem:
+        print(f"stage: {problem}", file=sys.stderr)
+        return EX_DATAERR
     s3 = _s3()
     rows = ["sample_id\tr1\tr2"]
     for sample in samples:
@@ -41,9 +48,9 @@ def stage(manifest: Path, dest: Path) -> int:
                 if not uri:
                     local.append("")
                     continue
-                target = dest / sid / f"L{n}_{Path(split_uri(uri)[1]).name}"
+                target = dest / sid / _local_name(n, uri)
                 if not target.exists():
-                    tmp = target.with_suffix(target.suffix + ".part")
+                    tmp = target.with_suffix(target.suffix + PART_SUFFIX)
                     s3.download(uri, tmp)
                     tmp.replace(target)
                 local.append(str(target))
@@ -51,6 +58,26 @@ def stage(manifest: Path, dest: Path) -> int:
     (dest / "samples.tsv").write_text("\n".join(rows) + "\n")
     print(f"staged {len(samples)} sample(s) into {dest}")
     return 0
+
+
+def _local_name(n: int, uri: str) -> str:
+    return f"L{n}_{Path(split_uri(uri)[1]).name}"
+
+
+def _unstageable(samples: list[dict[str, Any]]) -> str | None:
+    """A lane whose local file name the file system cannot hold: a data error, said once,
+    before anything is downloaded (not an OSError that would look transient)."""
+    for sample in samples:
+        for n, lane in enumerate(sample["lanes"], start=1):
+            for uri in (lane["r1"], lane.get("r2")):
+                name = _local_name(n, uri) if uri else ""
+                if len((name + PART_SUFFIX).encode()) > NAME_MAX:
+                    base = Path(split_uri(uri)[1]).name
+                    return (f"sample {sample['sample_id']}: file name {base[:40]!r}... is "
+                            f"{len(base.encode())} bytes; at most "
+                            f"{NAME_MAX - len(PART_SUFFIX) - len(name) + len(base)} fit "
+                            "(rename the FASTQ)")
+    return None
 
 
 def export(src: Path, dest_uri: str) -> int:

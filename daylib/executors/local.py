@@ -3,7 +3,11 @@
 Each step runs under the same wrapper as on Slurm (``jobwrap``), detached in its own
 session, leaving a pid record and an exit-status file in the work directory. So a monitor
 restarted or taken over at any instant finds the step still running (or its result) and
-adopts it instead of starting it twice.
+adopts it instead of starting it twice. For the same reason ``wait`` leaves a step running
+when told to stop (a takeover or hand-back): only ``cancel`` ends one.
+
+Every wrapper started here gets a thread blocked in ``waitpid`` on it, so a step that ends
+is reaped at once, whoever is (or is no longer) waiting for it: no ``<defunct>`` entries.
 """
 
 from __future__ import annotations
@@ -82,12 +86,24 @@ class LocalExecutor:
                 "--log", str(req.log_file), "--", *req.argv]
         proc = subprocess.Popen(argv, cwd=req.workdir, env={**os.environ, **req.env},
                                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL, start_new_session=True)
-        _pid_file(req).write_text(str(proc.pid))
+                                stderr=subprocess.DEVNULL, start_new_session=True,
+                                umask=0o077)  # inputs, logs, results: the monitor's user only
+        fd = os.open(_pid_file(req), os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW,
+                     0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(str(proc.pid))
         ref = str(proc.pid)
         with self._lock:
             self._procs[ref] = proc
+        threading.Thread(target=self._reaper, args=(ref, proc), name=f"reap-{ref}",
+                         daemon=True).start()
         return ref
+
+    def _reaper(self, ref: str, proc: subprocess.Popen[bytes]) -> None:
+        """Collect the wrapper's exit status as soon as it ends (no zombie lingers)."""
+        proc.wait()
+        with self._lock:
+            self._procs.pop(ref, None)
 
     def find(self, req: StepRequest) -> str | None:
         if req.status_file.exists():
@@ -102,14 +118,11 @@ class LocalExecutor:
         deadline = time.monotonic() + req.timeout_seconds
         gone_since: float | None = None
         while True:
-            done = self._reap(job_ref, req)
+            done = _outcome(req, job_ref)
             if done is not None:
                 return done
-            if stop.is_set():
-                self.cancel(job_ref)
-                self._forget(req)  # handed back: the next owner starts the step afresh
-                return StepOutcome("CANCELLED", None, signal.SIGTERM, tail(req.log_file),
-                                   job_ref)
+            if stop.is_set():  # taken over or handed back: the next owner adopts the step
+                return StepOutcome("RUNNING", None, None, tail(req.log_file), job_ref)
             if time.monotonic() > deadline:
                 self.cancel(job_ref)
                 return StepOutcome("TIMEOUT", None, signal.SIGTERM, tail(req.log_file),
@@ -119,19 +132,6 @@ class LocalExecutor:
                 if time.monotonic() - gone_since > LOST_GRACE_SECONDS:
                     return StepOutcome("LOST", None, None, tail(req.log_file), job_ref)
             time.sleep(self.poll_seconds)
-
-    def _reap(self, job_ref: str, req: StepRequest) -> StepOutcome | None:
-        with self._lock:
-            proc = self._procs.get(job_ref)
-        if proc is not None and proc.poll() is not None:
-            with self._lock:
-                self._procs.pop(job_ref, None)
-        return _outcome(req, job_ref)
-
-    @staticmethod
-    def _forget(req: StepRequest) -> None:
-        req.status_file.unlink(missing_ok=True)
-        _pid_file(req).unlink(missing_ok=True)
 
     def cancel(self, job_ref: str) -> None:
         if not job_ref.isdigit():

@@ -1,0 +1,281 @@
+"""Runs one chaos scenario against real monitor processes and counts what happened from the
+steps' own side effects (a line per run step start and end, written by the step itself).
+
+Figures per scenario: completed; lost (ended without completing: failed, cancelled or gone);
+duplicate runs (run-step starts beyond the first, per workset); stuck (still active once the
+faults are over and the scenario's settle time has passed); time to drain; daemon exits
+(monitors that exited on their own; the harness restarts them as systemd would); the most
+run steps alive at once, sampled every 50 ms from their timestamps, against the cap;
+takeovers; and the largest workset item seen (bytes of its JSON)."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+for _p in (str(ROOT), str(ROOT / "bench")):
+    if _p not in sys.path:
+        sys.path.insert(0, _p)
+
+from _common import bench_settings, deploy, register  # noqa: E402
+
+from bench.chaos.proxy import FaultProxy  # noqa: E402
+from daylib import states as S  # noqa: E402
+from daylib.emulator import start_moto  # noqa: E402
+from daylib.notify import ensure_topic  # noqa: E402
+
+STEP = ('echo "start $1 $(date +%s.%N)" >> "$3"; sleep "$2"; '
+        'echo "end $1 $(date +%s.%N)" >> "$3"')
+SAMPLE_SECONDS = 0.05
+
+
+@dataclass
+class Scenario:
+    """``faults``: (seconds after start, action) with action ``down``, ``up`` or a
+    ``{service: share}`` mapping for the proxy (``{}`` ends throttling)."""
+
+    name: str
+    worksets: int = 40
+    monitors: int = 2
+    slots: int = 4
+    step_seconds: float = 0.5
+    lease_seconds: float = 3.0
+    heartbeat_seconds: float = 1.0
+    kill_every_seconds: float = 0.0
+    faults: list[tuple[float, Any]] = field(default_factory=list)
+    global_max: int = 0
+    skews: list[float] = field(default_factory=list)
+    sns_down: bool = False
+    settle_seconds: float = 60.0
+
+
+@dataclass
+class Figures:
+    scenario: str
+    worksets: int
+    completed: int = 0
+    lost: int = 0
+    duplicates: int = 0
+    stuck: int = 0
+    drain_seconds: float | None = None
+    daemon_exits: int = 0
+    max_concurrent: int = 0
+    cap: int = 0
+    kills: int = 0
+    takeovers: int = 0
+    max_item_bytes: int = 0
+    injected: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def clean(self) -> bool:
+        return (self.completed == self.worksets and not (self.lost or self.duplicates
+                                                         or self.stuck or self.daemon_exits)
+                and (not self.cap or self.max_concurrent <= self.cap))
+
+    def line(self) -> str:
+        drain = "-" if self.drain_seconds is None else f"{self.drain_seconds:.1f}s"
+        cap = f"{self.max_concurrent}/{self.cap or '-'}"
+        return (f"{self.scenario:<14} completed {self.completed:>4}/{self.worksets:<4} lost "
+                f"{self.lost:>3}  dup {self.duplicates:>3}  stuck {self.stuck:>3}  drain "
+                f"{drain:>7}  exits {self.daemon_exits:>3}  max/cap {cap:>6}  kills "
+                f"{self.kills:>3}  takeovers {self.takeovers:>3}  item {self.max_item_bytes:>6}B")
+
+
+class _Monitors:
+    """The monitor processes: start, kill -9, restart, and count exits nobody asked for."""
+
+    def __init__(self, base: dict[str, Any], sc: Scenario, logs: Path) -> None:
+        self.base, self.sc, self.logs = base, sc, logs
+        self.procs: list[subprocess.Popen[bytes] | None] = [None] * sc.monitors
+        self.exits = 0
+        self.kills = 0
+
+    def start(self, i: int) -> None:
+        spec = json.loads(json.dumps(self.base))
+        spec["settings"]["monitor"]["monitor_id"] = f"m{i}"
+        skew = self.sc.skews[i] if i < len(self.sc.skews) else 0.0
+        log = open(self.logs / f"m{i}.log", "ab")  # noqa: SIM115 - the child keeps it
+        self.procs[i] = subprocess.Popen(
+            [sys.executable, str(Path(__file__).with_name("monitor_proc.py")),
+             "--spec", json.dumps(spec), "--skew", str(skew)],
+            stdout=log, stderr=log, stdin=subprocess.DEVNULL)
+        log.close()
+
+    def check(self) -> None:
+        for i, proc in enumerate(self.procs):
+            if proc is not None and proc.poll() is not None:
+                self.exits += 1
+                self.start(i)
+
+    def kill_one(self, rng: random.Random) -> None:
+        i = rng.randrange(len(self.procs))
+        proc = self.procs[i]
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            proc.wait()
+            self.kills += 1
+        self.start(i)
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            if proc is not None and proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in self.procs:
+            if proc is None:
+                continue
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def _intervals(runs: Path) -> tuple[Counter[str], list[tuple[float, float]]]:
+    starts: Counter[str] = Counter()
+    open_: dict[str, list[float]] = {}
+    spans: list[tuple[float, float]] = []
+    lines = runs.read_text().splitlines() if runs.exists() else []
+    for line in lines:
+        parts = line.split()
+        if len(parts) != 3:
+            continue
+        kind, wid, at = parts[0], parts[1], float(parts[2])
+        if kind == "start":
+            starts[wid] += 1
+            open_.setdefault(wid, []).append(at)
+        elif open_.get(wid):
+            spans.append((open_[wid].pop(0), at))
+    now = time.time()
+    spans += [(t, now) for ts in open_.values() for t in ts]
+    return starts, spans
+
+
+def max_concurrent(spans: list[tuple[float, float]]) -> int:
+    """Most steps alive at one instant, sampled every 50 ms (as an observer polling would)."""
+    if not spans:
+        return 0
+    t, end, best = min(s for s, _ in spans), max(e for _, e in spans), 0
+    while t <= end:
+        best = max(best, sum(1 for s, e in spans if s <= t < e))
+        t += SAMPLE_SECONDS
+    return best
+
+
+def run_scenario(sc: Scenario, *, verbose: bool = False) -> Figures:
+    server = start_moto(in_process=False)
+    proxy = FaultProxy(server.endpoint_url)
+    fig = Figures(sc.name, sc.worksets, cap=sc.global_max)
+    try:
+        with tempfile.TemporaryDirectory(prefix=f"chaos-{sc.name}-") as tmp:
+            work = Path(tmp)
+            runs = work / "runs.log"
+            s = bench_settings(server.endpoint_url, str(work / "work"),
+                               max_concurrent=sc.slots, poll_seconds=0.2, reap_seconds=0.5,
+                               discovery_seconds=3600, lease_seconds=sc.lease_seconds,
+                               heartbeat_seconds=sc.heartbeat_seconds,
+                               shutdown_grace_seconds=0.0)
+            s.workset.pipelines = {"germline": f"sh -c '{STEP}' sh {{workset_id}} "
+                                                f"{sc.step_seconds} {runs}"}
+            s.caps.global_max = sc.global_max
+            s.caps.stale_holder_seconds = max(3 * sc.lease_seconds, 5.0)
+            s.retry.base_seconds, s.retry.cap_seconds = 0.5, 2.0
+            clients, store, _ = deploy(s)
+            topic = ensure_topic(clients.client("sns"), f"chaos-{sc.name}") if sc.sns_down \
+                else None
+            ids = [f"ws-{i:05d}" for i in range(sc.worksets)]
+            for wid in ids:
+                register(store, s, wid, pipeline="germline")
+            spec_settings = s.model_dump(mode="json")
+            spec_settings["aws"]["endpoint_url"] = proxy.url
+            if sc.sns_down:
+                proxy.share["sns"] = 1.0
+            mons = _Monitors({"settings": spec_settings, "topic_arn": topic}, sc, work)
+            rng = random.Random(sc.name)
+            start = time.monotonic()
+            for i in range(sc.monitors):
+                mons.start(i)
+            faults = sorted(sc.faults, key=lambda f: f[0])
+            faults_end = faults[-1][0] if faults else 0.0
+            next_kill = sc.kill_every_seconds or None
+            deadline = start + faults_end + sc.settle_seconds
+            active: set[str] = set(ids)
+            while time.monotonic() < deadline:
+                elapsed = time.monotonic() - start
+                while faults and faults[0][0] <= elapsed:
+                    _apply(proxy, faults.pop(0)[1])
+                if next_kill and elapsed >= next_kill and active:
+                    mons.kill_one(rng)
+                    next_kill += sc.kill_every_seconds
+                mons.check()
+                recs = store.many(sorted(active)[:100]) if active else {}
+                for wid, rec in recs.items():
+                    if rec.state in S.TERMINAL:
+                        active.discard(wid)
+                    if sc.sns_down:
+                        fig.max_item_bytes = max(fig.max_item_bytes, _item_bytes(store, wid))
+                if not active and not faults:
+                    fig.drain_seconds = time.monotonic() - start
+                    break
+                time.sleep(0.2)
+            mons.stop()
+            fig.daemon_exits, fig.kills = mons.exits, mons.kills
+            _count(fig, store, ids, runs, sc.sns_down)
+            fig.injected = dict(proxy.injected)
+            if verbose:
+                for log in sorted(work.glob("m*.log")):
+                    sys.stderr.write(f"--- {log.name}\n{log.read_text()[-3000:]}\n")
+    finally:
+        proxy.close()
+        server.stop()
+    return fig
+
+
+def _apply(proxy: FaultProxy, action: Any) -> None:
+    if action == "down":
+        proxy.down()
+    elif action == "up":
+        proxy.up()
+    else:
+        proxy.share = dict(action)
+
+
+def _item_bytes(store: Any, wid: str) -> int:
+    item = store.client.get_item(TableName=store.table, Key={"pk": {"S": wid}}).get("Item")
+    return len(json.dumps(item)) if item else 0
+
+
+def _count(fig: Figures, store: Any, ids: list[str], runs: Path, sizes: bool) -> None:
+    recs = store.many(ids)
+    for wid in ids:
+        rec = recs.get(wid)
+        if rec is None or rec.state in (S.FAILED, S.CANCELLED):
+            fig.lost += 1
+        elif rec.state == S.COMPLETE:
+            fig.completed += 1
+        else:
+            fig.stuck += 1
+        if rec is not None:
+            fig.takeovers += sum(1 for h in rec.history if "taken over" in h.get("reason", ""))
+        if sizes:
+            fig.max_item_bytes = max(fig.max_item_bytes, _item_bytes(store, wid))
+    starts, spans = _intervals(runs)
+    fig.duplicates = sum(n - 1 for n in starts.values() if n > 1)
+    fig.max_concurrent = max_concurrent(spans)
+
+
+def as_json(fig: Figures) -> str:
+    return json.dumps({**asdict(fig), "clean": fig.clean}, sort_keys=True)
+
+
+os.environ.setdefault("AWS_DEFAULT_REGION", "us-west-2")

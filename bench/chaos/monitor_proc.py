@@ -1,0 +1,55 @@
+"""One monitor process of a chaos scenario: the product's Monitor with its real AWS clients
+(pointed at the fault proxy), stage/export in-process and the ``run`` step a real local
+process (adopted after a kill). ``--skew S`` shifts this process's wall clock by S seconds
+before daylib is imported: the injected clock skew of one machine (the system clock is not
+touched). Serves until SIGTERM or until it dies."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _skew(seconds: float) -> None:
+    if seconds:
+        real = time.time
+        time.time = lambda: real() + seconds  # the whole process runs skewed
+
+
+def main() -> int:
+    p = argparse.ArgumentParser()
+    p.add_argument("--spec", required=True, help="JSON: settings for this monitor")
+    p.add_argument("--skew", type=float, default=0.0)
+    args = p.parse_args()
+    _skew(args.skew)
+    sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
+    from _common import RunOnlyExecutor
+
+    from daylib.aws import AwsClients
+    from daylib.config import Settings
+    from daylib.monitor import Monitor
+    from daylib.notify import SnsTopic
+    from daylib.outbox import Outbox
+    from daylib.s3 import S3Objects
+    from daylib.store.dynamodb import DynamoStore
+
+    spec = json.loads(args.spec)
+    s = Settings.model_validate(spec["settings"])
+    clients = AwsClients(s.aws)
+    store = DynamoStore(clients.client("dynamodb"), s.state.table)
+    if spec.get("topic_arn"):
+        store.outbox = Outbox(topic=SnsTopic(clients.client("sns"), spec["topic_arn"]),
+                              dlq=None, ack_delay_seconds=1.0)
+    mon = Monitor(s, store, S3Objects(clients.client("s3")), RunOnlyExecutor(),
+                  step_env=clients.subprocess_env(), region=clients.region)
+    mon.install_signal_handlers()
+    return mon.run()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
