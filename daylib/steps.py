@@ -41,7 +41,7 @@ def stage(manifest: Path, dest: Path) -> int:
                 if not uri:
                     local.append("")
                     continue
-                target = dest / sid / f"L{n}_{Path(split_uri(uri)[1]).name}"
+                target = _under(dest, Path(sid) / f"L{n}_{Path(split_uri(uri)[1]).name}")
                 if not target.exists():
                     tmp = target.with_suffix(target.suffix + ".part")
                     s3.download(uri, tmp)
@@ -51,6 +51,14 @@ def stage(manifest: Path, dest: Path) -> int:
     (dest / "samples.tsv").write_text("\n".join(rows) + "\n")
     print(f"staged {len(samples)} sample(s) into {dest}")
     return 0
+
+
+def _under(root: Path, rel: Path) -> Path:
+    """``root / rel``, refused unless it stays inside ``root`` (ids like '..' never escape)."""
+    target = (root / rel).resolve()
+    if not target.is_relative_to(root.resolve()) or target == root.resolve():
+        raise ValueError(f"staged path {rel} would leave {root}")
+    return target
 
 
 def export(src: Path, dest_uri: str) -> int:
@@ -101,6 +109,9 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:
         print(f"{args.cmd}: {exc}", file=sys.stderr)
         return EX_UNAVAILABLE
+    except ValueError as exc:
+        print(f"{args.cmd}: {exc}", file=sys.stderr)
+        return EX_DATAERR
 
 
 if __name__ == "__main__":
