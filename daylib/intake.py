@@ -60,7 +60,7 @@ class Loaded:
 
 
 MAX_MESSAGE_CHARS = 2000
-MAX_SPEC_BYTES = 100_000  # far below DynamoDB's 400 KB item limit, history included
+MAX_SPEC_BYTES = 250_000  # well below DynamoDB's 400 KB item limit, history included
 
 
 def bounded_message(text: str) -> str:

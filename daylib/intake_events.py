@@ -100,6 +100,39 @@ class IntakeQueue:
         return len(outcome)
 
 
+NOTIFICATION_ID = "daylily-workset-intake"
+
+
+def ensure_intake(sqs: Any, s3: Any, bucket: str, prefix: str, queue_name: str) -> str:
+    """Create the intake queue (if missing), let S3 send to it, and point the bucket's
+    ObjectCreated notifications for ``prefix`` at it; other notifications are kept. Returns
+    the queue URL. Idempotent."""
+    try:
+        url = str(sqs.create_queue(QueueName=queue_name)["QueueUrl"])
+        arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])[
+            "Attributes"]["QueueArn"]
+        policy = {"Version": "2012-10-17", "Statement": [{
+            "Effect": "Allow", "Principal": {"Service": "s3.amazonaws.com"},
+            "Action": "sqs:SendMessage", "Resource": arn,
+            "Condition": {"ArnLike": {"aws:SourceArn": f"arn:aws:s3:::{bucket}"}}}]}
+        sqs.set_queue_attributes(QueueUrl=url, Attributes={"Policy": json.dumps(policy)})
+        current = s3.get_bucket_notification_configuration(Bucket=bucket)
+        config = {k: v for k, v in current.items()
+                  if k in ("TopicConfigurations", "QueueConfigurations",
+                           "LambdaFunctionConfigurations", "EventBridgeConfiguration")}
+        queues = [q for q in config.get("QueueConfigurations", [])
+                  if q.get("Id") != NOTIFICATION_ID]
+        queues.append({"Id": NOTIFICATION_ID, "QueueArn": arn, "Events": ["s3:ObjectCreated:*"],
+                       "Filter": {"Key": {"FilterRules": [{"Name": "prefix",
+                                                           "Value": prefix}]}}})
+        config["QueueConfigurations"] = queues
+        s3.put_bucket_notification_configuration(Bucket=bucket,
+                                                 NotificationConfiguration=config)
+    except Exception as exc:
+        raise describe(exc) from exc
+    return url
+
+
 def resolve_queue_url(sqs: Any, name: str) -> str | None:
     """The URL of the queue called ``name``, or None if it does not exist."""
     try:
@@ -111,4 +144,5 @@ def resolve_queue_url(sqs: Any, name: str) -> str | None:
         raise err from exc
 
 
-__all__ = ["AwsError", "IntakeQueue", "Message", "folders_in", "resolve_queue_url"]
+__all__ = ["AwsError", "IntakeQueue", "Message", "ensure_intake", "folders_in",
+           "resolve_queue_url"]

@@ -243,6 +243,21 @@ def resolve_uri(value: str, folder_uri: str, path: str, settings: Settings,
     return uri
 
 
+def _export_uri(value: str, workset_id: str, path: str, settings: Settings,
+                issues: list[Issue]) -> str:
+    """Where results go: an allowed bucket, and never inside another workset's folder."""
+    uri = resolve_uri(value, folder_uri(settings, workset_id), path, settings, issues,
+                      prefix=True)
+    bucket, key = split_s3_uri(uri) if uri.startswith("s3://") else ("", "")
+    st = settings.storage
+    if bucket == st.bucket and key.startswith(st.prefix):
+        owner = key[len(st.prefix):].split("/", 1)[0]
+        if owner != workset_id:
+            issues.append(Issue(path, f"{value!r} lies inside workset {owner[:64]!r}'s folder; "
+                                      "export to this workset's own folder or another prefix"))
+    return uri
+
+
 def _check_names(spec: dict[str, Any], settings: Settings, issues: list[Issue]) -> None:
     ref = spec.get("reference_genome")
     if ref is not None and ref not in settings.workset.references:
@@ -370,7 +385,7 @@ def _parse_daylib(workset_id: str, doc: dict[str, Any], settings: Settings,
             _check_shell(key, value, issues)
             _check_length(key, value, settings, issues)
     export_raw = doc.get("export_uri")
-    export = (resolve_uri(export_raw, folder, "export_uri", settings, issues, prefix=True)
+    export = (_export_uri(export_raw, workset_id, "export_uri", settings, issues)
               if isinstance(export_raw, str) else default_export_uri(settings, workset_id))
     if issues or spec is None:
         raise SpecError(issues)
@@ -424,7 +439,7 @@ def _parse_daylily(workset_id: str, doc: dict[str, Any], stage_tsv: str | bytes 
         issues.append(Issue(exports[1], f"duplicates {exports[0]!r}; give the export URI once"))
     export_raw = _str_field(doc, exports[0], issues) if exports else None
     export_raw = export_raw.strip() if export_raw else None
-    export = (resolve_uri(export_raw, folder, exports[0], settings, issues, prefix=True)
+    export = (_export_uri(export_raw, workset_id, exports[0], settings, issues)
               if export_raw and exports else default_export_uri(settings, workset_id))
     priority = _str_field(doc, "priority", issues) or settings.workset.default_priority
     if priority not in PRIORITIES:
