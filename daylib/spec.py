@@ -431,8 +431,8 @@ def _parse_daylily(workset_id: str, doc: dict[str, Any], stage_tsv: str | bytes 
                                                                          settings, issues)
     workdir_name = _str_field(doc, "workdir_name", issues)
     if workdir_name and not is_safe_name(workdir_name):
-        issues.append(Issue("workdir_name", f"{workdir_name!r} may hold only letters, digits, "
-                                            "'_', '-' and '.'"))
+        issues.append(Issue("workdir_name", f"{workdir_name[:80]!r} may hold only letters, "
+                                            "digits, '_', '-' and '.' (not '.' or '..')"))
     folder = folder_uri(settings, workset_id)
     exports = [k for k in EXPORT_ALIASES if k in doc]
     if len(exports) > 1:
