@@ -187,6 +187,15 @@ class DlqSettings(_Section):
     queue_name: str = "daylily-workset-dlq"
 
 
+class IntakeSettings(_Section):
+    enabled: bool = True
+    queue_url: str | None = None
+    queue_name: str = "daylily-workset-intake"
+    reconcile_seconds: float = Field(600.0, gt=0)
+    wait_seconds: int = Field(20, ge=0, le=20)
+    batch_size: int = Field(10, ge=1, le=10)
+
+
 class Settings(_Section):
     aws: AwsSettings = Field(default_factory=AwsSettings)
     storage: StorageSettings = Field(default_factory=StorageSettings)
@@ -202,6 +211,7 @@ class Settings(_Section):
     policy: PolicySettings = Field(default_factory=PolicySettings)
     notify: NotifySettings = Field(default_factory=NotifySettings)
     dlq: DlqSettings = Field(default_factory=DlqSettings)
+    intake: IntakeSettings = Field(default_factory=IntakeSettings)
 
     def allowed_buckets(self) -> set[str]:
         return {self.storage.bucket, *self.storage.allowed_buckets}

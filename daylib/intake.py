@@ -8,12 +8,13 @@ cluster; a workset that does not parse is still registered (with its error) so i
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from daylib import spec as sp
 from daylib.config import Settings
-from daylib.errors import SpecError
+from daylib.errors import Issue, SpecError
 from daylib.s3 import S3Objects
 
 log = logging.getLogger(__name__)
@@ -40,10 +41,13 @@ class Loaded:
     def register_fields(self, settings: Settings) -> tuple[str, dict[str, Any]]:
         folder = sp.folder_uri(settings, self.workset_id)
         fields: dict[str, Any] = {"format": self.format, "s3_uri": folder}
-        if self.workset is None:
-            assert self.error is not None
-            fields["intake_error"] = str(self.error)[:4000]
-            fields["error_category"] = self.error.category
+        error = self.error
+        if self.workset is not None and error is None:
+            error = _too_large(self.workset)
+        if self.workset is None or error is not None:
+            assert error is not None
+            fields["intake_error"] = bounded_message(str(error))
+            fields["error_category"] = error.category
             return "normal", fields
         ws = self.workset
         fields["routing"] = routing_facts(ws, settings)
@@ -53,6 +57,25 @@ class Loaded:
             "after": ws.after, "max_retries": ws.max_retries, "results_uri": ws.export_uri,
         })
         return ws.priority, fields
+
+
+MAX_MESSAGE_CHARS = 2000
+MAX_SPEC_BYTES = 250_000  # well below DynamoDB's 400 KB item limit, history included
+
+
+def bounded_message(text: str) -> str:
+    return text if len(text) <= MAX_MESSAGE_CHARS else text[:MAX_MESSAGE_CHARS - 3] + "..."
+
+
+def _too_large(ws: sp.Workset) -> SpecError | None:
+    size = len(ws.model_dump_json())
+    if size <= MAX_SPEC_BYTES:
+        return None
+    lanes = sum(len(s.lanes) for s in ws.samples)
+    fits = max(1, lanes * MAX_SPEC_BYTES // size)
+    return SpecError([Issue("", f"the workset is too large to record ({size} bytes for "
+                                f"{lanes} lanes; at most {MAX_SPEC_BYTES}); split it into "
+                                f"worksets of at most {fits} lanes each")])
 
 
 def routing_facts(ws: sp.Workset, settings: Settings) -> dict[str, Any]:
@@ -74,23 +97,26 @@ def load_folder(s3: S3Objects, settings: Settings, workset_id: str,
         files = s3.files(bucket, prefix)
     if sp.WORK_FILE not in files or (sp.IGNORE_FILE in files and not ignore_gates):
         return None
-    daylily = sp.STAGE_FILE in files
-    if daylily and sp.READY_FILE not in files and not ignore_gates:
+    data = s3.read_bytes(bucket, prefix + sp.WORK_FILE, settings.limits.max_yaml_bytes)
+    if data is None:
         return None
-    limit = settings.limits.max_yaml_bytes
-    text = s3.read_text(bucket, prefix + sp.WORK_FILE, limit)
-    if text is None:
+    fmt = sp.sniff_format(data, settings, has_tsv=sp.STAGE_FILE in files)
+    if fmt == "daylily" and sp.READY_FILE not in files and not ignore_gates:
         return None
-    tsv = (s3.read_text(bucket, prefix + sp.STAGE_FILE, settings.limits.max_tsv_bytes)
-           if daylily else None)
+    tsv = (s3.read_bytes(bucket, prefix + sp.STAGE_FILE, settings.limits.max_tsv_bytes)
+           if sp.STAGE_FILE in files else None)
     try:
-        ws = sp.parse_workset(workset_id, text, settings, stage_tsv=tsv)
+        ws = sp.parse_workset(workset_id, data, settings, stage_tsv=tsv)
     except SpecError as exc:
-        fmt = "daylily" if daylily else "daylib"
         return Loaded(workset_id, fmt, error=exc)
-    if ws.format == "daylily" and sp.READY_FILE not in files and not ignore_gates:
-        return None
     return Loaded(workset_id, ws.format, workset=ws)
+
+
+def failed_load(workset_id: str, fmt: str, exc: BaseException) -> Loaded:
+    """A folder that could not be read at all (any exception) becomes a ``data`` failure."""
+    what = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+    return Loaded(workset_id, fmt, error=SpecError([Issue(
+        "", f"intake could not read this workset ({type(exc).__name__}: {what})")]))
 
 
 @dataclass
@@ -98,11 +124,14 @@ class ScanReport:
     registered: list[str] = field(default_factory=list)
     skipped_invalid_names: list[str] = field(default_factory=list)
     waiting: list[str] = field(default_factory=list)
+    refused: list[str] = field(default_factory=list)
 
 
 class Intake:
-    """Polls the workset prefix. Keeps the ids it has seen registered so a steady-state poll
-    costs one LIST plus one small read per *new* folder."""
+    """Registers workset folders, one at a time and each in isolation: whatever one folder
+    holds, the others are registered. ``scan`` is the reconciliation listing (one paginated
+    LIST of the prefix); ``consider`` is what an S3 event triggers. Remembers the folders it
+    registered and the file list of those still waiting, so a quiet pass reads nothing."""
 
     def __init__(self, s3: S3Objects, store: RegistryLike, settings: Settings,
                  actor: str) -> None:
@@ -110,41 +139,100 @@ class Intake:
         self.store = store
         self.settings = settings
         self.actor = actor
+        self._lock = threading.Lock()
         self._known: set[str] = set()
+        self._waiting: dict[str, frozenset[tuple[str, int]]] = {}
         self._warned: set[str] = set()
+
+    def is_known(self, workset_id: str) -> bool:
+        with self._lock:
+            return workset_id in self._known
+
+    def listing(self) -> dict[str, frozenset[tuple[str, int]]]:
+        """Every folder under the prefix with its top-level files (name, size): one
+        paginated listing, however many folders there are."""
+        st = self.settings.storage
+        folders: dict[str, set[tuple[str, int]]] = {}
+        for key, size in self.s3.keys(st.bucket, st.prefix):
+            name, sep, rest = key[len(st.prefix):].partition("/")
+            if not sep:
+                continue
+            files = folders.setdefault(name, set())
+            if rest and "/" not in rest:
+                files.add((rest, size))
+        return {name: frozenset(files) for name, files in folders.items()}
 
     def scan(self) -> ScanReport:
         report = ScanReport()
-        st = self.settings.storage
-        fresh = [f for f in self.s3.folders(st.bucket, st.prefix) if f not in self._known]
-        valid = []
-        for name in fresh:
-            if sp.is_valid_id(name):
-                valid.append(name)
-                continue
-            report.skipped_invalid_names.append(name)
-            if name not in self._warned:
-                self._warned.add(name)
-                log.warning("folder %r under s3://%s/%s is not a valid workset id (3-64 "
-                            "letters, digits, '_' or '-'); not registered", name, st.bucket,
-                            st.prefix)
-        self._known.update(self.store.existing(valid))
+        listed = self.listing()
+        with self._lock:
+            fresh = {n: f for n, f in listed.items()
+                     if n not in self._known and self._waiting.get(n) != f}
+        valid = [n for n in fresh if self._valid_name(n, report)]
+        registered = self.store.existing(valid)
+        with self._lock:
+            self._known.update(registered)
         for workset_id in valid:
-            if workset_id in self._known:
+            if workset_id in registered:
                 continue
-            loaded = load_folder(self.s3, self.settings, workset_id)
-            if loaded is None:
-                report.waiting.append(workset_id)
-                continue
-            priority, fields = loaded.register_fields(self.settings)
-            if self.store.register(workset_id, actor=self.actor, priority=priority,
-                                   fields=fields):
-                report.registered.append(workset_id)
-                if loaded.error:
-                    log.warning("workset %s registered with errors: %s", workset_id,
-                                loaded.error)
-                else:
-                    log.info("registered workset %s (%s format, priority %s)", workset_id,
-                             loaded.format, priority)
-            self._known.add(workset_id)
+            files = fresh[workset_id]
+            outcome = self.consider(workset_id, {name for name, _ in files})
+            getattr(report, outcome).append(workset_id)
+            if outcome == "waiting":
+                with self._lock:
+                    self._waiting[workset_id] = files
         return report
+
+    def _valid_name(self, name: str, report: ScanReport | None = None) -> bool:
+        if sp.is_valid_id(name):
+            return True
+        if report is not None:
+            report.skipped_invalid_names.append(name)
+        with self._lock:
+            first = name not in self._warned
+            self._warned.add(name)
+        if first:
+            st = self.settings.storage
+            log.warning("folder %r under s3://%s/%s is not a valid workset id (3-64 letters, "
+                        "digits, '_' or '-'); not registered", name[:100], st.bucket, st.prefix)
+        return False
+
+    def consider(self, workset_id: str, files: set[str] | None = None) -> str:
+        """Register one folder if it is ready. Returns ``registered``, ``waiting``,
+        ``refused`` (nothing could be written; retried later) or ``skipped_invalid_names``
+        / ``known``. Never raises for anything the folder holds."""
+        if not self._valid_name(workset_id):
+            return "skipped_invalid_names"
+        if self.is_known(workset_id):
+            return "known"
+        try:
+            loaded = load_folder(self.s3, self.settings, workset_id, files)
+        except Exception as exc:  # one folder must never stop intake
+            loaded = failed_load(workset_id, "daylib", exc)
+        if loaded is None:
+            return "waiting"
+        return self._register(loaded)
+
+    def _register(self, loaded: Loaded) -> str:
+        wid = loaded.workset_id
+        try:
+            priority, fields = loaded.register_fields(self.settings)
+            new = self.store.register(wid, actor=self.actor, priority=priority, fields=fields)
+        except Exception as exc:  # e.g. an item DynamoDB refuses
+            try:
+                priority, fields = failed_load(wid, loaded.format, exc).register_fields(
+                    self.settings)
+                new = self.store.register(wid, actor=self.actor, priority=priority,
+                                          fields=fields)
+            except Exception as again:  # the store itself is failing
+                log.error("workset %s not registered, will try again: %s", wid,
+                          str(again)[:300])
+                return "refused"
+        with self._lock:
+            self._known.add(wid)
+            self._waiting.pop(wid, None)
+        if new and loaded.error:
+            log.warning("workset %s registered with errors: %s", wid, str(loaded.error)[:500])
+        elif new:
+            log.info("registered workset %s (%s format)", wid, loaded.format)
+        return "registered" if new else "known"

@@ -30,6 +30,8 @@ from daylib.config import Settings
 from daylib.errors import AwsError, ConflictError, DaylibError, LeaseLost, SpecError, StoreError
 from daylib.executors.base import STEPS, Executor, StepOutcome, StepRequest
 from daylib.intake import Intake
+from daylib.intake_events import IntakeQueue
+from daylib.intake_service import IntakeService, settings_listing_seconds
 from daylib.ordering import claim_order, spread
 from daylib.outbox import Outbox
 from daylib.policy import Failure, Policy, aws_code_in
@@ -86,7 +88,8 @@ class Monitor:
 
     def __init__(self, settings: Settings, store: DynamoStore, s3: S3Objects,
                  executor: Executor, *, notifier: Outbox | None = None,
-                 step_env: dict[str, str] | None = None, region: str = "") -> None:
+                 step_env: dict[str, str] | None = None, region: str = "",
+                 intake_queue: IntakeQueue | None = None) -> None:
         self.settings = settings
         self.cfg = settings.monitor
         self.store = store
@@ -100,6 +103,8 @@ class Monitor:
         self.step_env = {**(step_env or {}), "PYTHONPATH": _package_root()}
         self.monitor_id = self.cfg.resolved_monitor_id()
         self.intake = Intake(s3, store, settings, self.monitor_id)
+        self.intake_service: IntakeService | None = None
+        self._intake_queue = intake_queue
         self.cluster = local_cluster_name(self.cfg.cluster) or "local"
         capacity = getattr(executor, "cluster_capacity", None) or local_capacity
         self.registry = Registry(settings, store, self.cluster, self.monitor_id,
@@ -154,6 +159,12 @@ class Monitor:
         try:
             self._paused = self.store.control().paused
             self.registry.beat(0, self._paused, force=True)
+            if not once:  # intake runs in its own threads, off the claiming path
+                self.intake_service = IntakeService(
+                    self.intake, self._intake_queue,
+                    settings_listing_seconds(self.settings, self._intake_queue is not None),
+                    self._wake.set)
+                self.intake_service.start()
             if once:
                 self._tick(force=True)
                 while self._busy() and not self._stopping.is_set():
@@ -169,6 +180,8 @@ class Monitor:
                     self._wake.wait(self.cfg.poll_seconds)
                     self._wake.clear()
         finally:
+            if self.intake_service is not None:
+                self.intake_service.stop()
             self._drain()
             self._stopping.set()
             beat.join(timeout=5)
@@ -223,7 +236,8 @@ class Monitor:
             self.registry.beat(self.cfg.max_concurrent - self._free(), self._paused)
             self._fill_if_allowed(now)
             found = 0
-            if discover and (force or now >= self._next_discovery):
+            if discover and self.intake_service is None and (force or
+                                                             now >= self._next_discovery):
                 self._next_discovery = now + self.cfg.discovery_seconds
                 found += len(self.intake.scan().registered)
             if force or now >= self._next_reap:
@@ -476,7 +490,7 @@ class Monitor:
         ws = Workset.model_validate_json(rec.spec_json or "{}")
         problem = self._dependency_problem(ws)
         if problem:
-            self._fail(run, Failure(message=problem, category="data"))
+            self._fail(run, Failure(message=problem, category="configuration"))
             return
         if "stage" not in rec.steps_done:
             try:

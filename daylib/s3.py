@@ -76,14 +76,23 @@ class S3Objects:
     def read_text(self, bucket: str, key: str, max_bytes: int) -> str | None:
         """The object's text, or None if it does not exist. Reads at most ``max_bytes`` + 1
         so an oversized file is detected without downloading it."""
+        data = self.read_bytes(bucket, key, max_bytes)
+        return None if data is None else data.decode("utf-8", errors="replace")
+
+    def read_bytes(self, bucket: str, key: str, max_bytes: int) -> bytes | None:
+        """The object's first ``max_bytes`` + 1 bytes, or None if it does not exist. An empty
+        object answers a ranged GET with InvalidRange: that is b""."""
         try:
             resp = self.client.get_object(Bucket=bucket, Key=key, Range=f"bytes=0-{max_bytes}")
         except ClientError as exc:
-            if error_code(exc) in ("NoSuchKey", "404"):
+            code = error_code(exc)
+            if code in ("NoSuchKey", "404"):
                 return None
+            if code == "InvalidRange":
+                return b""
             raise describe(exc) from exc
         data: bytes = resp["Body"].read()
-        return data.decode("utf-8", errors="replace")
+        return data
 
     def head(self, uri: str) -> Head:
         bucket, key = split_uri(uri)

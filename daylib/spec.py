@@ -13,14 +13,15 @@ import shlex
 from collections.abc import Iterable
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from daylib import yamlstrict
 from daylib.config import PRIORITIES, Settings
 from daylib.errors import Issue, SpecError
 
 WORKSET_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{2,63}")
 SAMPLE_ID_RE = re.compile(r"[A-Za-z0-9_.-]+")
+MAX_ISSUES = 20
 SHELL_OPERATORS = (";", "|", "&&", "`", "$(", ">", "<", "\n")
 WORK_FILE = "daylily_work.yaml"
 STAGE_FILE = "stage_samples.tsv"
@@ -28,11 +29,19 @@ INFO_FILE = "daylily_info.yaml"
 READY_FILE = "daylily.ready"
 IGNORE_FILE = "daylily.ignore"
 DYR_ALIASES = ("dy-r", "dy_r", "dy", "run", "run_suffix", "run-suffix", "run_cmd", "run-command")
-DAYLILY_KEYS = {*DYR_ALIASES, "day-clone", "day_clone", "workdir_name", "budget", "export_uri",
-                "cluster_name", "notes", "priority", "customer_id", "max_retries",
-                "reference_genome", "pipeline"}
+EXPORT_ALIASES = ("export_uri", "export-uri", "export")
+DAYLILY_ONLY_KEYS = {*DYR_ALIASES, "day-clone", "day_clone", "workdir_name", "budget",
+                     "cluster_name", "export-uri", "export"}
+DAYLILY_KEYS = {*DAYLILY_ONLY_KEYS, *EXPORT_ALIASES, "notes", "priority", "customer_id",
+                "max_retries", "reference_genome", "pipeline"}
+COMMAND_KEYS = ("args", "cmd", "command", "suffix")
 
 Priority = Literal["urgent", "high", "normal", "low"]
+
+
+def is_safe_name(name: str) -> bool:
+    """A sample or lane id used as a path component: no '/', and never '.' or '..'."""
+    return bool(SAMPLE_ID_RE.fullmatch(name)) and name not in (".", "..")
 
 
 def is_valid_id(workset_id: str) -> bool:
@@ -137,37 +146,24 @@ class _DaylibIn(_Strict):
         return v
 
 
-# ---------------------------------------------------------------- safe YAML with limits
+# ---------------------------------------------------------------- strict YAML with limits
 
-_SafeLoader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-
-
-def load_yaml_limited(text: str, settings: Settings, filename: str) -> tuple[Any, list[Issue]]:
-    """safe_load with bounds on size, alias expansion and nesting (billion-laughs safe)."""
+def load_yaml_limited(text: str | bytes, settings: Settings,
+                      filename: str) -> tuple[Any, list[Issue]]:
+    """Strict safe_load bounded in size, alias expansion and nesting (see ``yamlstrict``)."""
     limits = settings.limits
-    if len(text.encode()) > limits.max_yaml_bytes:
-        return None, [Issue(filename, f"file is larger than {limits.max_yaml_bytes} bytes")]
-    aliases = depth = 0
-    try:
-        for event in yaml.parse(text, Loader=_SafeLoader):
-            if isinstance(event, yaml.AliasEvent):
-                aliases += 1
-                if aliases > limits.max_yaml_aliases:
-                    return None, [Issue(filename, f"uses more than {limits.max_yaml_aliases} "
-                                                  "YAML aliases")]
-            elif isinstance(event, yaml.CollectionStartEvent):
-                depth += 1
-                if depth > limits.max_yaml_depth:
-                    return None, [Issue(filename, f"nests more than {limits.max_yaml_depth} "
-                                                  "levels deep")]
-            elif isinstance(event, yaml.CollectionEndEvent):
-                depth -= 1
-        return yaml.load(text, Loader=_SafeLoader), []
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        return None, [Issue(filename, f"not valid YAML{where}: {problem}")]
+    return yamlstrict.load(text, filename, max_bytes=limits.max_yaml_bytes,
+                           max_aliases=limits.max_yaml_aliases, max_depth=limits.max_yaml_depth)
+
+
+def bounded(issues: list[Issue], keep: int = MAX_ISSUES) -> list[Issue]:
+    """At most ``keep`` issues, then one saying how many more, so messages stay short."""
+    if len(issues) <= keep:
+        return issues
+    rest = issues[keep:]
+    cats = {i.category for i in issues}
+    return [*issues[:keep], Issue("", f"... and {len(rest)} more problem(s) like these",
+                                  "configuration" if cats == {"configuration"} else "data")]
 
 
 # ---------------------------------------------------------------- helpers
@@ -247,6 +243,21 @@ def resolve_uri(value: str, folder_uri: str, path: str, settings: Settings,
     return uri
 
 
+def _export_uri(value: str, workset_id: str, path: str, settings: Settings,
+                issues: list[Issue]) -> str:
+    """Where results go: an allowed bucket, and never inside another workset's folder."""
+    uri = resolve_uri(value, folder_uri(settings, workset_id), path, settings, issues,
+                      prefix=True)
+    bucket, key = split_s3_uri(uri) if uri.startswith("s3://") else ("", "")
+    st = settings.storage
+    if bucket == st.bucket and key.startswith(st.prefix):
+        owner = key[len(st.prefix):].split("/", 1)[0]
+        if owner != workset_id:
+            issues.append(Issue(path, f"{value!r} lies inside workset {owner[:64]!r}'s folder; "
+                                      "export to this workset's own folder or another prefix"))
+    return uri
+
+
 def _check_names(spec: dict[str, Any], settings: Settings, issues: list[Issue]) -> None:
     ref = spec.get("reference_genome")
     if ref is not None and ref not in settings.workset.references:
@@ -277,16 +288,32 @@ def folder_uri(settings: Settings, workset_id: str) -> str:
 
 
 def detect_format(doc: Any, files: Iterable[str]) -> Literal["daylib", "daylily"]:
+    """Daylily format whenever the YAML holds Daylily's own keys, even if its TSV is missing."""
     if isinstance(doc, dict) and "samples" in doc:
         return "daylib"
-    if isinstance(doc, dict) and any(k in doc for k in DYR_ALIASES):
+    if isinstance(doc, dict) and any(k in doc for k in DAYLILY_ONLY_KEYS):
         return "daylily"
     return "daylily" if STAGE_FILE in set(files) else "daylib"
 
 
-def parse_workset(workset_id: str, work_yaml: str, settings: Settings,
-                  stage_tsv: str | None = None) -> Workset:
-    """Parse either format; raises SpecError with every problem found."""
+def sniff_format(work_yaml: str | bytes, settings: Settings,
+                 *, has_tsv: bool) -> Literal["daylib", "daylily"]:
+    """The format a folder is in, even when its YAML is broken (never raises)."""
+    doc, _ = load_yaml_limited(work_yaml, settings, WORK_FILE)
+    return detect_format(doc, [STAGE_FILE] if has_tsv else [])
+
+
+def parse_workset(workset_id: str, work_yaml: str | bytes, settings: Settings,
+                  stage_tsv: str | bytes | None = None) -> Workset:
+    """Parse either format; raises SpecError with every problem found (bounded in number)."""
+    try:
+        return _parse_workset(workset_id, work_yaml, settings, stage_tsv)
+    except SpecError as exc:
+        raise SpecError(bounded(exc.issues)) from None
+
+
+def _parse_workset(workset_id: str, work_yaml: str | bytes, settings: Settings,
+                   stage_tsv: str | bytes | None) -> Workset:
     issues: list[Issue] = []
     if not is_valid_id(workset_id):
         raise SpecError([Issue("workset_id", f"{workset_id!r} is not a valid id (3-64 "
@@ -320,9 +347,10 @@ def _check_samples(raw: Any, folder: str, settings: Settings,
         sid = entry.get("sample_id")
         if isinstance(sid, str):
             _check_length(f"{path}.sample_id", sid, settings, issues)
-            if not SAMPLE_ID_RE.fullmatch(sid):
+            if not is_safe_name(sid):
                 issues.append(Issue(f"{path}.sample_id", f"{sid!r} may hold only letters, "
-                                                         "digits, '_', '-' and '.'"))
+                                                         "digits, '_', '-' and '.' (not '.' or "
+                                                         "'..')"))
             elif sid in seen:
                 issues.append(Issue(f"{path}.sample_id", f"duplicate sample id {sid!r}"))
             seen.add(sid)
@@ -357,7 +385,7 @@ def _parse_daylib(workset_id: str, doc: dict[str, Any], settings: Settings,
             _check_shell(key, value, issues)
             _check_length(key, value, settings, issues)
     export_raw = doc.get("export_uri")
-    export = (resolve_uri(export_raw, folder, "export_uri", settings, issues, prefix=True)
+    export = (_export_uri(export_raw, workset_id, "export_uri", settings, issues)
               if isinstance(export_raw, str) else default_export_uri(settings, workset_id))
     if issues or spec is None:
         raise SpecError(issues)
@@ -384,10 +412,12 @@ def _str_field(doc: dict[str, Any], key: str, issues: list[Issue]) -> str | None
     return str(value)
 
 
-def _parse_daylily(workset_id: str, doc: dict[str, Any], stage_tsv: str | None,
+def _parse_daylily(workset_id: str, doc: dict[str, Any], stage_tsv: str | bytes | None,
                    settings: Settings, issues: list[Issue]) -> Workset:
-    warnings = [f"{k}: unknown key kept as-is (Daylily ignores it)"
-                for k in doc if k not in DAYLILY_KEYS]
+    unknown = [str(k)[:80] for k in doc if k not in DAYLILY_KEYS]
+    warnings = [f"{k}: unknown key kept as-is (Daylily ignores it)" for k in unknown[:10]]
+    if len(unknown) > 10:
+        warnings.append(f"... and {len(unknown) - 10} more unknown keys")
     present = [k for k in DYR_ALIASES if k in doc]
     dy_r: str | None = None
     if not present:
@@ -396,23 +426,21 @@ def _parse_daylily(workset_id: str, doc: dict[str, Any], stage_tsv: str | None,
     elif len(present) > 1:
         issues.append(Issue(present[1], f"duplicates {present[0]!r}; give the run arguments once"))
     else:
-        dy_r = _str_field(doc, present[0], issues)
-        _check_shell(present[0], dy_r, issues)
-        _check_length(present[0], dy_r, settings, issues)
-        if dy_r is not None:
-            try:
-                shlex.split(dy_r)
-            except ValueError as exc:
-                issues.append(Issue(present[0], f"cannot be split into arguments: {exc}"))
-    day_clone = _str_field(doc, "day-clone", issues) or _str_field(doc, "day_clone", issues)
+        dy_r = _command(doc, present[0], settings, issues)
+    day_clone = _command(doc, "day-clone", settings, issues) or _command(doc, "day_clone",
+                                                                         settings, issues)
     workdir_name = _str_field(doc, "workdir_name", issues)
-    if workdir_name and not SAMPLE_ID_RE.fullmatch(workdir_name):
-        issues.append(Issue("workdir_name", f"{workdir_name!r} may hold only letters, digits, "
-                                            "'_', '-' and '.'"))
+    if workdir_name and not is_safe_name(workdir_name):
+        issues.append(Issue("workdir_name", f"{workdir_name[:80]!r} may hold only letters, "
+                                            "digits, '_', '-' and '.' (not '.' or '..')"))
     folder = folder_uri(settings, workset_id)
-    export_raw = _str_field(doc, "export_uri", issues)
-    export = (resolve_uri(export_raw, folder, "export_uri", settings, issues, prefix=True)
-              if export_raw else default_export_uri(settings, workset_id))
+    exports = [k for k in EXPORT_ALIASES if k in doc]
+    if len(exports) > 1:
+        issues.append(Issue(exports[1], f"duplicates {exports[0]!r}; give the export URI once"))
+    export_raw = _str_field(doc, exports[0], issues) if exports else None
+    export_raw = export_raw.strip() if export_raw else None
+    export = (_export_uri(export_raw, workset_id, exports[0], settings, issues)
+              if export_raw and exports else default_export_uri(settings, workset_id))
     priority = _str_field(doc, "priority", issues) or settings.workset.default_priority
     if priority not in PRIORITIES:
         issues.append(Issue("priority", f"{priority!r} is not one of {', '.join(PRIORITIES)}"))
@@ -427,8 +455,7 @@ def _parse_daylily(workset_id: str, doc: dict[str, Any], stage_tsv: str | None,
     text_fields = {key: _str_field(doc, key, issues)
                    for key in ("budget", "notes", "reference_genome", "pipeline")}
     for key, value in (("cluster_name", cluster), ("customer_id", customer),
-                       ("workdir_name", workdir_name), ("day-clone", day_clone),
-                       ("budget", text_fields["budget"])):
+                       ("workdir_name", workdir_name), ("budget", text_fields["budget"])):
         _check_shell(key, value, issues)
         _check_length(key, value, settings, issues)
     _check_length("notes", text_fields["notes"], settings, issues)
@@ -447,14 +474,76 @@ def _parse_daylily(workset_id: str, doc: dict[str, Any], stage_tsv: str | None,
     )
 
 
-def _parse_stage_tsv(text: str | None, folder: str, settings: Settings,
-                     issues: list[Issue]) -> list[Sample]:
+def _command(doc: dict[str, Any], key: str, settings: Settings,
+             issues: list[Issue]) -> str | None:
+    """A command field in any form Daylily's monitor accepts: a string (surrounding whitespace
+    and a block scalar's newline stripped), a list of arguments, or a mapping holding one of
+    ``args``/``cmd``/``command``/``suffix``."""
+    if key not in doc or doc[key] is None:
+        return None
+    text = _command_text(doc[key], key, issues)
     if text is None:
+        return None
+    _check_shell(key, text, issues)
+    _check_length(key, text, settings, issues)
+    try:
+        shlex.split(text)
+    except ValueError as exc:
+        issues.append(Issue(key, f"cannot be split into arguments: {exc}"))
+    return text
+
+
+def _command_text(value: Any, path: str, issues: list[Issue]) -> str | None:
+    if isinstance(value, dict):
+        found = [k for k in COMMAND_KEYS if k in value]
+        if not found:
+            issues.append(Issue(path, f"as a mapping must hold one of {', '.join(COMMAND_KEYS)}"))
+            return None
+        return _command_text(value[found[0]], f"{path}.{found[0]}", issues)
+    if isinstance(value, list):
+        parts = []
+        for i, item in enumerate(value):
+            if isinstance(item, bool) or not isinstance(item, str | int | float):
+                issues.append(Issue(f"{path}[{i}]", f"must be a string, not "
+                                                    f"{type(item).__name__}"))
+                return None
+            parts.append(str(item).strip())
+        return " ".join(p for p in parts if p)
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        issues.append(Issue(path, f"must be a string, a list or a mapping, not "
+                                  f"{type(value).__name__}"))
+        return None
+    return str(value).strip()
+
+
+_NUMBER_RE = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")
+_FORMULA_START = ("=", "+", "-", "@")
+_READ_COLUMNS = ("SAMPLE_ID", "R1_FQ", "R2_FQ")
+
+
+def _check_cells(row: dict[str, str], where: str, issues: list[Issue]) -> None:
+    """Spreadsheet formulas and shell operators are refused in every column, read or not."""
+    for column, cell in row.items():
+        if cell.startswith(_FORMULA_START) and not _NUMBER_RE.fullmatch(cell):
+            issues.append(Issue(f"{where} {column}", f"{cell[:40]!r} starts with "
+                                f"{cell[0]!r} like a spreadsheet formula; remove it"))
+        elif column not in _READ_COLUMNS:
+            _check_shell(f"{where} {column}", cell, issues)
+
+
+def _parse_stage_tsv(raw: str | bytes | None, folder: str, settings: Settings,
+                     issues: list[Issue]) -> list[Sample]:
+    if raw is None:
         issues.append(Issue(STAGE_FILE, "is missing from the workset folder; Daylily worksets "
                                         "list their samples there"))
         return []
-    if len(text.encode()) > settings.limits.max_tsv_bytes:
+    size = len(raw) if isinstance(raw, bytes) else len(raw.encode("utf-8", "replace"))
+    if size > settings.limits.max_tsv_bytes:
         issues.append(Issue(STAGE_FILE, f"is larger than {settings.limits.max_tsv_bytes} bytes"))
+        return []
+    text, problems = yamlstrict.decode(raw, STAGE_FILE)
+    if text is None:
+        issues.extend(problems)
         return []
     reader = csv.DictReader(io.StringIO(text), delimiter="\t")
     header = [h.strip() for h in (reader.fieldnames or [])]
@@ -464,15 +553,17 @@ def _parse_stage_tsv(text: str | None, folder: str, settings: Settings,
                                         f"{', '.join(header) or 'no header'}"))
         return []
     lanes: dict[str, list[Lane]] = {}
-    for lineno, raw in enumerate(reader, start=2):
-        row = {(k or "").strip(): (v or "").strip() for k, v in raw.items() if k}
+    for lineno, cells in enumerate(reader, start=2):
+        row = {(k or "").strip(): (v or "").strip() for k, v in cells.items() if k}
         if not any(row.values()):
             continue
         where = f"{STAGE_FILE} line {lineno}"
+        _check_cells(row, where, issues)
         sid = row.get("SAMPLE_ID", "")
-        if len(sid) > settings.limits.max_string_length or not SAMPLE_ID_RE.fullmatch(sid):
-            issues.append(Issue(f"{where} SAMPLE_ID", f"{sid!r} may hold only letters, digits, "
-                                                      "'_', '-' and '.'"))
+        if len(sid) > settings.limits.max_string_length or not is_safe_name(sid):
+            issues.append(Issue(f"{where} SAMPLE_ID", f"{sid[:80]!r} may hold only letters, "
+                                                      "digits, '_', '-' and '.' (not '.' or "
+                                                      "'..')"))
             continue
         if not row.get("R1_FQ"):
             issues.append(Issue(f"{where} R1_FQ", "is empty"))
@@ -483,9 +574,11 @@ def _parse_stage_tsv(text: str | None, folder: str, settings: Settings,
         lanes.setdefault(sid, []).append(Lane(r1=r1, r2=r2))
     if not lanes and not issues:
         issues.append(Issue(STAGE_FILE, "lists no samples"))
-    if len(lanes) > settings.limits.max_samples:
-        issues.append(Issue(STAGE_FILE, f"has {len(lanes)} samples; at most "
-                                        f"{settings.limits.max_samples} allowed"))
+    total = sum(len(ls) for ls in lanes.values())
+    if total > settings.limits.max_samples:
+        issues.append(Issue(STAGE_FILE, f"has {len(lanes)} samples in {total} lanes; at most "
+                                        f"{settings.limits.max_samples} lanes allowed in one "
+                                        "workset, split it into several worksets"))
     return [Sample(sample_id=sid, lanes=ls) for sid, ls in lanes.items()]
 
 

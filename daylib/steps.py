@@ -48,7 +48,7 @@ def stage(manifest: Path, dest: Path) -> int:
                 if not uri:
                     local.append("")
                     continue
-                target = dest / sid / _local_name(n, uri)
+                target = _under(dest, Path(sid) / _local_name(n, uri))
                 if not target.exists():
                     tmp = target.with_suffix(target.suffix + PART_SUFFIX)
                     s3.download(uri, tmp)
@@ -78,6 +78,14 @@ def _unstageable(samples: list[dict[str, Any]]) -> str | None:
                             f"{NAME_MAX - len(PART_SUFFIX) - len(name) + len(base)} fit "
                             "(rename the FASTQ)")
     return None
+
+
+def _under(root: Path, rel: Path) -> Path:
+    """``root / rel``, refused unless it stays inside ``root`` (ids like '..' never escape)."""
+    target = (root / rel).resolve()
+    if not target.is_relative_to(root.resolve()) or target == root.resolve():
+        raise ValueError(f"staged path {rel} would leave {root}")
+    return target
 
 
 def export(src: Path, dest_uri: str) -> int:
@@ -128,6 +136,9 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:
         print(f"{args.cmd}: {exc}", file=sys.stderr)
         return EX_UNAVAILABLE
+    except ValueError as exc:
+        print(f"{args.cmd}: {exc}", file=sys.stderr)
+        return EX_DATAERR
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ from daylib.config import Settings
 from daylib.errors import AwsError, Issue, SpecError
 from daylib.policy import transient_aws_code
 from daylib.s3 import Head, S3Objects
-from daylib.spec import Lane, Workset
+from daylib.spec import Lane, Workset, bounded
 
 _DENIED = ("AccessDenied", "403", "Forbidden", "AllAccessDisabled")
 
@@ -49,7 +49,7 @@ def check_inputs(ws: Workset, s3: S3Objects, settings: Settings,
         elif head.size > limit:
             issues.append(Issue(where, f"{uri} is {head.size} bytes, over the limit of {limit}"))
     if issues:
-        raise SpecError(issues)
+        raise SpecError(bounded(issues))
 
 
 def _head(s3: S3Objects, uri: str, local: dict[str, Path]) -> Head:

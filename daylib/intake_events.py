@@ -1,0 +1,148 @@
+"""S3 event notifications through an SQS queue: which workset folders just changed.
+
+The consumer receives an injected SQS client. A message is deleted only after every folder it
+names was handled (registered, known, waiting or refused for a bad name); a folder whose
+registration could not be stored leaves its message in the queue, so SQS delivers it again.
+Duplicates and out-of-order events are harmless: registration is idempotent, and a folder is
+always read as it is now, not as the event describes it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import unquote_plus
+
+from daylib.aws import describe
+from daylib.errors import AwsError
+
+log = logging.getLogger(__name__)
+RETRY = "refused"
+
+
+@dataclass(frozen=True)
+class Message:
+    receipt: str
+    folders: tuple[str, ...]
+
+
+def folders_in(body: str, bucket: str, prefix: str) -> tuple[str, ...]:
+    """The workset folders an S3 event body touches (``s3:TestEvent`` and other buckets and
+    prefixes touch none). Keys are URL-encoded in events; moto encodes '/' too."""
+    try:
+        doc = json.loads(body)
+    except ValueError:
+        return ()
+    if isinstance(doc, dict) and "Message" in doc and "Records" not in doc:
+        return folders_in(str(doc["Message"]), bucket, prefix)  # delivered through SNS
+    records = doc.get("Records") if isinstance(doc, dict) else None
+    found: list[str] = []
+    for rec in records if isinstance(records, list) else []:
+        s3 = rec.get("s3", {}) if isinstance(rec, dict) else {}
+        if not isinstance(s3, dict) or s3.get("bucket", {}).get("name") != bucket:
+            continue
+        key = unquote_plus(str(s3.get("object", {}).get("key", "")))
+        if not key.startswith(prefix):
+            continue
+        name, sep, _ = key[len(prefix):].partition("/")
+        if sep and name and name not in found:
+            found.append(name)
+    return tuple(found)
+
+
+class IntakeQueue:
+    """Long-polls the intake queue and hands each changed folder to ``handle``."""
+
+    def __init__(self, sqs: Any, queue_url: str, bucket: str, prefix: str, *,
+                 wait_seconds: int = 20, batch_size: int = 10) -> None:
+        self.sqs = sqs
+        self.queue_url = queue_url
+        self.bucket = bucket
+        self.prefix = prefix
+        self.wait_seconds = wait_seconds
+        self.batch_size = batch_size
+
+    def receive(self, wait_seconds: int | None = None) -> list[Message]:
+        try:
+            resp = self.sqs.receive_message(
+                QueueUrl=self.queue_url, MaxNumberOfMessages=self.batch_size,
+                WaitTimeSeconds=self.wait_seconds if wait_seconds is None else wait_seconds)
+        except Exception as exc:  # every client failure becomes AwsError
+            raise describe(exc) from exc
+        return [Message(m["ReceiptHandle"], folders_in(m.get("Body", ""), self.bucket,
+                                                       self.prefix))
+                for m in resp.get("Messages", [])]
+
+    def delete(self, receipts: list[str]) -> None:
+        for i in range(0, len(receipts), 10):
+            entries = [{"Id": str(n), "ReceiptHandle": r}
+                       for n, r in enumerate(receipts[i:i + 10])]
+            try:
+                self.sqs.delete_message_batch(QueueUrl=self.queue_url, Entries=entries)
+            except Exception as exc:
+                raise describe(exc) from exc
+
+    def poll_once(self, handle: Callable[[str], str], wait_seconds: int | None = None) -> int:
+        """One receive; each folder handled once per batch; returns folders handled."""
+        messages = self.receive(wait_seconds)
+        outcome: dict[str, str] = {}
+        for msg in messages:
+            for folder in msg.folders:
+                if folder not in outcome:
+                    outcome[folder] = handle(folder)
+        done = [m.receipt for m in messages
+                if all(outcome[f] != RETRY for f in m.folders)]
+        if done:
+            self.delete(done)
+        return len(outcome)
+
+
+NOTIFICATION_ID = "daylily-workset-intake"
+
+
+def ensure_intake(sqs: Any, s3: Any, bucket: str, prefix: str, queue_name: str) -> str:
+    """Create the intake queue (if missing), let S3 send to it, and point the bucket's
+    ObjectCreated notifications for ``prefix`` at it; other notifications are kept. Returns
+    the queue URL. Idempotent."""
+    try:
+        url = str(sqs.create_queue(QueueName=queue_name)["QueueUrl"])
+        arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])[
+            "Attributes"]["QueueArn"]
+        policy = {"Version": "2012-10-17", "Statement": [{
+            "Effect": "Allow", "Principal": {"Service": "s3.amazonaws.com"},
+            "Action": "sqs:SendMessage", "Resource": arn,
+            "Condition": {"ArnLike": {"aws:SourceArn": f"arn:aws:s3:::{bucket}"}}}]}
+        sqs.set_queue_attributes(QueueUrl=url, Attributes={"Policy": json.dumps(policy)})
+        current = s3.get_bucket_notification_configuration(Bucket=bucket)
+        config = {k: v for k, v in current.items()
+                  if k in ("TopicConfigurations", "QueueConfigurations",
+                           "LambdaFunctionConfigurations", "EventBridgeConfiguration")}
+        queues = [q for q in config.get("QueueConfigurations", [])
+                  if q.get("Id") != NOTIFICATION_ID]
+        queues.append({"Id": NOTIFICATION_ID, "QueueArn": arn, "Events": ["s3:ObjectCreated:*"],
+                       "Filter": {"Key": {"FilterRules": [{"Name": "prefix",
+                                                           "Value": prefix}]}}})
+        config["QueueConfigurations"] = queues
+        s3.put_bucket_notification_configuration(Bucket=bucket,
+                                                 NotificationConfiguration=config)
+    except Exception as exc:
+        raise describe(exc) from exc
+    return url
+
+
+def resolve_queue_url(sqs: Any, name: str) -> str | None:
+    """The URL of the queue called ``name``, or None if it does not exist."""
+    try:
+        return str(sqs.get_queue_url(QueueName=name)["QueueUrl"])
+    except Exception as exc:
+        err = describe(exc)
+        if "NonExistentQueue" in err.code or "QueueDoesNotExist" in err.code:
+            return None
+        raise err from exc
+
+
+__all__ = ["AwsError", "IntakeQueue", "Message", "ensure_intake", "folders_in",
+           "resolve_queue_url"]

@@ -1,0 +1,74 @@
+"""Intake off the claiming path: one thread long-polls the S3 event queue, another runs the
+reconciliation listing (at start, then every ``intake.reconcile_seconds``; every
+``monitor.discovery_seconds`` when there is no queue). Each registration wakes the monitor so
+the new workset is claimed at once."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+
+from daylib.config import Settings
+from daylib.intake import Intake
+from daylib.intake_events import IntakeQueue
+
+log = logging.getLogger(__name__)
+ERROR_PAUSE_SECONDS = 1.0
+
+
+class IntakeService:
+    """``start`` / ``stop``: the two intake threads of one monitor."""
+
+    def __init__(self, intake: Intake, queue: IntakeQueue | None, listing_seconds: float,
+                 wake: Callable[[], None]) -> None:
+        self.intake = intake
+        self.queue = queue
+        self.listing_seconds = listing_seconds
+        self.wake = wake
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    def start(self) -> None:
+        self._threads = [threading.Thread(target=self._listing_loop, name="intake-list",
+                                          daemon=True)]
+        if self.queue is not None:
+            self._threads.append(threading.Thread(target=self._event_loop, name="intake-events",
+                                                  daemon=True))
+        for thread in self._threads:
+            thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stops both loops; a long poll in flight ends by itself within its wait."""
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout)
+
+    def _handle(self, folder: str) -> str:
+        outcome = self.intake.consider(folder)
+        if outcome == "registered":
+            self.wake()
+        return outcome
+
+    def _event_loop(self) -> None:
+        assert self.queue is not None
+        while not self._stop.is_set():
+            try:
+                self.queue.poll_once(self._handle)
+            except Exception as exc:  # intake keeps going through outages
+                log.warning("intake queue: %s", str(exc)[:300])
+                self._stop.wait(ERROR_PAUSE_SECONDS)
+
+    def _listing_loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                if self.intake.scan().registered:
+                    self.wake()
+            except Exception as exc:
+                log.warning("intake listing failed, will retry: %s", str(exc)[:300])
+            self._stop.wait(self.listing_seconds)
+
+
+def settings_listing_seconds(settings: Settings, with_queue: bool) -> float:
+    """Reconciliation interval with an event queue; plain discovery interval without."""
+    return settings.intake.reconcile_seconds if with_queue else settings.monitor.discovery_seconds
