@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import shutil
 import sys
 import time
@@ -19,7 +18,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from daylib import control
+from daylib import __version__, control, logformat
 from daylib import states as S
 from daylib.aws import AwsClients, describe, is_missing_resource
 from daylib.config import PRIORITIES, Settings, load_settings
@@ -31,6 +30,7 @@ from daylib.outbox import Outbox
 from daylib.s3 import S3Objects
 from daylib.store.dynamodb import DynamoStore
 from daylib.store.records import QueueDepth, WorksetRecord, utc_iso
+from daylib.textable import table as _table
 
 RET_OK = 0
 RET_ERROR = 1
@@ -120,23 +120,16 @@ class Context:
 
     @property
     def actor(self) -> str:
-        return f"user:{os.environ.get('USER', 'unknown')}"
+        """Who is acting: the OS user, else the AWS caller identity (never "unknown")."""
+        from daylib.cli_habits import actor
+
+        return actor(lambda: self.clients.client("sts"))
 
     def emit(self, data: Any, text: str) -> None:
         print(json.dumps(data, indent=2, sort_keys=True, default=str) if self.as_json else text)
 
 
 # ---------------------------------------------------------------------- formatting
-
-def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    cells = [[str(h) for h in headers]] + [["-" if c in (None, "") else str(c) for c in r]
-                                            for r in rows]
-    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
-             for r in cells]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
-
 
 def format_queue(depth: QueueDepth) -> str:
     out = [_table(["state", "count"], [[s, depth.states[s]] for s in S.ALL]
@@ -158,21 +151,25 @@ def format_list(rows: list[WorksetRecord]) -> str:
                     r.customer_id, r.attempt, r.created_at] for r in rows])
 
 
-def format_show(rec: WorksetRecord) -> str:
+def format_show(rec: WorksetRecord, extra: dict[str, Any]) -> str:
     d = rec.public()
     summary = d["summary"] or {}
     lines = [
         f"workset     {rec.workset_id}  ({rec.format or '?'} format)",
         f"state       {rec.state}" + (f"  step {rec.step}" if rec.step else "")
         + (f"  done: {', '.join(rec.steps_done)}" if rec.steps_done else ""),
-        f"priority    {rec.priority}   attempt {rec.attempt} of {rec.max_retries + 1}",
+        f"priority    {rec.priority}   {extra['attempt_of']}",
         f"cluster     {rec.cluster or '-'}   preferred {rec.preferred_cluster or '-'}"
         f"   customer {rec.customer_id or '-'}",
         f"spec        {summary.get('samples', '?')} sample(s), reference "
         f"{summary.get('reference_genome') or '-'}, pipeline {summary.get('pipeline') or '-'}",
         f"source      {rec.s3_uri or '-'}",
         f"results     {rec.results_uri or '-'}",
+        f"logs        {extra['logs_uri']}  (daylily-workset logs {rec.workset_id})",
     ]
+    if extra["step_seconds"]:
+        lines.append("durations   " + ", ".join(f"{k} {v:.1f}s" for k, v in
+                                                extra["step_seconds"].items()))
     if rec.route:
         lines.append(f"routed      {rec.cluster}: {rec.route}")
     if rec.reason and rec.state == S.READY:
@@ -203,10 +200,23 @@ def format_show(rec: WorksetRecord) -> str:
         lines.append(f"events      {len(rec.outbox)} not yet published")
     lines.append("history" + (f" ({d['history_omitted']} older entries omitted)"
                               if d["history_omitted"] else ""))
-    lines.append(_table(["at", "actor", "from", "to", "reason"],
-                        [[h.get("at"), h.get("actor"), h.get("from"), h.get("to"),
-                          h.get("reason")] for h in rec.history]))
+    lines.append(_timeline(rec.history))
     return "\n".join(lines)
+
+
+def _timeline(history: list[dict[str, Any]]) -> str:
+    """History as a timeline: each entry with the time since the previous one."""
+    from daylib.metrics import iso_epoch
+
+    rows, prev = [], None
+    for h in history:
+        at = h.get("at")
+        gap = f"+{iso_epoch(at) - iso_epoch(prev):.1f}s" if at and prev else ""
+        prev = at or prev
+        move = f"{h.get('from') or '-'} -> {h.get('to')}" if h.get("from") != h.get("to") \
+            else str(h.get("to"))
+        rows.append([at, gap, move, h.get("actor"), h.get("reason")])
+    return _table(["at", "after", "state", "actor", "reason"], rows)
 
 
 # ---------------------------------------------------------------------- commands
@@ -238,25 +248,125 @@ def cmd_submit(ctx: Context, args: argparse.Namespace) -> int:
     return RET_OK
 
 
-def cmd_queue(ctx: Context, args: argparse.Namespace) -> int:
+def _pause_note(ctx: Context) -> tuple[dict[str, Any], str]:
+    c = ctx.store.control()
+    text = (f"\n\nclaiming is PAUSED since {c.changed_at or '?'} by {c.changed_by or '?'}"
+            + (f": {c.reason}" if c.reason else "") + " (daylily-workset resume)"
+            if c.paused else "")
+    return {"paused": c.paused, "pause_reason": c.reason if c.paused else None,
+            "paused_by": c.changed_by if c.paused else None}, text
+
+
+def _queue_once(ctx: Context) -> tuple[dict[str, Any], str]:
+    from daylib.watch import details, format_details
+
     depth = ctx.store.queue_depth()
-    paused = ctx.store.control().paused
-    text = format_queue(depth) + ("\n\nclaiming is PAUSED (daylily-workset resume)"
-                                  if paused else "")
-    ctx.emit({**depth.public(), "paused": paused}, text)
+    more = details(ctx.store)
+    pause, note = _pause_note(ctx)
+    return ({**depth.public(), **pause, **more.public()},
+            format_queue(depth) + "\n\n" + format_details(more) + note)
+
+
+def _watching(ctx: Context, args: argparse.Namespace,
+              once: Callable[[], tuple[Any, str]]) -> int:
+    """``--watch``: redraw on a terminal, repeat plainly otherwise; else print once."""
+    if not args.watch:
+        ctx.emit(*once())
+        return RET_OK
+    if args.interval <= 0 or (args.count is not None and args.count < 1):
+        raise _UsageError("--interval must be > 0 and --count >= 1")
+    from daylib.watch import loop
+
+    def render() -> str:
+        data, text = once()
+        return json.dumps(data, sort_keys=True, default=str) if ctx.as_json else text
+
+    loop(render, sys.stdout, interval_seconds=args.interval, count=args.count,
+         tty=False if ctx.as_json else None)
     return RET_OK
+
+
+def cmd_queue(ctx: Context, args: argparse.Namespace) -> int:
+    return _watching(ctx, args, lambda: _queue_once(ctx))
 
 
 def cmd_list(ctx: Context, args: argparse.Namespace) -> int:
-    rows = ctx.store.newest(state=args.state, cluster=args.cluster, customer=args.customer,
-                          limit=args.limit)
-    ctx.emit([r.public() | {"history": None} for r in rows], format_list(rows))
+    from daylib.listing import Filters, page, parse_time
+
+    if args.limit < 1:
+        raise _UsageError("--limit must be at least 1")
+    filters = Filters(state=args.state, cluster=args.cluster, customer=args.customer,
+                      priority=args.priority,
+                      since=parse_time(args.since) if args.since else None,
+                      until=parse_time(args.until) if args.until else None)
+
+    def once() -> tuple[Any, str, str | None]:
+        got = page(ctx.store, filters, args.limit, args.next_token)
+        text = format_list(got.rows)
+        if got.next_token:
+            text += f"\n\nmore worksets: daylily-workset list ... --next-token {got.next_token}"
+        rows = [_iso_times(r.public()) | {"history": None} for r in got.rows]
+        return rows, text, got.next_token
+
+    def shown() -> tuple[Any, str]:
+        rows, text, _ = once()
+        return rows, text
+
+    if args.watch:
+        return _watching(ctx, args, shown)
+    rows, text, token = once()
+    ctx.emit(rows, text)
+    if token and ctx.as_json:  # stdout stays the JSON array; the cursor goes to stderr
+        print(f"next_token: {token}", file=sys.stderr)
     return RET_OK
 
 
+def _iso_times(d: dict[str, Any]) -> dict[str, Any]:
+    """Every timestamp in one format (ISO 8601 UTC); records keep epochs internally."""
+    return {k: utc_iso(v) if k in _EPOCH_FIELDS and isinstance(v, int | float) else v
+            for k, v in d.items()}
+
+
+_EPOCH_FIELDS = ("lease_expires", "retry_at", "failed_at")
+
+
 def cmd_show(ctx: Context, args: argparse.Namespace) -> int:
+    from daylib import steplogs
+    from daylib.report import step_seconds
+
     rec = ctx.store.require(args.id)
-    ctx.emit(rec.public(), format_show(rec))
+    extra = {"step_seconds": step_seconds(rec.history),
+             "attempt_of": f"attempt {rec.attempt} of "
+                           f"{rec.attempt_base + rec.max_retries}",
+             "logs_uri": steplogs.folder_uri(ctx.settings, rec.workset_id)}
+    ctx.emit(_iso_times(rec.public()) | extra, format_show(rec, extra))
+    return RET_OK
+
+
+def cmd_logs(ctx: Context, args: argparse.Namespace) -> int:
+    from daylib.logview import show_logs
+
+    return show_logs(ctx.store, ctx.s3, ctx.settings, args.id, step=args.step,
+                     attempt=args.attempt, follow=args.follow, out=sys.stdout)
+
+
+def cmd_report(ctx: Context, args: argparse.Namespace) -> int:
+    from daylib.report import render, report_rows
+
+    since = None
+    if args.since:
+        from daylib.listing import parse_time
+
+        since = parse_time(args.since)
+    rows = report_rows(ctx.store, since)
+    print(render(rows, "json" if ctx.as_json else args.format))
+    return RET_OK
+
+
+def cmd_completion(ctx: Context, args: argparse.Namespace) -> int:
+    from daylib.cli_habits import bash_completion
+
+    print(bash_completion(build_parser()))
     return RET_OK
 
 
@@ -296,7 +406,8 @@ def cmd_clusters(ctx: Context, args: argparse.Namespace) -> int:
     rows = [{**c.to_item(), "status": c.status(now),
              "worksets": running.get(c.name, {})} for c in infos]
     stacks = discover_stacks(ctx.clients.client("cloudformation")) if args.discover else None
-    data: dict[str, Any] = {"clusters": rows}
+    pause, note = _pause_note(ctx)
+    data: dict[str, Any] = {"clusters": rows, **pause}
     if stacks is not None:
         data["stacks"] = stacks
     table = _table(["cluster", "status", "region", "vCPUs free/total", "memory GB free",
@@ -312,12 +423,15 @@ def cmd_clusters(ctx: Context, args: argparse.Namespace) -> int:
             _table(["stack", "status", "version"],
                    [[s["name"], s["status"], s["version"]] for s in stacks])
             if stacks else "none")
-    ctx.emit(data, table)
+    ctx.emit(data, table + note)
     return RET_OK
 
 
 def cmd_retry(ctx: Context, args: argparse.Namespace) -> int:
     rec = control.retry(ctx.store, ctx.s3, ctx.settings, args.id, ctx.actor)
+    if rec.intake_error:
+        log.warning("workset %s: its daylily_work.yaml is still invalid and will fail again: %s",
+                    rec.workset_id, rec.intake_error)
     return _changed(ctx, rec, f"{rec.workset_id} ready (attempt {rec.attempt})")
 
 
@@ -465,7 +579,9 @@ def cmd_demo(ctx: Context, args: argparse.Namespace) -> int:
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> Any:  # one line, exit 2
-        self.exit(RET_USAGE, f"{self.prog}: usage error: {message}\n")
+        from daylib.cli_habits import did_you_mean
+
+        self.exit(RET_USAGE, f"{self.prog}: usage error: {did_you_mean(message)}\n")
 
 
 class _UsageError(DaylibError):
@@ -488,9 +604,13 @@ def build_parser() -> argparse.ArgumentParser:
                             help="machine-readable output on stdout")
         parser.add_argument("-v", "--verbose", action="store_true", default=d(False),
                             help="debug logging on stderr")
+        parser.add_argument("--log-format", choices=("json", "text"), default=d(None),
+                            help="log lines on stderr (default: text on a terminal, json "
+                            "under systemd)")
 
     p = _Parser(prog="daylily-workset", description="Orchestrate Daylily worksets on AWS.")
     globals_(p, None)
+    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     common = _Parser(add_help=False)
     globals_(common, argparse.SUPPRESS)
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -508,12 +628,35 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--id", help="workset id (default: folder name, or generated)")
     sp.add_argument("--priority", choices=PRIORITIES)
     sp.add_argument("--cluster", help="preferred cluster")
-    add("queue", cmd_queue, "queue depth per state, cluster and customer")
-    sp = add("list", cmd_list, "worksets, newest first")
+    def watch_opts(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--watch", action="store_true", help="refresh until Ctrl-C")
+        sp.add_argument("--interval", type=float, default=2.0, help="seconds between refreshes")
+        sp.add_argument("--count", type=int, help="stop after this many refreshes")
+
+    watch_opts(add("queue", cmd_queue, "queue depth per state, cluster and customer; the "
+                   "oldest waiting workset; what runs"))
+    sp = add("list", cmd_list, "worksets, newest first, a page at a time")
     sp.add_argument("--state", choices=S.ALL)
     sp.add_argument("--cluster")
     sp.add_argument("--customer")
-    sp.add_argument("--limit", type=int, default=50)
+    sp.add_argument("--priority", choices=PRIORITIES)
+    sp.add_argument("--since", help="created at or after: ISO time or age (2h, 7d)")
+    sp.add_argument("--until", help="created at or before: ISO time or age")
+    sp.add_argument("--limit", type=int, default=50, help="rows per page (>= 1)")
+    sp.add_argument("--next-token", help="the token a previous page printed")
+    watch_opts(sp)
+    sp = add("logs", cmd_logs, "what a step printed (from S3, or live on its head node)")
+    sp.add_argument("id")
+    sp.add_argument("--step", choices=("stage", "run", "export"))
+    sp.add_argument("--attempt", type=int)
+    sp.add_argument("--follow", "-f", action="store_true",
+                    help="follow the live log until the step ends")
+    sp = add("report", cmd_report, "runtime per step, attempts and estimated cost per "
+             "workset, with totals per customer")
+    sp.add_argument("--since", help="worksets created at or after: ISO time or age (7d)")
+    sp.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    sp = add("completion", cmd_completion, "print a bash completion script "
+             "(source <(daylily-workset completion))")
     for name, fn, help_ in (("show", cmd_show, "one workset in detail"),
                             ("cancel", cmd_cancel, "cancel a workset"),
                             ("retry", cmd_retry, "retry a failed, retrying or cancelled workset")):
@@ -563,16 +706,9 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _setup_logging(verbose: bool) -> None:
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
-    for noisy in ("botocore", "boto3", "urllib3", "s3transfer", "werkzeug"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    _setup_logging(args.verbose)
+    logformat.setup(args.log_format, args.verbose)
     try:
         try:
             settings = load_settings(args.config)

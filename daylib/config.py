@@ -196,6 +196,18 @@ class IntakeSettings(_Section):
     batch_size: int = Field(10, ge=1, le=10)
 
 
+class MetricsSettings(_Section):
+    enabled: bool = True
+    namespace: str = "Daylily/Worksets"
+    interval_seconds: float = Field(60.0, gt=0)
+
+
+class StepLogSettings(_Section):
+    upload: bool = True
+    max_bytes: int = Field(1_048_576, ge=1024)
+    head_bytes: int = Field(65_536, ge=0)
+
+
 class Settings(_Section):
     aws: AwsSettings = Field(default_factory=AwsSettings)
     storage: StorageSettings = Field(default_factory=StorageSettings)
@@ -212,6 +224,8 @@ class Settings(_Section):
     notify: NotifySettings = Field(default_factory=NotifySettings)
     dlq: DlqSettings = Field(default_factory=DlqSettings)
     intake: IntakeSettings = Field(default_factory=IntakeSettings)
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings)
+    step_logs: StepLogSettings = Field(default_factory=StepLogSettings)
 
     def allowed_buckets(self) -> set[str]:
         return {self.storage.bucket, *self.storage.allowed_buckets}

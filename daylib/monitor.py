@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from daylib import logformat, steplogs
 from daylib import states as S
 from daylib import workdir as workdirs
 from daylib.argv import fill_template, pipeline_template
@@ -32,6 +33,7 @@ from daylib.executors.base import STEPS, Executor, StepOutcome, StepRequest
 from daylib.intake import Intake
 from daylib.intake_events import IntakeQueue
 from daylib.intake_service import IntakeService, settings_listing_seconds
+from daylib.metrics import Metrics
 from daylib.ordering import claim_order, spread
 from daylib.outbox import Outbox
 from daylib.policy import Failure, Policy, aws_code_in
@@ -110,6 +112,9 @@ class Monitor:
         self.registry = Registry(settings, store, self.cluster, self.monitor_id,
                                  region or settings.aws.region or "", capacity)
         self.caps = Caps(settings.caps, store, self.cluster, self.monitor_id)
+        self.metrics = Metrics.from_settings(settings, self.cluster)
+        self._next_metrics = 0.0
+        logformat.set_process_fields(monitor_id=self.monitor_id)
         self.stats = Stats()
         self._running: dict[str, Running] = {}
         self._lock = threading.Lock()
@@ -251,6 +256,9 @@ class Monitor:
                     self._take_over_expired(now)
                 self.caps.reconcile()
                 found += len(self._aged)
+            if now >= self._next_metrics:
+                self._next_metrics = now + self.settings.metrics.interval_seconds
+                self.metrics.sample_queue(self.store, self.cfg.max_concurrent - self._free())
             if found:
                 self._fill_if_allowed(time.time())
         except DaylibError as exc:
@@ -299,6 +307,7 @@ class Monitor:
             except ConflictError:
                 continue
             self.stats.taken_over += 1
+            self.metrics.emit("LeaseTakeovers", 1, workset_id=full.workset_id)
             log.warning("took over workset %s from %s (lease expired); resuming at %s",
                         full.workset_id, rec.owner, full.step)
             self._start(full, lease)
@@ -334,9 +343,11 @@ class Monitor:
             except ConflictError:
                 self.caps.release(cand.workset_id, cand.customer_id)
                 self.stats.conflicts += 1
+                self.metrics.emit("ClaimConflicts", 1, workset_id=cand.workset_id)
                 self._contended_until = time.time() + CONTENTION_MEMORY_SECONDS
                 continue
             self.stats.claimed += 1
+            self.metrics.transition(rec.state, rec.customer_id, workset_id=rec.workset_id)
             free -= 1
             log.info("claimed workset %s (priority %s, attempt %d)", rec.workset_id,
                      rec.priority, rec.attempt)
@@ -443,7 +454,9 @@ class Monitor:
     def _guarded(self, run: Running) -> None:
         wid = run.rec.workset_id
         try:
-            self._process(run)
+            with logformat.bind(workset_id=wid, attempt=run.rec.attempt, step=run.rec.step,
+                                actor=self.monitor_id):
+                self._process(run)
         except LeaseLost as exc:
             log.warning("workset %s: %s; this monitor stops touching it", wid, exc)
         except SpecError as exc:  # found while building a step: unsafe workdir, bad template
@@ -477,8 +490,12 @@ class Monitor:
     def _write(self, run: Running, to: str, reason: str,
                events: tuple[tuple[str, str], ...] = (), **fields: Any) -> WorksetRecord:
         run.finished = to not in S.OWNED
+        before = run.rec.state
         run.rec = self.store.transition(run.rec, to, actor=self.monitor_id, reason=reason,
                                         lease=run.lease, fields=fields, events=events)
+        if to != before:
+            self.metrics.transition(to, run.rec.customer_id, workset_id=run.rec.workset_id,
+                                    reason=reason or None)
         return run.rec
 
     def _process(self, run: Running) -> None:
@@ -505,8 +522,12 @@ class Monitor:
             if step in run.rec.steps_done:
                 continue
             req = self._request(ws, run.rec, step, workdir)
+            logformat.update(step=step)
+            started = time.monotonic()
             ref = self._launch(run, req)
             outcome = self.executor.wait(ref, req, run.stop)
+            if not run.handing_back:
+                self._step_ended(req, outcome, time.monotonic() - started)
             if run.lost:
                 self._after_lost(run, ref, outcome)
                 return
@@ -517,6 +538,20 @@ class Monitor:
                 self._fail(run, self._failure(step, outcome))
                 return
             self._checkpoint(run, step)
+
+    def _step_ended(self, req: StepRequest, outcome: StepOutcome, seconds: float) -> None:
+        """Metric for the step, and its log copied to S3 (best effort: a failed copy is
+        logged and never changes the workset's outcome)."""
+        self.metrics.step_duration(req.step, seconds, outcome.state,
+                                   workset_id=req.workset_id, attempt=req.attempt)
+        if not self.settings.step_logs.upload:
+            return
+        try:
+            steplogs.publish(self.s3, self.settings, req.workset_id,
+                             steplogs.ref(req.step, req.attempt), req.log_file)
+        except (DaylibError, OSError) as exc:
+            log.warning("workset %s: could not copy the %s log to S3: %s", req.workset_id,
+                        req.step, exc)
 
     def _launch(self, run: Running, req: StepRequest) -> str:
         """Adopt the step's job if one was already submitted (a restart or takeover at any
@@ -659,6 +694,8 @@ class Monitor:
         d = self.policy.decide(failure, retries_used=rec.retries_used,
                                max_retries=rec.max_retries, resources=resources, rng=self._rng)
         now = time.time()
+        self.metrics.failure(d.category, d.retry, rec.customer_id, workset_id=rec.workset_id,
+                             attempt=rec.attempt)
         common: dict[str, Any] = {
             "error": failure.message, "error_category": d.category, "error_rule": d.rule,
             "stderr_tail": failure.stderr_tail[-2048:] or None, "decision": d.explanation,

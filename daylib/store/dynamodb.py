@@ -446,6 +446,39 @@ class DynamoStore:
                 return out[:limit]
         return out
 
+    def ready_summary(self, rank: int) -> tuple[int, str | None]:
+        """How many worksets of one priority rank are ready, and the oldest one's
+        ``created_at`` (Select=COUNT plus one Limit=1 read; for metrics)."""
+        cond = "active_state = :s AND begins_with(queue_key, :p)"
+        values = {":s": {"S": S.READY}, ":p": {"S": f"{rank}#"}}
+        count = sum(int(page.get("Count", 0)) for page in self._query(
+            IndexName=ACTIVE_INDEX, Select="COUNT", KeyConditionExpression=cond,
+            ExpressionAttributeValues=values))
+        head = self.active(S.READY, prefix=f"{rank}#", limit=1) if count else []
+        return count, head[0].created_at if head else None
+
+    def done_ids(self, state: str, *, before: str | None = None, since: str | None = None,
+                 page_size: int = 100) -> Iterator[list[str]]:
+        """Ids of terminal worksets of ``state``, newest first, a page at a time; ``before``
+        (a ``created_at#id`` key, exclusive) and ``since`` (an ISO time) bound the range."""
+        cond = "done_state = :s"
+        values: dict[str, Any] = {":s": {"S": state}}
+        if before is not None and since is not None:
+            cond += " AND created_key BETWEEN :lo AND :hi"
+            values.update({":lo": {"S": since}, ":hi": {"S": before}})
+        elif before is not None:
+            cond += " AND created_key < :hi"
+            values[":hi"] = {"S": before}
+        elif since is not None:
+            cond += " AND created_key >= :lo"
+            values[":lo"] = {"S": since}
+        for page in self._query(IndexName=DONE_INDEX, ScanIndexForward=False, Limit=page_size,
+                                KeyConditionExpression=cond, ExpressionAttributeValues=values):
+            ids = [it["pk"]["S"] for it in page.get("Items", [])
+                   if it.get("created_key", {}).get("S") != before]  # BETWEEN is inclusive
+            if ids:
+                yield ids
+
     def ready_pages(self, page_size: int) -> Iterator[list[WorksetRecord]]:
         """Ready worksets in queue order, a page at a time (for skipping ones routed
         elsewhere without loading the whole queue)."""

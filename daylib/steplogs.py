@@ -1,0 +1,133 @@
+"""Step logs: what a step printed, kept bounded and copied to S3 beside its workset.
+
+Why: the live log sits on the head node's shared file system, which an operator on a laptop
+(or after the cluster is gone) cannot read. When a step ends, the monitor copies its log to
+``s3://<bucket>/<prefix><id>/logs/<step>.a<attempt>.log``; a log longer than the configured
+size keeps its head and its tail with a line saying how much was cut. ``logs`` reads that
+copy from anywhere, or follows the live file on the head node while the step runs.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+from daylib.config import Settings
+from daylib.errors import AwsError
+from daylib.s3 import S3Objects
+
+STEP_ORDER = ("stage", "run", "export")
+_NAME = re.compile(r"^(stage|run|export)\.a([0-9]+)\.log$")
+
+
+@dataclass(frozen=True, order=True)
+class LogRef:
+    """One step attempt's log."""
+
+    attempt: int
+    step_index: int
+    step: str
+
+    @property
+    def name(self) -> str:
+        return f"{self.step}.a{self.attempt}.log"
+
+
+def ref(step: str, attempt: int) -> LogRef:
+    return LogRef(attempt, STEP_ORDER.index(step), step)
+
+
+def folder_key(settings: Settings, workset_id: str) -> str:
+    return f"{settings.storage.prefix}{workset_id}/logs/"
+
+
+def folder_uri(settings: Settings, workset_id: str) -> str:
+    return f"s3://{settings.storage.bucket}/{folder_key(settings, workset_id)}"
+
+
+def local_path(settings: Settings, workset_id: str, log: LogRef) -> Path:
+    """Where the step's wrapper writes (the executors' ``StepRequest.log_file``)."""
+    return Path(settings.monitor.workdir) / workset_id / log.name
+
+
+def status_path(settings: Settings, workset_id: str, log: LogRef) -> Path:
+    """The wrapper's exit-status file: it exists once the step has ended."""
+    return Path(settings.monitor.workdir) / workset_id / f".{log.step}.a{log.attempt}.status.json"
+
+
+def bounded(fh: BinaryIO, size: int, max_bytes: int, head_bytes: int) -> bytes:
+    """The whole file if it fits in ``max_bytes``, else its head and tail around a marker
+    line; never reads more than ``max_bytes`` of it."""
+    if size <= max_bytes:
+        return fh.read(max_bytes)
+    head_bytes = min(head_bytes, max_bytes // 2)
+    head = fh.read(head_bytes)
+    marker_room = 120
+    tail_bytes = max(0, max_bytes - head_bytes - marker_room)
+    fh.seek(size - tail_bytes)
+    tail = fh.read(tail_bytes)
+    cut = size - len(head) - len(tail)
+    marker = f"\n[daylib: {cut} bytes of this log omitted; kept the first {len(head)} and " \
+             f"the last {len(tail)}]\n"
+    return head + marker.encode() + tail
+
+
+def publish(s3: S3Objects, settings: Settings, workset_id: str, log: LogRef,
+            path: Path) -> str | None:
+    """Copy the step's log (bounded) to S3; return its URI, or None if there is no log."""
+    try:
+        with open(path, "rb") as fh:
+            size = os.fstat(fh.fileno()).st_size
+            data = bounded(fh, size, settings.step_logs.max_bytes, settings.step_logs.head_bytes)
+    except FileNotFoundError:
+        return None
+    key = folder_key(settings, workset_id) + log.name
+    s3.put_bytes(settings.storage.bucket, key, data)
+    return f"s3://{settings.storage.bucket}/{key}"
+
+
+def stored(s3: S3Objects, settings: Settings, workset_id: str) -> list[LogRef]:
+    """The step logs copied to S3 for a workset, in attempt then step order."""
+    found = []
+    for name in s3.files(settings.storage.bucket, folder_key(settings, workset_id)):
+        m = _NAME.match(name)
+        if m:
+            found.append(ref(m.group(1), int(m.group(2))))
+    return sorted(found)
+
+
+def read_stored(s3: S3Objects, settings: Settings, workset_id: str, log: LogRef) -> str | None:
+    key = folder_key(settings, workset_id) + log.name
+    try:
+        return s3.read_text(settings.storage.bucket, key, settings.step_logs.max_bytes + 1024)
+    except AwsError as exc:
+        if exc.code == "InvalidRange":  # an empty log: S3 refuses a range on 0 bytes
+            return ""
+        raise
+
+
+def follow(path: Path, ended: Callable[[], bool], *, poll_seconds: float = 0.2,
+           sleep: Callable[[float], None] = time.sleep) -> Iterator[str]:
+    """Yield what is appended to ``path`` until ``ended()`` says the step is over, then
+    what is left. The file may appear after following starts."""
+    offset = 0
+    while True:
+        done = ended()  # asked before reading, so nothing written before the end is missed
+        try:
+            with open(path, "rb") as fh:
+                fh.seek(offset)
+                chunk = fh.read()
+        except FileNotFoundError:
+            chunk = b""
+        if chunk:
+            offset += len(chunk)
+            yield chunk.decode("utf-8", errors="replace")
+        if done:
+            return
+        if not chunk:
+            sleep(poll_seconds)
