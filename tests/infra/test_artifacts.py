@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -9,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.conftest import ROOT
 from tests.support.stack import template
@@ -91,3 +93,18 @@ def test_custom_action_parses_and_is_shellcheck_clean() -> None:
     res = subprocess.run([shellcheck, "-S", "style", str(ACTION)], capture_output=True,
                          text=True, timeout=120)
     assert res.returncode == 0, res.stdout + res.stderr
+
+
+def test_cluster_config_snippet_uses_the_action_and_the_unit() -> None:
+    snippet = yaml.safe_load((INFRA / "parallelcluster" / "cluster-config-snippet.yaml")
+                             .read_text())
+    action = snippet["HeadNode"]["CustomActions"]["OnNodeConfigured"]
+    assert action["Script"].endswith("/" + ACTION.name)
+    assert action["Args"][2].endswith("/" + UNIT.name)
+    policies = [p["Policy"] for p in snippet["HeadNode"]["Iam"]["AdditionalIamPolicies"]]
+    assert "<MonitorPolicyArn>" in policies
+    for queue in snippet["Scheduling"]["SlurmQueues"]:
+        assert queue["CustomActions"]["OnNodeConfigured"]["Script"] == action["Script"]
+    doc = json.loads((INFRA / "parallelcluster" / "custom-action-policy.json").read_text())
+    assert [a for st in doc["Statement"] for a in st["Action"]] == [
+        "cloudformation:DescribeStacks"]
