@@ -20,8 +20,8 @@ def scenarios(quick: bool) -> dict[str, Scenario]:
     small = 20 if quick else 200
     return {
         "kill9": Scenario("kill9", worksets=n, monitors=4 if not quick else 3, slots=4,
-                          step_seconds=0.3, kill_every_seconds=3.0 if not quick else 4.0,
-                          storm_seconds=600 if not quick else 30,
+                          step_seconds=0.3 if not quick else 1.0, kill_every_seconds=3.0,
+                          storm_seconds=600 if not quick else 45,
                           settle_seconds=120 if quick else 900),
         "down5": Scenario("down5", worksets=small, step_seconds=2.0,
                           faults=[(4.0, "down"), (9.0, "up")]),
