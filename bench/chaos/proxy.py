@@ -127,9 +127,9 @@ class FaultProxy:
         for key, value in headers.items():
             if key.lower() not in HOP_BY_HOP:
                 req.send_header(key, value)
-        length = {k.lower(): v for k, v in headers.items()}.get("content-length") \
+        size = {k.lower(): v for k, v in headers.items()}.get("content-length") \
             if req.command == "HEAD" else None  # a HEAD tells the object's size, sends none
-        req.send_header("Content-Length", length or str(len(payload)))
+        req.send_header("Content-Length", size or str(len(payload)))
         req.send_header("Connection", "close")
         req.end_headers()
         if req.command != "HEAD":
