@@ -20,7 +20,8 @@ def scenarios(quick: bool) -> dict[str, Scenario]:
     small = 20 if quick else 200
     return {
         "kill9": Scenario("kill9", worksets=n, monitors=4 if not quick else 3, slots=4,
-                          step_seconds=0.3, kill_every_seconds=3.0 if not quick else 2.0,
+                          step_seconds=0.3 if not quick else 1.0, kill_every_seconds=3.0,
+                          storm_seconds=600 if not quick else 45,
                           settle_seconds=120 if quick else 900),
         "down5": Scenario("down5", worksets=small, step_seconds=2.0,
                           faults=[(4.0, "down"), (9.0, "up")]),
@@ -31,9 +32,9 @@ def scenarios(quick: bool) -> dict[str, Scenario]:
                                      (26.0 if not quick else 12.0, {"*": 0.2}),
                                      (40.0 if not quick else 20.0, {})]),
         "caps": Scenario("caps", worksets=small, monitors=3, slots=4, step_seconds=3.0,
-                         global_max=5),
+                         global_max=5, settle_seconds=180),
         "skew": Scenario("skew", worksets=small, monitors=3, step_seconds=4.0,
-                         lease_seconds=3.0, skews=[60.0, -60.0, 0.0]),
+                         lease_seconds=3.0, skews=[60.0, -60.0, 0.0], settle_seconds=180),
         "sns_down": Scenario("sns_down", worksets=small if quick else 340, step_seconds=0.1,
                              sns_down=True),
     }

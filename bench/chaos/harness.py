@@ -53,6 +53,7 @@ class Scenario:
     lease_seconds: float = 3.0
     heartbeat_seconds: float = 1.0
     kill_every_seconds: float = 0.0
+    storm_seconds: float = 0.0  # how long the kill storm lasts, from the start
     faults: list[tuple[float, Any]] = field(default_factory=list)
     global_max: int = 0
     skews: list[float] = field(default_factory=list)
@@ -98,12 +99,16 @@ class _Monitors:
     def __init__(self, base: dict[str, Any], sc: Scenario, logs: Path) -> None:
         self.base, self.sc, self.logs = base, sc, logs
         self.procs: list[subprocess.Popen[bytes] | None] = [None] * sc.monitors
+        self.ids = [""] * sc.monitors
+        self.started = 0
         self.exits = 0
         self.kills = 0
 
     def start(self, i: int) -> None:
         spec = json.loads(json.dumps(self.base))
-        spec["settings"]["monitor"]["monitor_id"] = f"m{i}"
+        self.started += 1
+        self.ids[i] = f"m{i}.{self.started}"  # a restarted daemon is a new process, a new id
+        spec["settings"]["monitor"]["monitor_id"] = self.ids[i]
         skew = self.sc.skews[i] if i < len(self.sc.skews) else 0.0
         log = open(self.logs / f"m{i}.log", "ab")  # noqa: SIM115 - the child keeps it
         self.procs[i] = subprocess.Popen(
@@ -118,14 +123,19 @@ class _Monitors:
                 self.exits += 1
                 self.start(i)
 
-    def kill_one(self, rng: random.Random) -> None:
-        i = rng.randrange(len(self.procs))
+    def kill_one(self, rng: random.Random, owners: set[str]) -> bool:
+        """kill -9 a monitor that owns work right now (and start a new one in its place)."""
+        busy = [i for i, mid in enumerate(self.ids) if mid in owners]
+        if not busy:
+            return False
+        i = rng.choice(busy)
         proc = self.procs[i]
         if proc is not None and proc.poll() is None:
             proc.kill()
             proc.wait()
             self.kills += 1
         self.start(i)
+        return True
 
     def stop(self) -> None:
         for proc in self.procs:
@@ -206,7 +216,7 @@ def run_scenario(sc: Scenario, *, verbose: bool = False) -> Figures:
             for i in range(sc.monitors):
                 mons.start(i)
             faults = sorted(sc.faults, key=lambda f: f[0])
-            faults_end = faults[-1][0] if faults else 0.0
+            faults_end = max(faults[-1][0] if faults else 0.0, sc.storm_seconds)
             next_kill = sc.kill_every_seconds or None
             deadline = start + faults_end + sc.settle_seconds
             active: set[str] = set(ids)
@@ -214,17 +224,18 @@ def run_scenario(sc: Scenario, *, verbose: bool = False) -> Figures:
                 elapsed = time.monotonic() - start
                 while faults and faults[0][0] <= elapsed:
                     _apply(proxy, faults.pop(0)[1])
-                if next_kill and elapsed >= next_kill and active:
-                    mons.kill_one(rng)
-                    next_kill += sc.kill_every_seconds
                 mons.check()
                 recs = store.many(sorted(active)[:100]) if active else {}
+                if next_kill and elapsed >= next_kill and elapsed < sc.storm_seconds:
+                    owners = {r.owner for r in recs.values() if r.owner}
+                    if mons.kill_one(rng, owners):
+                        next_kill += sc.kill_every_seconds
                 for wid, rec in recs.items():
                     if rec.state in S.TERMINAL:
                         active.discard(wid)
                     if sc.sns_down:
                         fig.max_item_bytes = max(fig.max_item_bytes, _item_bytes(store, wid))
-                if not active and not faults:
+                if not active and not faults and elapsed >= faults_end:
                     fig.drain_seconds = time.monotonic() - start
                     break
                 time.sleep(0.2)

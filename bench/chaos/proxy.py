@@ -44,6 +44,13 @@ def throttle_response(service: str, json_protocol: bool) -> tuple[int, dict[str,
         b"<Message>injected</Message></Error></ErrorResponse>")
 
 
+class _QuietServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client killed mid-request (kill -9 storms) is expected: say nothing."""
+
+
 class FaultProxy:
     """``share`` maps service -> fraction of its calls throttled (``"*"`` for every service).
     ``down()``/``up()`` close and reopen the listening socket: clients get ECONNREFUSED."""
@@ -80,8 +87,7 @@ class FaultProxy:
 
             do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _any
 
-        server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        server.daemon_threads = True
+        server = _QuietServer(("127.0.0.1", self.port), Handler)
         self.port = server.server_address[1]
         threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
                          daemon=True).start()
@@ -121,9 +127,9 @@ class FaultProxy:
         for key, value in headers.items():
             if key.lower() not in HOP_BY_HOP:
                 req.send_header(key, value)
-        length = {k.lower(): v for k, v in headers.items()}.get("content-length") \
+        size = {k.lower(): v for k, v in headers.items()}.get("content-length") \
             if req.command == "HEAD" else None  # a HEAD tells the object's size, sends none
-        req.send_header("Content-Length", length or str(len(payload)))
+        req.send_header("Content-Length", size or str(len(payload)))
         req.send_header("Connection", "close")
         req.end_headers()
         if req.command != "HEAD":
