@@ -17,6 +17,7 @@ from typing import Any
 from urllib.parse import unquote_plus
 
 from daylib.aws import describe
+from daylib.config import Settings
 from daylib.errors import AwsError
 
 log = logging.getLogger(__name__)
@@ -144,5 +145,24 @@ def resolve_queue_url(sqs: Any, name: str) -> str | None:
         raise err from exc
 
 
+def intake_queue_for(sqs: Any, settings: Settings) -> IntakeQueue | None:
+    """The configured intake queue, or None (listing only) when it is off or missing."""
+    cfg = settings.intake
+    if not cfg.enabled:
+        return None
+    try:
+        url = cfg.queue_url or resolve_queue_url(sqs, cfg.queue_name)
+    except AwsError as exc:
+        log.warning("intake queue %r cannot be looked up (%s); listing only", cfg.queue_name,
+                    exc)
+        return None
+    if url is None:
+        log.info("no intake queue %r (run `daylily-workset init`); listing every %.0f s",
+                 cfg.queue_name, settings.monitor.discovery_seconds)
+        return None
+    return IntakeQueue(sqs, url, settings.storage.bucket, settings.storage.prefix,
+                       wait_seconds=cfg.wait_seconds, batch_size=cfg.batch_size)
+
+
 __all__ = ["AwsError", "IntakeQueue", "Message", "ensure_intake", "folders_in",
-           "resolve_queue_url"]
+           "intake_queue_for", "resolve_queue_url"]
