@@ -16,12 +16,15 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote_plus
 
+from daylib import spec as sp
 from daylib.aws import describe
 from daylib.config import Settings
 from daylib.errors import AwsError
 
 log = logging.getLogger(__name__)
 RETRY = "refused"
+# Only these files can make a folder registrable; a FASTQ or result landing changes nothing.
+TRIGGERS = frozenset({sp.WORK_FILE, sp.STAGE_FILE, sp.READY_FILE})
 
 
 @dataclass(frozen=True)
@@ -31,8 +34,9 @@ class Message:
 
 
 def folders_in(body: str, bucket: str, prefix: str) -> tuple[str, ...]:
-    """The workset folders an S3 event body touches (``s3:TestEvent`` and other buckets and
-    prefixes touch none). Keys are URL-encoded in events; moto encodes '/' too."""
+    """The workset folders an S3 event body makes worth a look: those whose spec, sample
+    sheet or ready gate was written (``s3:TestEvent``, other buckets and prefixes, FASTQs and
+    results touch none). Keys are URL-encoded in events; moto encodes '/' too."""
     try:
         doc = json.loads(body)
     except ValueError:
@@ -48,8 +52,8 @@ def folders_in(body: str, bucket: str, prefix: str) -> tuple[str, ...]:
         key = unquote_plus(str(s3.get("object", {}).get("key", "")))
         if not key.startswith(prefix):
             continue
-        name, sep, _ = key[len(prefix):].partition("/")
-        if sep and name and name not in found:
+        name, sep, rest = key[len(prefix):].partition("/")
+        if sep and name and rest in TRIGGERS and name not in found:
             found.append(name)
     return tuple(found)
 
