@@ -23,7 +23,7 @@ from daylib import states as S
 from daylib.aws import AwsClients, describe, is_missing_resource
 from daylib.config import PRIORITIES, Settings, load_settings
 from daylib.dlq import DeadLetterQueue, ensure_queue, queue_for
-from daylib.errors import AwsError, ConfigError, DaylibError, UserError
+from daylib.errors import AwsError, ConfigError, DaylibError, NotFound, UserError
 from daylib.executors.base import Executor
 from daylib.notify import ensure_topic, topic_for
 from daylib.outbox import Outbox
@@ -234,6 +234,14 @@ def cmd_init(ctx: Context, args: argparse.Namespace) -> int:
     if st.dlq.enabled and not st.dlq.queue_url:
         url, created["queue"] = ensure_queue(ctx.clients.client("sqs"), st.dlq.queue_name)
         names["queue"] = out["queue_url"] = url
+    if st.intake.enabled and not st.intake.queue_url:
+        from daylib.intake_events import ensure_intake, resolve_queue_url
+
+        sqs = ctx.clients.client("sqs")
+        created["intake"] = resolve_queue_url(sqs, st.intake.queue_name) is None
+        names["intake"] = out["intake_queue_url"] = ensure_intake(
+            sqs, ctx.clients.client("s3"), st.storage.bucket, st.storage.prefix,
+            st.intake.queue_name)
     ctx.emit({"created": created, **out},
              "\n".join(f"{k:7} {'created' if v else 'exists '}  {names[k]}"
                        for k, v in created.items()))
@@ -241,10 +249,44 @@ def cmd_init(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def cmd_submit(ctx: Context, args: argparse.Namespace) -> int:
+    ctx.notifier  # noqa: B018 - attaches the outbox, so the registered event is recorded
     done = control.submit(Path(args.file), ctx.settings, ctx.s3, workset_id=args.id,
-                          priority=args.priority, cluster=args.cluster)
+                          priority=args.priority, cluster=args.cluster, store=ctx.store,
+                          actor=ctx.actor)
+    for warning in done.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    if not done.registered:
+        print(f"warning: {done.workset_id} uploaded, not registered yet "
+              f"({done.not_registered_why}); a monitor will register it", file=sys.stderr)
     ctx.emit({"workset_id": done.workset_id, "uri": done.uri, "format": done.format,
-              "samples": done.samples}, done.workset_id)
+              "samples": done.samples, "registered": done.registered,
+              "warnings": done.warnings}, done.workset_id)
+    if not args.wait:
+        return RET_OK
+    from daylib.follow import follow
+
+    rec = follow(ctx.store, done.workset_id, lambda line: print(line, file=sys.stderr),
+                 poll_seconds=args.poll_seconds)
+    if rec is not None and rec.state == S.COMPLETE:
+        return RET_OK
+    raise UserError(f"workset {done.workset_id} ended "
+                    f"{rec.state if rec else 'unregistered'}"
+                    + (f": {rec.error}" if rec is not None and rec.error else ""))
+
+
+def cmd_validate(ctx: Context, args: argparse.Namespace) -> int:
+    from daylib.validate import check_local
+
+    ws, issues = check_local(Path(args.path), ctx.settings)
+    for warning in ws.warnings if ws else []:
+        print(f"warning: {warning}", file=sys.stderr)
+    problems = [str(i) for i in issues]
+    text = "\n".join(problems) if issues or ws is None else \
+        f"{args.path}: ok ({ws.format} format, {len(ws.samples)} samples)"
+    ctx.emit({"ok": not issues, "problems": problems, "warnings": ws.warnings if ws else []},
+             text)
+    if issues:
+        raise UserError(f"{args.path}: {len(issues)} problem(s)")
     return RET_OK
 
 
@@ -334,12 +376,40 @@ def cmd_show(ctx: Context, args: argparse.Namespace) -> int:
     from daylib import steplogs
     from daylib.report import step_seconds
 
-    rec = ctx.store.require(args.id)
+    rec = ctx.store.get(args.id)
+    if rec is None:
+        return _show_unregistered(ctx, args.id)
+    warnings = _warnings(rec)
     extra = {"step_seconds": step_seconds(rec.history),
              "attempt_of": f"attempt {rec.attempt} of "
                            f"{rec.attempt_base + rec.max_retries}",
-             "logs_uri": steplogs.folder_uri(ctx.settings, rec.workset_id)}
-    ctx.emit(_iso_times(rec.public()) | extra, format_show(rec, extra))
+             "logs_uri": steplogs.folder_uri(ctx.settings, rec.workset_id),
+             "warnings": warnings}
+    ctx.emit(_iso_times(rec.public()) | extra,
+             format_show(rec, extra) + "".join(f"\nwarning: {w}" for w in warnings))
+    return RET_OK
+
+
+def _warnings(rec: WorksetRecord) -> list[str]:
+    from daylib.spec import Workset
+
+    try:
+        return Workset.model_validate_json(rec.spec_json).warnings if rec.spec_json else []
+    except ValueError:
+        return []
+
+
+def _show_unregistered(ctx: Context, workset_id: str) -> int:
+    from daylib.spec import WORK_FILE, is_valid_id
+
+    st = ctx.settings.storage
+    prefix = f"{st.prefix}{workset_id}/"
+    if not is_valid_id(workset_id) or WORK_FILE not in ctx.s3.files(st.bucket, prefix):
+        raise NotFound(f"no workset {workset_id!r}")
+    uri = f"s3://{st.bucket}/{prefix}"
+    ctx.emit({"workset_id": workset_id, "state": None, "registered": False, "s3_uri": uri,
+              "status": "uploaded, not registered yet"},
+             f"{workset_id}: uploaded, not registered yet ({uri})")
     return RET_OK
 
 
@@ -528,9 +598,12 @@ def cmd_monitor(ctx: Context, args: argparse.Namespace) -> int:
         settings.monitor.cluster = args.cluster
     if args.executor:
         settings.monitor.executor = args.executor
+    from daylib.intake_events import intake_queue_for
+
     monitor = Monitor(settings, ctx.store, ctx.s3, build_executor(settings),
                       notifier=ctx.notifier, step_env=ctx.clients.subprocess_env(),
-                      region=ctx.clients.region)
+                      region=ctx.clients.region,
+                      intake_queue=intake_queue_for(ctx.clients.client("sqs"), settings))
     monitor.install_signal_handlers()
     code = monitor.run(once=args.once)
     if ctx.as_json:
@@ -628,6 +701,13 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--id", help="workset id (default: folder name, or generated)")
     sp.add_argument("--priority", choices=PRIORITIES)
     sp.add_argument("--cluster", help="preferred cluster")
+    sp.add_argument("--wait", action="store_true",
+                    help="follow the workset to its end; exit 1 unless it completes")
+    sp.add_argument("--poll-seconds", type=float, default=2.0, help=argparse.SUPPRESS)
+    sp = add("validate", cmd_validate, "every local check of a workset file or folder; "
+             "exit 1 listing all problems")
+    sp.add_argument("path", help="daylily_work.yaml, or a workset folder")
+
     def watch_opts(sp: argparse.ArgumentParser) -> None:
         sp.add_argument("--watch", action="store_true", help="refresh until Ctrl-C")
         sp.add_argument("--interval", type=float, default=2.0, help="seconds between refreshes")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import secrets
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +15,8 @@ from daylib import spec as sp
 from daylib import states as S
 from daylib.config import PRIORITIES, Settings
 from daylib.dlq import DeadLetterQueue
-from daylib.errors import IllegalTransition, SpecError, UserError
-from daylib.intake import load_folder
+from daylib.errors import DaylibError, IllegalTransition, SpecError, UserError
+from daylib.intake import Intake, load_folder
 from daylib.s3 import S3Objects
 from daylib.store.dynamodb import DynamoStore
 from daylib.store.records import WorksetRecord
@@ -33,11 +33,16 @@ class Submitted:
     uri: str
     format: str
     samples: int
+    registered: bool = False
+    warnings: list[str] = field(default_factory=list)
+    not_registered_why: str = ""
 
 
 def submit(path: Path, settings: Settings, s3: S3Objects, *, workset_id: str | None = None,
-           priority: str | None = None, cluster: str | None = None) -> Submitted:
-    """Validate locally (spec and FASTQs in S3), then upload; the monitor picks it up."""
+           priority: str | None = None, cluster: str | None = None,
+           store: DynamoStore | None = None, actor: str = "submit") -> Submitted:
+    """Validate locally (spec and FASTQs in S3), upload, then register it in ``store`` with
+    the monitor's own idempotent conditional write, so it is visible at once."""
     if not path.exists():
         raise UserError(f"{path}: no such file or directory")
     folder = path if path.is_dir() else None
@@ -47,9 +52,11 @@ def submit(path: Path, settings: Settings, s3: S3Objects, *, workset_id: str | N
     wid = workset_id or (folder.name if folder else new_id())
     if not sp.is_valid_id(wid):
         raise UserError(f"{wid!r} is not a valid workset id (3-64 letters, digits, '_' or '-')")
-    text = work_file.read_text()
+    text: str | bytes = work_file.read_bytes()
     if priority or cluster:
-        doc = yaml.safe_load(text)
+        doc, problems = sp.load_yaml_limited(text, settings, sp.WORK_FILE)
+        if problems:
+            raise UserError(f"{work_file}: {SpecError(problems)}")
         if not isinstance(doc, dict):
             raise UserError(f"{work_file}: must be a YAML mapping")
         if priority:
@@ -61,7 +68,7 @@ def submit(path: Path, settings: Settings, s3: S3Objects, *, workset_id: str | N
                 doc else "preferred_cluster"] = cluster
         text = yaml.safe_dump(doc, sort_keys=False)
     tsv_path = folder / sp.STAGE_FILE if folder else None
-    tsv = tsv_path.read_text() if tsv_path and tsv_path.is_file() else None
+    tsv = tsv_path.read_bytes() if tsv_path and tsv_path.is_file() else None
     try:
         ws = sp.parse_workset(wid, text, settings, stage_tsv=tsv)
         check_inputs(ws, s3, settings, local=_local_files(folder, settings, wid))
@@ -76,10 +83,21 @@ def submit(path: Path, settings: Settings, s3: S3Objects, *, workset_id: str | N
             rel = item.relative_to(folder).as_posix()
             if item.is_file() and rel not in (sp.WORK_FILE, sp.READY_FILE):
                 s3.upload(item, f"s3://{bucket}/{prefix}{rel}")
-    s3.put_text(bucket, prefix + sp.WORK_FILE, text)
+    s3.put_bytes(bucket, prefix + sp.WORK_FILE, text if isinstance(text, bytes) else
+                 text.encode())
     if ws.format == "daylily":
         s3.put_text(bucket, prefix + sp.READY_FILE, "")
-    return Submitted(wid, f"s3://{bucket}/{prefix}", ws.format, len(ws.samples))
+    done = Submitted(wid, f"s3://{bucket}/{prefix}", ws.format, len(ws.samples),
+                     warnings=list(ws.warnings))
+    if store is not None:
+        try:
+            outcome = Intake(s3, store, settings, actor).consider(wid)
+        except DaylibError as exc:
+            outcome = str(exc)
+        done.registered = outcome in ("registered", "known")
+        if not done.registered:
+            done.not_registered_why = outcome
+    return done
 
 
 def _local_files(folder: Path | None, settings: Settings, wid: str) -> dict[str, Path]:

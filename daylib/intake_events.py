@@ -16,11 +16,15 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote_plus
 
+from daylib import spec as sp
 from daylib.aws import describe
+from daylib.config import Settings
 from daylib.errors import AwsError
 
 log = logging.getLogger(__name__)
 RETRY = "refused"
+# Only these files can make a folder registrable; a FASTQ or result landing changes nothing.
+TRIGGERS = frozenset({sp.WORK_FILE, sp.STAGE_FILE, sp.READY_FILE})
 
 
 @dataclass(frozen=True)
@@ -30,8 +34,9 @@ class Message:
 
 
 def folders_in(body: str, bucket: str, prefix: str) -> tuple[str, ...]:
-    """The workset folders an S3 event body touches (``s3:TestEvent`` and other buckets and
-    prefixes touch none). Keys are URL-encoded in events; moto encodes '/' too."""
+    """The workset folders an S3 event body makes worth a look: those whose spec, sample
+    sheet or ready gate was written (``s3:TestEvent``, other buckets and prefixes, FASTQs and
+    results touch none). Keys are URL-encoded in events; moto encodes '/' too."""
     try:
         doc = json.loads(body)
     except ValueError:
@@ -47,8 +52,8 @@ def folders_in(body: str, bucket: str, prefix: str) -> tuple[str, ...]:
         key = unquote_plus(str(s3.get("object", {}).get("key", "")))
         if not key.startswith(prefix):
             continue
-        name, sep, _ = key[len(prefix):].partition("/")
-        if sep and name and name not in found:
+        name, sep, rest = key[len(prefix):].partition("/")
+        if sep and name and rest in TRIGGERS and name not in found:
             found.append(name)
     return tuple(found)
 
@@ -144,5 +149,24 @@ def resolve_queue_url(sqs: Any, name: str) -> str | None:
         raise err from exc
 
 
+def intake_queue_for(sqs: Any, settings: Settings) -> IntakeQueue | None:
+    """The configured intake queue, or None (listing only) when it is off or missing."""
+    cfg = settings.intake
+    if not cfg.enabled:
+        return None
+    try:
+        url = cfg.queue_url or resolve_queue_url(sqs, cfg.queue_name)
+    except AwsError as exc:
+        log.warning("intake queue %r cannot be looked up (%s); listing only", cfg.queue_name,
+                    exc)
+        return None
+    if url is None:
+        log.info("no intake queue %r (run `daylily-workset init`); listing every %.0f s",
+                 cfg.queue_name, settings.monitor.discovery_seconds)
+        return None
+    return IntakeQueue(sqs, url, settings.storage.bucket, settings.storage.prefix,
+                       wait_seconds=cfg.wait_seconds, batch_size=cfg.batch_size)
+
+
 __all__ = ["AwsError", "IntakeQueue", "Message", "ensure_intake", "folders_in",
-           "resolve_queue_url"]
+           "intake_queue_for", "resolve_queue_url"]

@@ -8,6 +8,7 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from daylib import spec as sp
 from daylib.config import Settings
 from daylib.errors import AwsError, Issue, SpecError
 from daylib.policy import transient_aws_code
@@ -61,3 +62,36 @@ def _head(s3: S3Objects, uri: str, local: dict[str, Path]) -> Head:
 
 def ws_lanes(lanes: list[Lane]) -> list[list[tuple[str, str]]]:
     return [[("R1", lane.r1)] + ([("R2", lane.r2)] if lane.r2 else []) for lane in lanes]
+
+
+def check_local(path: Path, settings: Settings, workset_id: str = "ws-validate"
+                ) -> tuple[Workset | None, list[Issue]]:
+    """``validate PATH``: every check that needs no AWS, all problems at once. A folder's
+    FASTQs given as keys relative to it must exist there and not be empty."""
+    folder = path if path.is_dir() else None
+    work_file = folder / sp.WORK_FILE if folder else path
+    if not work_file.is_file():
+        return None, [Issue(str(work_file), "does not exist")]
+    wid = folder.name if folder and sp.is_valid_id(folder.name) else workset_id
+    tsv_path = folder / sp.STAGE_FILE if folder else None
+    tsv = tsv_path.read_bytes() if tsv_path and tsv_path.is_file() else None
+    try:
+        ws = sp.parse_workset(wid, work_file.read_bytes(), settings, stage_tsv=tsv)
+    except SpecError as exc:
+        return None, exc.issues
+    if folder is None:
+        return ws, []
+    base = sp.folder_uri(settings, wid)
+    issues = []
+    for sample in ws.samples:
+        for n, lane in enumerate(ws_lanes(sample.lanes), start=1):
+            for read, uri in lane:
+                if not uri.startswith(base):
+                    continue
+                local = folder / uri[len(base):]
+                where = f"sample {sample.sample_id} lane {n} {read}"
+                if not local.is_file():
+                    issues.append(Issue(where, f"{local} does not exist"))
+                elif local.stat().st_size == 0:
+                    issues.append(Issue(where, f"{local} is empty"))
+    return ws, bounded(issues)

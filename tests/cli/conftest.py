@@ -129,6 +129,7 @@ def _build(server: MotoServer, workdir: Path, **overrides: str) -> CliEnv:
         # topics and queues are account-wide: each deployment gets its own
         "DAYLILY_NOTIFY__TOPIC_NAME": f"events-{table}",
         "DAYLILY_DLQ__QUEUE_NAME": f"dlq-{table}",
+        "DAYLILY_INTAKE__QUEUE_NAME": f"intake-{table}",
         **overrides,
     }
     return CliEnv(server.endpoint_url, table, bucket, workdir, env)

@@ -75,7 +75,7 @@ def test_init_is_idempotent(make_env: EnvFactory) -> None:
     data = env.json("init")
     assert data["table"] == env.table and data["bucket"] == env.bucket
     assert data["created"] == {"table": False, "bucket": False, "topic": False,
-                               "queue": False}
+                               "queue": False, "intake": False}
     env.s3.head_bucket(Bucket=env.bucket)
     assert data["topic_arn"].endswith(f":events-{env.table}")
     assert data["queue_url"].endswith(f"/dlq-{env.table}")

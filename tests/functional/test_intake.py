@@ -236,3 +236,28 @@ def test_registration_that_cannot_be_stored_keeps_the_message(env: Env) -> None:
     attrs = queue.sqs.get_queue_attributes(QueueUrl=queue.queue_url, AttributeNames=[
         "ApproximateNumberOfMessagesNotVisible"])["Attributes"]
     assert int(attrs["ApproximateNumberOfMessagesNotVisible"]) >= 1
+
+
+def test_a_stalled_listing_does_not_block_claiming(env: Env) -> None:
+    """The reconciliation listing runs in its own thread: while it hangs, registered work is
+    still claimed and run."""
+    mon = env.monitor()
+    release = threading.Event()
+    entered = threading.Event()
+    real = mon.intake.listing
+
+    def stalled() -> dict[str, frozenset[tuple[str, int]]]:
+        entered.set()
+        release.wait(60)
+        return real()
+
+    mon.intake.listing = stalled  # type: ignore[method-assign]
+    try:
+        with _running(mon):
+            assert entered.wait(30)
+            env.upload("ws-direct")
+            mon.intake.consider("ws-direct")  # what an S3 event would do
+            env.wait_for(lambda: env.at("ws-direct", S.COMPLETE))
+            assert not release.is_set()  # the listing was still hanging throughout
+    finally:
+        release.set()
