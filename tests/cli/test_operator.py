@@ -294,6 +294,7 @@ def test_list_pages_through_250_worksets(make_env: EnvFactory) -> None:
     assert ids("--since", since, "--until", until) == [f"pg-{i:03d}" for i in
                                                        range(209, 199, -1)]
     assert ids("--since", "1h") == []
+    assert ids("--since", until, "--until", since) == []  # an empty range, not an error
     for bad in (("--limit", "0"), ("--limit", "-3")):
         res = env.run("list", *bad)
         assert res.returncode == 2 and "--limit" in res.stderr
