@@ -98,7 +98,11 @@ def main() -> int:
         store.set_paused(False, actor="bench")
         busy = window(proc.pid, args.seconds)
         depth = store.queue_depth()
-        busy["worksets_completed"] = depth.states[S.COMPLETE] - done_before
+        completed = depth.states[S.COMPLETE] - done_before
+        busy["worksets_completed"] = completed
+        if completed:
+            cpu = busy["cpu_seconds_per_minute"] * busy["seconds"] / 60
+            busy["cpu_seconds_per_workset"] = round(cpu / completed, 3)
         emf_lines = sum(1 for line in (Path(work) / "monitor.stderr").read_text().splitlines()
                         if '"_aws"' in line)
         print_json({"table_worksets": depth.total, "load_seconds": round(loaded, 1),

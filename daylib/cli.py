@@ -27,6 +27,7 @@ from daylib.errors import AwsError, ConfigError, DaylibError, NotFound, UserErro
 from daylib.executors.base import Executor
 from daylib.notify import ensure_topic, topic_for
 from daylib.outbox import Outbox
+from daylib.progress import reporter
 from daylib.s3 import S3Objects
 from daylib.store.dynamodb import DynamoStore
 from daylib.store.records import QueueDepth, WorksetRecord, utc_iso
@@ -252,7 +253,7 @@ def cmd_submit(ctx: Context, args: argparse.Namespace) -> int:
     ctx.notifier  # noqa: B018 - attaches the outbox, so the registered event is recorded
     done = control.submit(Path(args.file), ctx.settings, ctx.s3, workset_id=args.id,
                           priority=args.priority, cluster=args.cluster, store=ctx.store,
-                          actor=ctx.actor)
+                          actor=ctx.actor, progress=reporter())
     for warning in done.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     if not done.registered:
@@ -498,7 +499,8 @@ def cmd_clusters(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def cmd_retry(ctx: Context, args: argparse.Namespace) -> int:
-    rec = control.retry(ctx.store, ctx.s3, ctx.settings, args.id, ctx.actor)
+    rec = control.retry(ctx.store, ctx.s3, ctx.settings, args.id, ctx.actor,
+                        keep_overrides=not args.reset_overrides)
     if rec.intake_error:
         log.warning("workset %s: its daylily_work.yaml is still invalid and will fail again: %s",
                     rec.workset_id, rec.intake_error)
@@ -549,7 +551,7 @@ def cmd_dlq_redrive(ctx: Context, args: argparse.Namespace) -> int:
     else:
         ids = list(args.ids)
     results, deleted = control.redrive(ctx.store, ctx.s3, ctx.settings, ctx.dlq, ids,
-                                       ctx.actor)
+                                       ctx.actor, progress=reporter())
     unknown = [r for r in results if r.outcome == "unknown"]
     data = {"redriven": [r.workset_id for r in results if r.outcome == "redriven"],
             "unchanged": [r.workset_id for r in results if r.outcome == "unchanged"],
@@ -739,8 +741,12 @@ def build_parser() -> argparse.ArgumentParser:
              "(source <(daylily-workset completion))")
     for name, fn, help_ in (("show", cmd_show, "one workset in detail"),
                             ("cancel", cmd_cancel, "cancel a workset"),
-                            ("retry", cmd_retry, "retry a failed, retrying or cancelled workset")):
+                            ("retry", cmd_retry, "retry a failed, retrying or cancelled workset "
+                             "(keeps the priority and affinity an operator set)")):
         add(name, fn, help_).add_argument("id")
+    sub.choices["retry"].add_argument(
+        "--reset-overrides", action="store_true",
+        help="take priority and affinity from the workset's YAML again")
     sp = add("affinity", cmd_affinity, "route a workset that has not started to a cluster")
     sp.add_argument("id")
     sp.add_argument("cluster")

@@ -17,6 +17,7 @@ from daylib.config import PRIORITIES, Settings
 from daylib.dlq import DeadLetterQueue
 from daylib.errors import DaylibError, IllegalTransition, SpecError, UserError
 from daylib.intake import Intake, load_folder
+from daylib.progress import Progress, human_bytes, quiet
 from daylib.s3 import S3Objects
 from daylib.store.dynamodb import DynamoStore
 from daylib.store.records import WorksetRecord
@@ -40,7 +41,8 @@ class Submitted:
 
 def submit(path: Path, settings: Settings, s3: S3Objects, *, workset_id: str | None = None,
            priority: str | None = None, cluster: str | None = None,
-           store: DynamoStore | None = None, actor: str = "submit") -> Submitted:
+           store: DynamoStore | None = None, actor: str = "submit",
+           progress: Progress = quiet) -> Submitted:
     """Validate locally (spec and FASTQs in S3), upload, then register it in ``store`` with
     the monitor's own idempotent conditional write, so it is visible at once."""
     if not path.exists():
@@ -79,10 +81,13 @@ def submit(path: Path, settings: Settings, s3: S3Objects, *, workset_id: str | N
         raise UserError(f"workset {wid} already exists at s3://{bucket}/{prefix}; "
                         "choose another --id")
     if folder:
-        for item in sorted(folder.rglob("*")):
-            rel = item.relative_to(folder).as_posix()
-            if item.is_file() and rel not in (sp.WORK_FILE, sp.READY_FILE):
-                s3.upload(item, f"s3://{bucket}/{prefix}{rel}")
+        files = [(f, f.relative_to(folder).as_posix()) for f in sorted(folder.rglob("*"))
+                 if f.is_file()]
+        files = [(f, rel) for f, rel in files if rel not in (sp.WORK_FILE, sp.READY_FILE)]
+        for n, (item, rel) in enumerate(files, start=1):
+            progress(n - 1, len(files), f"uploading {rel} ({human_bytes(item.stat().st_size)})")
+            s3.upload(item, f"s3://{bucket}/{prefix}{rel}")
+            progress(n, len(files), f"uploaded {rel}")
     s3.put_bytes(bucket, prefix + sp.WORK_FILE, text if isinstance(text, bytes) else
                  text.encode())
     if ws.format == "daylily":
@@ -122,10 +127,11 @@ RETRYABLE_FROM = (S.FAILED, S.RETRYING, S.CANCELLED)
 
 def retry(store: DynamoStore, s3: S3Objects, settings: Settings, workset_id: str,
           actor: str, *, only_from: tuple[str, ...] = RETRYABLE_FROM,
-          fresh_budget: bool = False, reason: str = "retry requested by operator"
-          ) -> WorksetRecord:
+          fresh_budget: bool = False, reason: str = "retry requested by operator",
+          keep_overrides: bool = True) -> WorksetRecord:
     """Back to ``ready`` from failed/retrying/cancelled, resuming from the failed step. The
-    spec is read again from S3, so a fixed ``daylily_work.yaml`` takes effect.
+    spec is read again from S3, so a fixed ``daylily_work.yaml`` takes effect, except for
+    what an operator set since (priority, affinity) unless ``keep_overrides`` is False.
     ``fresh_budget``: automatic retries are counted again from this attempt (redrive)."""
     store.require(workset_id)
     loaded = load_folder(s3, settings, workset_id, ignore_gates=True)
@@ -143,9 +149,24 @@ def retry(store: DynamoStore, s3: S3Objects, settings: Settings, workset_id: str
                                     "worksets can be " + ("redriven" if fresh_budget
                                                           else "retried"))
         budget = {"attempt_base": rec.attempt + 1} if fresh_budget else {}
+        kept = _operator_overrides(rec) if keep_overrides else {}
         return S.READY, {"attempt": rec.attempt + 1, "retry_at": None, "error": None,
-                         "error_category": None, "error_rule": None, **budget, **fresh}
+                         "error_category": None, "error_rule": None, **budget, **fresh,
+                         **kept}
     return store.edit(workset_id, change, actor=actor, reason=reason)
+
+
+def _operator_overrides(rec: WorksetRecord) -> dict[str, Any]:
+    """The priority and affinity an operator set (as the history records), which a retry
+    must not silently undo by re-reading the YAML."""
+    reasons = [h.get("reason") or "" for h in rec.history]
+    kept: dict[str, Any] = {}
+    if any(r.startswith("priority set to ") for r in reasons):
+        kept["priority"] = rec.priority
+    if any(r.startswith("affinity set to ") for r in reasons):
+        kept["preferred_cluster"] = rec.preferred_cluster
+        kept["routing"] = rec.routing
+    return kept
 
 
 @dataclass
@@ -161,14 +182,17 @@ class Redriven:
 
 
 def redrive(store: DynamoStore, s3: S3Objects, settings: Settings, dlq: DeadLetterQueue | None,
-            ids: list[str], actor: str) -> tuple[list[Redriven], int]:
+            ids: list[str], actor: str, progress: Progress = quiet
+            ) -> tuple[list[Redriven], int]:
     """Dead-lettered worksets back to ``ready`` with a fresh retry budget, then their DLQ
     messages deleted. Store first (conditional: only from ``failed``), queue second, so a
     repeat after any interruption finishes the job and changes nothing else. Returns the
     per-id results and how many messages were deleted."""
     results: list[Redriven] = []
     upto: dict[str, int] = {}  # delete messages of events up to this seq (not newer ones)
-    for wid in dict.fromkeys(ids):
+    unique = list(dict.fromkeys(ids))
+    for n, wid in enumerate(unique, start=1):
+        progress(n, len(unique), f"redriving {wid}")
         rec = store.get(wid)
         if rec is None:
             results.append(Redriven(wid, "unknown", f"no workset {wid!r}"))

@@ -526,7 +526,7 @@ class Monitor:
             started = time.monotonic()
             ref = self._launch(run, req)
             outcome = self.executor.wait(ref, req, run.stop)
-            if not run.handing_back:
+            if not run.handing_back and outcome.state != "RUNNING":
                 self._step_ended(req, outcome, time.monotonic() - started)
             if run.lost:
                 self._after_lost(run, ref, outcome)

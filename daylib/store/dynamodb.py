@@ -464,6 +464,8 @@ class DynamoStore:
         cond = "done_state = :s"
         values: dict[str, Any] = {":s": {"S": state}}
         if before is not None and since is not None:
+            if since > before:
+                return  # an empty range (BETWEEN would be a ValidationException)
             cond += " AND created_key BETWEEN :lo AND :hi"
             values.update({":lo": {"S": since}, ":hi": {"S": before}})
         elif before is not None:

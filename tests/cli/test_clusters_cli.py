@@ -35,7 +35,8 @@ def test_clusters_lists_registered_clusters_and_stacks(cli_env: CliEnv) -> None:
     env = cli_env
     text, empty = env.run_many(("clusters",), ("clusters", "--json"))
     assert text.returncode == 0 and "no clusters" in text.stdout, text
-    assert json.loads(empty.stdout) == {"clusters": []}
+    assert json.loads(empty.stdout) == {"clusters": [], "paused": False, "pause_reason": None,
+                                        "paused_by": None}
 
     started = time.time()
     _monitor(env, "alpha")

@@ -294,6 +294,7 @@ def test_list_pages_through_250_worksets(make_env: EnvFactory) -> None:
     assert ids("--since", since, "--until", until) == [f"pg-{i:03d}" for i in
                                                        range(209, 199, -1)]
     assert ids("--since", "1h") == []
+    assert ids("--since", until, "--until", since) == []  # an empty range, not an error
     for bad in (("--limit", "0"), ("--limit", "-3")):
         res = env.run("list", *bad)
         assert res.returncode == 2 and "--limit" in res.stderr
@@ -457,3 +458,50 @@ def test_actor_falls_back_to_the_os_user(cli_env: CliEnv, tmp_path: Path) -> Non
     assert res.returncode == 0, res.stderr
     actor = cli_env.show("act-1")["history"][-1]["actor"]
     assert actor == f"user:{pwd.getpwuid(os.getuid()).pw_name}" != "user:unknown"
+
+
+def test_retry_keeps_operator_overrides_unless_reset(cli_env: CliEnv, tmp_path: Path) -> None:
+    env = cli_env
+    env.ok("pause")
+    _submit(env, tmp_path, "rk-1")
+    env.ok("monitor", "--once")
+    env.ok("priority", "rk-1", "urgent")
+    env.ok("affinity", "rk-1", "c7")
+    env.ok("cancel", "rk-1")
+    env.ok("retry", "rk-1")
+    rec = env.show("rk-1")
+    assert (rec["state"], rec["priority"], rec["preferred_cluster"]) == ("ready", "urgent", "c7")
+    env.ok("cancel", "rk-1")
+    env.ok("retry", "rk-1", "--reset-overrides")
+    rec = env.show("rk-1")
+    assert (rec["priority"], rec["preferred_cluster"]) == ("normal", None)
+
+
+def test_submit_shows_upload_progress_on_a_terminal_only(cli_env: CliEnv,
+                                                         tmp_path: Path) -> None:
+    from tests.cli.conftest import FASTQ_DIR, WORKSETS_DIR
+
+    def folder(name: str) -> Path:
+        path = tmp_path / name
+        shutil.copytree(WORKSETS_DIR / "demo-hg003-daylily", path)
+        (path / "sample_data").mkdir()
+        for fq in sorted(FASTQ_DIR.glob("HG003_*.fastq.gz")):
+            shutil.copy(fq, path / "sample_data" / fq.name)
+        return path
+
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([*cli_command(), "submit", str(folder("prog-tty"))], cwd=ROOT,
+                            stdin=slave, stdout=slave, stderr=slave,
+                            env={**os.environ, "PYTHONPATH": str(ROOT), **cli_env.env})
+    os.close(slave)
+    try:
+        screen = _read_pty(master, proc, 90).decode()
+        assert proc.wait(timeout=30) == 0
+    finally:
+        os.close(master)
+        proc.kill()
+    assert "[0/6] uploading daylily_info.yaml" in screen
+    assert "[6/6] uploaded stage_samples.tsv" in screen
+    assert "uploading sample_data/HG003_L1_R1.fastq.gz (" in screen
+    piped = cli_env.ok("submit", str(folder("prog-pipe")))
+    assert piped.stdout == "prog-pipe\n" and "uploading" not in piped.stderr
