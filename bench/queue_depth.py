@@ -23,7 +23,9 @@ from _common import ROOT
 
 from daylib import states as S
 from daylib.emulator import start_moto
-from daylib.store.dynamodb import DynamoStore, _queue_key, _to_ddb
+from daylib.store.dynamodb import DynamoStore
+from daylib.store.expression import to_ddb as _to_ddb
+from daylib.store.items import queue_key as _queue_key
 from daylib.store.records import utc_iso
 
 
