@@ -17,11 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError
-
 from daylib import control
 from daylib import states as S
-from daylib.aws import AwsClients, describe
+from daylib.aws import AwsClients
 from daylib.config import PRIORITIES, Settings, load_settings
 from daylib.dlq import DeadLetterQueue, ensure_queue, queue_for
 from daylib.errors import AwsError, ConfigError, DaylibError, UserError
@@ -548,12 +546,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (UserError, ConfigError) as exc:
         print(f"daylily-workset: {exc}", file=sys.stderr)
         return RET_ERROR
+    except AwsError as exc:
+        message = " ".join(str(exc).split())
+        print(f"daylily-workset: AWS error: {message}", file=sys.stderr)
+        return RET_ERROR
     except DaylibError as exc:
         print(f"daylily-workset: {exc}", file=sys.stderr)
-        return RET_ERROR
-    except (BotoCoreError, ClientError) as exc:
-        message = " ".join(str(describe(exc)).split())
-        print(f"daylily-workset: AWS error: {message}", file=sys.stderr)
         return RET_ERROR
     except KeyboardInterrupt:
         return 130

@@ -1,5 +1,5 @@
-"""Calls to one DynamoDB table, with the only ``except ClientError`` of the store: a failed
-condition becomes ``Refused``, anything else daylib's AwsError."""
+"""Calls to one DynamoDB table through a guarded client: a failed condition becomes
+``Refused``; anything else is already one of daylib's AWS errors."""
 
 from __future__ import annotations
 
@@ -7,9 +7,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from botocore.exceptions import ClientError
-
-from daylib.aws import describe, error_code
+from daylib.errors import AwsConditionFailed
 from daylib.store.expression import Expr
 
 
@@ -32,10 +30,8 @@ class DynamoTable:
         """One API call on the table."""
         try:
             return getattr(self.client, op)(**kwargs)
-        except ClientError as exc:
-            if error_code(exc) == "ConditionalCheckFailedException":
-                raise Refused(exc.response.get("Item")) from None
-            raise describe(exc) from exc
+        except AwsConditionFailed as exc:
+            raise Refused(exc.item) from None
 
     def _write(self, key: str, expr: Expr, **kwargs: Any) -> Any:
         return self._call("update_item", TableName=self.table, Key={"pk": {"S": key}},

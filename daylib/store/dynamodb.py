@@ -29,10 +29,8 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from botocore.exceptions import ClientError
-
 from daylib import states as S
-from daylib.aws import describe, error_code
+from daylib.aws import guard
 from daylib.errors import AwsError, ConflictError, LeaseLost
 from daylib.store.dynamo_io import Refused
 from daylib.store.expression import Expr, from_ddb, to_ddb
@@ -68,7 +66,7 @@ class DynamoStore(DynamoSlots, QueueReads):
                  outbox: OutboxHook | None = None) -> None:
         super().__init__(keep_first=keep_first, keep_last=keep_last, clock=clock,
                          outbox=outbox)
-        self.client = client
+        self.client = guard(client)
         self.table = table
         self._cap_items: set[str] = set()
 
@@ -83,7 +81,8 @@ class DynamoStore(DynamoSlots, QueueReads):
     def create_table(self) -> bool:
         """Create the table and its indexes if missing; True if it was created."""
         try:
-            self.client.create_table(
+            self._call(
+                "create_table",
                 TableName=self.table,
                 AttributeDefinitions=[{"AttributeName": a, "AttributeType": "S"} for a in
                                       ("pk", "active_state", "queue_key", "done_state",
@@ -96,11 +95,11 @@ class DynamoStore(DynamoSlots, QueueReads):
                     _gsi(OUTBOX_INDEX, "outbox_part", "outbox_due", [])],
                 BillingMode="PAY_PER_REQUEST",
             )
-        except ClientError as exc:
-            if error_code(exc) == "ResourceInUseException":
-                self._ensure_outbox_index()
-                return False
-            raise describe(exc) from exc
+        except AwsError as exc:
+            if exc.code != "ResourceInUseException":
+                raise
+            self._ensure_outbox_index()
+            return False
         self.client.get_waiter("table_exists").wait(
             TableName=self.table, WaiterConfig={"Delay": 0.2, "MaxAttempts": 150})
         return True

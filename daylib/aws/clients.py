@@ -1,7 +1,8 @@
 """The one place that builds AWS clients: endpoint, region, profile, retries, timeouts.
 
 Everything else receives clients from here, so tests and the demo can point the whole
-program at an emulator by setting ``aws.endpoint_url`` (or ``AWS_ENDPOINT_URL``).
+program at an emulator by setting ``aws.endpoint_url`` (or ``AWS_ENDPOINT_URL``). Clients
+are handed out guarded (daylib/aws/guard.py): their failures are daylib errors.
 """
 
 from __future__ import annotations
@@ -11,10 +12,9 @@ from typing import Any
 
 import boto3
 from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError
 
+from daylib.aws.guard import guard
 from daylib.config import AwsSettings
-from daylib.errors import AwsError
 
 DEFAULT_REGION = "us-west-2"
 
@@ -44,7 +44,7 @@ class AwsClients:
                 kwargs: dict[str, Any] = {"config": self._config}
                 if self.settings.endpoint_url:
                     kwargs["endpoint_url"] = self.settings.endpoint_url
-                self._clients[service] = self._session.client(service, **kwargs)
+                self._clients[service] = guard(self._session.client(service, **kwargs))
             return self._clients[service]
 
     def subprocess_env(self) -> dict[str, str]:
@@ -64,19 +64,7 @@ class AwsClients:
         return env
 
 
-def error_code(exc: BaseException) -> str:
-    if isinstance(exc, ClientError):
-        return str(exc.response.get("Error", {}).get("Code", ""))
-    return exc.__class__.__name__
-
-
-def describe(exc: BaseException) -> AwsError:
-    """Turn a botocore exception into a one-line domain error."""
-    if isinstance(exc, ClientError):
-        err = exc.response.get("Error", {})
-        op = getattr(exc, "operation_name", "call")
-        text = f"{op}: {err.get('Code')}: {err.get('Message', '')}".strip()
-        return AwsError(text, error_code(exc))
-    if isinstance(exc, BotoCoreError):
-        return AwsError(str(exc), exc.__class__.__name__)
-    return AwsError(str(exc), exc.__class__.__name__)
+def raw_client(service: str, *, endpoint_url: str | None = None,
+               region: str = DEFAULT_REGION) -> Any:
+    """A guarded client built without settings (benchmarks, quick tools)."""
+    return guard(boto3.client(service, endpoint_url=endpoint_url, region_name=region))
