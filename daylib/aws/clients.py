@@ -13,6 +13,7 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
+from daylib.aws.errors import AwsFailure, translate
 from daylib.aws.guard import guard
 from daylib.config import AwsSettings
 
@@ -26,9 +27,12 @@ class AwsClients:
         self.settings = settings
         self._lock = threading.Lock()
         self._clients: dict[str, Any] = {}
-        self._session = boto3.session.Session(
-            profile_name=settings.profile, region_name=settings.region
-        )
+        try:
+            self._session = boto3.session.Session(
+                profile_name=settings.profile, region_name=settings.region
+            )
+        except AwsFailure as exc:  # e.g. an unknown profile
+            raise translate(exc, "Session") from exc
         self.region = self._session.region_name or DEFAULT_REGION
         self._config = Config(
             region_name=self.region,

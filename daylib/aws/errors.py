@@ -12,6 +12,7 @@ from botocore.exceptions import (
     HTTPClientError,
     NoCredentialsError,
     ParamValidationError,
+    ProfileNotFound,
 )
 
 from daylib.errors import (
@@ -91,7 +92,7 @@ def translate(exc: BaseException, op: str = "", params: dict[str, Any] | None = 
         return AwsUnavailable(text, code)
     if isinstance(exc, NoCredentialsError):
         return AwsAccessDenied(text, code)
-    if isinstance(exc, ParamValidationError):
+    if isinstance(exc, ParamValidationError | ProfileNotFound):
         return AwsInvalidRequest(text, code)
     if isinstance(exc, BotoCoreError | Boto3Error):
         return AwsUnavailable(text, code)
