@@ -1,0 +1,60 @@
+"""How a workset's steps become commands: stage and export run daylib's own steps, the run
+step the configured pipeline. Pure: testable without a monitor, store or executor."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+from pathlib import Path
+
+from daylib.config import Settings
+from daylib.executors.base import StepRequest
+from daylib.spec import Workset
+from daylib.store.records import WorksetRecord
+
+
+def step_request(settings: Settings, ws: Workset, rec: WorksetRecord, step: str,
+                 workdir: Path, env: dict[str, str]) -> StepRequest:
+    """The request for one step of the record's current attempt (effective resources)."""
+    py = sys.executable
+    inputs, results = workdir / "inputs", workdir / "results"
+    if step == "stage":
+        manifest = workdir / "manifest.json"
+        manifest.write_text(json.dumps({"samples": [s.model_dump() for s in ws.samples]}))
+        argv = [py, "-m", "daylib.steps", "stage", "--manifest", str(manifest),
+                "--dest", str(inputs)]
+    elif step == "export":
+        argv = [py, "-m", "daylib.steps", "export", "--src", str(results),
+                "--dest", ws.export_uri]
+    else:
+        argv = run_argv(settings, ws, workdir)
+    return StepRequest(
+        workset_id=ws.workset_id, attempt=rec.attempt, step=step, argv=argv,
+        workdir=workdir, env=env, vcpus=ws.resources.vcpus,
+        memory_gb=rec.resources.get("memory_gb", ws.resources.memory_gb),
+        walltime_minutes=rec.resources.get("walltime_minutes", ws.resources.walltime_minutes),
+        timeout_seconds=settings.monitor.step_timeout_seconds)
+
+
+def run_argv(settings: Settings, ws: Workset, workdir: Path) -> list[str]:
+    """The pipeline command as argv: template tokens are split first, then filled, so a
+    value can never add arguments."""
+    values = {"python": sys.executable, "samples_tsv": str(workdir / "inputs/samples.tsv"),
+              "results_dir": str(workdir / "results"), "workdir": str(workdir),
+              "workset": ws.workset_id, "workset_id": ws.workset_id,
+              "workdir_name": ws.workdir_name or ws.workset_id,
+              "reference": ws.reference_genome or "", "pipeline": ws.pipeline or ""}
+
+    def fill(template: str) -> list[str]:
+        return [tok.format(**values) for tok in shlex.split(template)]
+
+    if ws.format == "daylily":
+        run = fill(settings.daylily.run_prefix) + shlex.split(ws.dy_r or "")
+        if ws.day_clone and settings.daylily.clone_prefix:
+            clone = fill(settings.daylily.clone_prefix) + [
+                t.format(**values) for t in shlex.split(ws.day_clone)]
+            return [sys.executable, "-m", "daylib.steps", "chain", "--json",
+                    json.dumps([clone, run])]
+        return run
+    return fill(settings.workset.pipelines[ws.pipeline or "germline"])
