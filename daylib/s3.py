@@ -80,8 +80,8 @@ class S3Objects:
         bucket, key = split_uri(uri)
         try:
             resp = self.client.head_object(Bucket=bucket, Key=key)
-        except AwsNotFound:
-            return Head(uri, False)
+        except AwsNotFound as exc:  # a missing bucket is reported, a missing key is not
+            return Head(uri, False, error_code="" if exc.code != "NoSuchBucket" else exc.code)
         except AwsError as exc:
             return Head(uri, False, error_code=exc.code)
         return Head(uri, True, int(resp.get("ContentLength", 0)))
