@@ -29,6 +29,10 @@ class InstantExecutor:
     """Every step succeeds at once: measures orchestration, not work."""
 
     name = "instant"
+    records_jobs = False
+
+    def cluster_capacity(self) -> None:
+        return None
 
     def submit(self, req: StepRequest) -> str:
         return "instant"

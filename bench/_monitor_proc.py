@@ -8,9 +8,9 @@ import sys
 import tempfile
 import time
 
-import boto3
 from _common import InstantExecutor, bench_settings, deploy
 
+from daylib.aws import raw_client
 from daylib.monitor import Monitor
 from daylib.store.dynamodb import DynamoStore
 
@@ -24,8 +24,7 @@ def main() -> int:
         s.state.table, s.storage.bucket = table, bucket
         _clients, store, s3 = deploy(s)
         if ddb != endpoint:
-            store = DynamoStore(boto3.client("dynamodb", endpoint_url=ddb,
-                                             region_name="us-west-2"), table)
+            store = DynamoStore(raw_client("dynamodb", endpoint_url=ddb), table)
         mon = Monitor(s, store, s3, InstantExecutor())
         time.sleep(max(0.0, float(start_at) - time.time()))
         mon.run(once=True)

@@ -32,6 +32,10 @@ class PlanExecutor:
     """Steps end at once, as the plan says; every execution is appended to a log."""
 
     name = "plan"
+    records_jobs = False
+
+    def cluster_capacity(self) -> None:
+        return None
 
     def __init__(self, log_path: Path) -> None:
         self.log = open(log_path, "a", buffering=1)  # noqa: SIM115 - open for the run

@@ -18,12 +18,14 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import boto3
 from _common import ROOT
 
 from daylib import states as S
+from daylib.aws import raw_client
 from daylib.emulator import start_moto
-from daylib.store.dynamodb import DynamoStore, _queue_key, _to_ddb
+from daylib.store.dynamodb import DynamoStore
+from daylib.store.expression import to_ddb as _to_ddb
+from daylib.store.items import queue_key as _queue_key
 from daylib.store.records import utc_iso
 
 
@@ -81,7 +83,7 @@ def scan_truth(client: Any, table: str) -> tuple[Counter[str], int, float]:
 
 
 def run(name: str, endpoint: str, total: int, active: int) -> None:
-    client = boto3.client("dynamodb", endpoint_url=endpoint, region_name="us-west-2")
+    client = raw_client("dynamodb", endpoint_url=endpoint)
     store = DynamoStore(client, f"qd-{uuid.uuid4().hex[:8]}")
     store.create_table()
     t = time.perf_counter()

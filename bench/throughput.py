@@ -14,9 +14,9 @@ import tempfile
 import time
 from pathlib import Path
 
-import boto3
 from _common import ROOT, bench_settings, deploy, register
 
+from daylib.aws import raw_client
 from daylib.emulator import start_moto
 from daylib.ordering import epoch
 from daylib.store.dynamodb import DynamoStore
@@ -25,8 +25,7 @@ HERE = Path(__file__).resolve().parent
 
 
 def ceiling(endpoint: str, n: int = 400) -> float:
-    store = DynamoStore(boto3.client("dynamodb", endpoint_url=endpoint,
-                                     region_name="us-west-2"), "ceiling")
+    store = DynamoStore(raw_client("dynamodb", endpoint_url=endpoint), "ceiling")
     store.create_table()
     for i in range(n):
         store.register(f"c-{i:05d}", actor="bench")
@@ -41,8 +40,7 @@ def drain(endpoint: str, ddb: str, monitors: int, n: int) -> dict[str, float]:
         s = bench_settings(endpoint, work)
         _, store, _ = deploy(s)
         if ddb != endpoint:
-            store = DynamoStore(boto3.client("dynamodb", endpoint_url=ddb,
-                                             region_name="us-west-2"), s.state.table)
+            store = DynamoStore(raw_client("dynamodb", endpoint_url=ddb), s.state.table)
             store.create_table()
         ids = [f"ws-{i:05d}" for i in range(n)]
         for wid in ids:

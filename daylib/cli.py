@@ -16,11 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError
-
 from daylib import __version__, control, logformat
 from daylib import states as S
-from daylib.aws import AwsClients, describe, is_missing_resource
+from daylib.aws import AwsClients, is_missing_resource
 from daylib.config import PRIORITIES, Settings, load_settings
 from daylib.dlq import DeadLetterQueue, ensure_queue, queue_for
 from daylib.errors import AwsError, ConfigError, DaylibError, NotFound, UserError
@@ -818,12 +816,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (UserError, ConfigError) as exc:
         print(f"daylily-workset: {exc}", file=sys.stderr)
         return _config_exit(args, exc)
+    except AwsError as exc:
+        message = " ".join(str(exc).split())
+        print(f"daylily-workset: AWS error: {message}", file=sys.stderr)
+        return _config_exit(args, exc)
     except DaylibError as exc:
         print(f"daylily-workset: {exc}", file=sys.stderr)
-        return _config_exit(args, exc)
-    except (BotoCoreError, ClientError) as exc:
-        message = " ".join(str(describe(exc)).split())
-        print(f"daylily-workset: AWS error: {message}", file=sys.stderr)
         return RET_ERROR
     except KeyboardInterrupt:
         return 130

@@ -16,9 +16,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from botocore.exceptions import ClientError
-
-from daylib.aws import describe
+from daylib.aws import guard
 
 PCLUSTER_VERSION_TAG = "parallelcluster:version"
 CFNCONFIG = Path("/etc/parallelcluster/cfnconfig")
@@ -129,13 +127,10 @@ def _on_ec2() -> bool:
 def discover_stacks(cfn: Any) -> list[dict[str, str]]:
     """ParallelCluster clusters of an account: stacks tagged ``parallelcluster:version``."""
     found = []
-    try:
-        for page in cfn.get_paginator("describe_stacks").paginate():
-            for stack in page.get("Stacks", []):
-                tags = {t["Key"]: t["Value"] for t in stack.get("Tags", [])}
-                if PCLUSTER_VERSION_TAG in tags and "DELETE" not in stack["StackStatus"]:
-                    found.append({"name": stack["StackName"], "status": stack["StackStatus"],
-                                  "version": tags[PCLUSTER_VERSION_TAG]})
-    except ClientError as exc:
-        raise describe(exc) from exc
+    for page in guard(cfn).get_paginator("describe_stacks").paginate():
+        for stack in page.get("Stacks", []):
+            tags = {t["Key"]: t["Value"] for t in stack.get("Tags", [])}
+            if PCLUSTER_VERSION_TAG in tags and "DELETE" not in stack["StackStatus"]:
+                found.append({"name": stack["StackName"], "status": stack["StackStatus"],
+                              "version": tags[PCLUSTER_VERSION_TAG]})
     return sorted(found, key=lambda s: s["name"])

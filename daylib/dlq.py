@@ -18,9 +18,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError
-
-from daylib.aws import describe, error_code
+from daylib.aws import guard
+from daylib.errors import AwsNotFound
 from daylib.store.records import WorksetRecord, utc_iso
 
 log = logging.getLogger(__name__)
@@ -59,18 +58,15 @@ def letter_body(entry: dict[str, Any], rec: WorksetRecord) -> dict[str, Any]:
 
 class DeadLetterQueue:
     def __init__(self, client: Any, queue_url: str, *, visibility_seconds: int = 30) -> None:
-        self.client = client
+        self.client = guard(client)
         self.queue_url = queue_url
         self.visibility_seconds = visibility_seconds
 
     def send(self, body: dict[str, Any]) -> None:
-        try:
-            self.client.send_message(
-                QueueUrl=self.queue_url, MessageBody=json.dumps(body, default=str),
-                MessageAttributes={"workset_id": {"DataType": "String",
-                                                  "StringValue": str(body["workset_id"])}})
-        except (ClientError, BotoCoreError) as exc:
-            raise describe(exc) from exc
+        self.client.send_message(
+            QueueUrl=self.queue_url, MessageBody=json.dumps(body, default=str),
+            MessageAttributes={"workset_id": {"DataType": "String",
+                                              "StringValue": str(body["workset_id"])}})
 
     def letters(self) -> list[DeadLetter]:
         """Every message in the queue (oldest first), left in the queue."""
@@ -86,24 +82,20 @@ class DeadLetterQueue:
         visible again. Returns the deleted letters when ``deleting``, else all of them."""
         seen: dict[str, tuple[DeadLetter, str]] = {}
         empty = 0
-        try:
-            while empty < _EMPTY_POLLS:
-                resp = self.client.receive_message(
-                    QueueUrl=self.queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=0,
-                    VisibilityTimeout=self.visibility_seconds,
-                    AttributeNames=["SentTimestamp"])
-                batch = resp.get("Messages", [])
-                empty = 0 if batch else empty + 1
-                for msg in batch:
-                    seen.setdefault(msg["MessageId"], (_parse(msg), msg["ReceiptHandle"]))
-            deleted = [(letter, receipt) for letter, receipt in seen.values() if remove(letter)]
-            kept = [(letter, receipt) for letter, receipt in seen.values()
-                    if not remove(letter)]
-            self._batch("delete_message_batch", [r for _, r in deleted])
-            self._batch("change_message_visibility_batch", [r for _, r in kept],
-                        VisibilityTimeout=0)
-        except (ClientError, BotoCoreError) as exc:
-            raise describe(exc) from exc
+        while empty < _EMPTY_POLLS:
+            resp = self.client.receive_message(
+                QueueUrl=self.queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=0,
+                VisibilityTimeout=self.visibility_seconds,
+                AttributeNames=["SentTimestamp"])
+            batch = resp.get("Messages", [])
+            empty = 0 if batch else empty + 1
+            for msg in batch:
+                seen.setdefault(msg["MessageId"], (_parse(msg), msg["ReceiptHandle"]))
+        deleted = [(letter, receipt) for letter, receipt in seen.values() if remove(letter)]
+        kept = [(letter, receipt) for letter, receipt in seen.values() if not remove(letter)]
+        self._batch("delete_message_batch", [r for _, r in deleted])
+        self._batch("change_message_visibility_batch", [r for _, r in kept],
+                    VisibilityTimeout=0)
         if deleting:
             return [letter for letter, _ in deleted]
         return sorted((letter for letter, _ in seen.values()),
@@ -136,13 +128,9 @@ def _parse(msg: dict[str, Any]) -> DeadLetter:
 
 def find_queue(client: Any, name: str) -> str | None:
     try:
-        return str(client.get_queue_url(QueueName=name)["QueueUrl"])
-    except ClientError as exc:
-        if error_code(exc) in ("AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist"):
-            return None
-        raise describe(exc) from exc
-    except BotoCoreError as exc:
-        raise describe(exc) from exc
+        return str(guard(client).get_queue_url(QueueName=name)["QueueUrl"])
+    except AwsNotFound:
+        return None
 
 
 def ensure_queue(client: Any, name: str) -> tuple[str, bool]:
@@ -150,11 +138,8 @@ def ensure_queue(client: Any, name: str) -> tuple[str, bool]:
     existing = find_queue(client, name)
     if existing:
         return existing, False
-    try:
-        url = client.create_queue(QueueName=name,
-                                  Attributes={"MessageRetentionPeriod": "1209600"})["QueueUrl"]
-    except (ClientError, BotoCoreError) as exc:
-        raise describe(exc) from exc
+    url = guard(client).create_queue(QueueName=name,
+                                     Attributes={"MessageRetentionPeriod": "1209600"})["QueueUrl"]
     return str(url), True
 
 

@@ -12,11 +12,10 @@ from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError
-
 from daylib.aws import AwsClients, describe, error_code
 from daylib.config import Settings
-from daylib.store.dynamodb import ACTIVE_INDEX, DONE_INDEX, OUTBOX_INDEX
+from daylib.errors import AwsError
+from daylib.store.items import ACTIVE_INDEX, DONE_INDEX, OUTBOX_INDEX
 
 INDEXES = (ACTIVE_INDEX, DONE_INDEX, OUTBOX_INDEX)
 MAX_SKEW_SECONDS = 240.0  # SigV4 refuses requests more than 5 minutes off
@@ -58,7 +57,7 @@ class Doctor:
         for step in steps:
             try:
                 checks.extend(step())
-            except (ClientError, BotoCoreError) as exc:
+            except AwsError as exc:
                 checks.append(Check(step.__name__, False, str(describe(exc)),
                                     _fix_for(exc)))
         return checks
@@ -113,7 +112,7 @@ class Doctor:
         name = self.settings.state.table
         try:
             desc = self.clients.client("dynamodb").describe_table(TableName=name)["Table"]
-        except ClientError as exc:
+        except AwsError as exc:
             if error_code(exc) == "ResourceNotFoundException":
                 return [Check("table", False, f"DynamoDB table {name!r} not found in "
                               f"{self.region}", INIT)]
@@ -131,7 +130,7 @@ class Doctor:
         s3 = self.clients.client("s3")
         try:  # a listing under the prefix: what the policies grant (HeadBucket is not)
             s3.list_objects_v2(Bucket=name, Prefix=self.settings.storage.prefix, MaxKeys=1)
-        except ClientError as exc:
+        except AwsError as exc:
             code = error_code(exc)
             if code in ("404", "NoSuchBucket"):
                 return [Check("bucket", False, f"S3 bucket {name!r} not found", INIT)]
@@ -164,7 +163,7 @@ class Doctor:
         if n.topic_arn:
             try:
                 sns.get_topic_attributes(TopicArn=n.topic_arn)
-            except ClientError as exc:
+            except AwsError as exc:
                 if error_code(exc) in ("NotFound", "NotFoundException"):
                     return [Check("topic", False, f"SNS topic {n.topic_arn} not found in "
                                   f"{self.region}", INIT)]
@@ -192,7 +191,7 @@ class Doctor:
                 sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])
             else:
                 url = str(sqs.get_queue_url(QueueName=name)["QueueUrl"])
-        except ClientError as exc:
+        except AwsError as exc:
             if error_code(exc) in ("AWS.SimpleQueueService.NonExistentQueue",
                                    "QueueDoesNotExist"):
                 return Check(f"{label} queue", False, f"SQS queue {url or name!r} not found in "

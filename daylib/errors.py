@@ -73,5 +73,38 @@ class AwsError(DaylibError):
         super().__init__(message)
 
 
+class AwsThrottled(AwsError):
+    """AWS asked us to slow down (after the client's own retries)."""
+
+
+class AwsUnavailable(AwsError):
+    """The service failed (5xx) or could not be reached (connection, timeout)."""
+
+
+class AwsNotFound(AwsError):
+    """The resource a call named does not exist; ``resource`` names it."""
+
+    def __init__(self, message: str, code: str = "", *, resource: str = "") -> None:
+        self.resource = resource
+        super().__init__(message, code)
+
+
+class AwsAccessDenied(AwsError):
+    """The credentials may not do this (or there are none)."""
+
+
+class AwsInvalidRequest(AwsError):
+    """AWS refused the request as malformed or not allowed in this state."""
+
+
+class AwsConditionFailed(AwsError):
+    """A conditional write's condition did not hold; ``item`` is the old item if returned."""
+
+    def __init__(self, message: str, code: str = "",
+                 *, item: dict[str, object] | None = None) -> None:
+        self.item = item
+        super().__init__(message, code)
+
+
 class ShutdownRequested(BaseException):
     """Raised inside workers on a cold shutdown; not catchable by ``except Exception``."""

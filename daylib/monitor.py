@@ -8,12 +8,9 @@ without waiting for the next poll or for the rest of a batch.
 
 from __future__ import annotations
 
-import json
 import logging
 import random
-import shlex
 import signal
-import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -21,10 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from daylib import logformat, steplogs
+from daylib import dependencies, logformat, steplogs
 from daylib import states as S
 from daylib import workdir as workdirs
-from daylib.argv import fill_template, pipeline_template
 from daylib.caps import Caps
 from daylib.clusters import local_cluster_name
 from daylib.config import Settings
@@ -42,6 +38,7 @@ from daylib.s3 import S3Objects
 from daylib.sdnotify import notify as sd_notify
 from daylib.sentinels import mirror
 from daylib.spec import Workset
+from daylib.stepcmd import step_request
 from daylib.store.dynamodb import DynamoStore
 from daylib.store.records import Lease, WorksetRecord
 from daylib.validate import check_inputs
@@ -108,7 +105,10 @@ class Monitor:
         self.intake_service: IntakeService | None = None
         self._intake_queue = intake_queue
         self.cluster = local_cluster_name(self.cfg.cluster) or "local"
-        capacity = getattr(executor, "cluster_capacity", None) or local_capacity
+
+        def capacity() -> dict[str, Any]:
+            return executor.cluster_capacity() or local_capacity()
+
         self.registry = Registry(settings, store, self.cluster, self.monitor_id,
                                  region or settings.aws.region or "", capacity)
         self.caps = Caps(settings.caps, store, self.cluster, self.monitor_id)
@@ -360,7 +360,7 @@ class Monitor:
         merged = {r.workset_id: r for r in [*head, *self._aged]
                   if r.workset_id in self._routes}
         ordered = claim_order(merged.values(), now, self.cfg.promote_after_seconds)
-        blocked = self._blocked_by_dependencies(ordered)
+        blocked = dependencies.blocked(ordered, self.store.many)
         cands = [r for r in ordered if r.workset_id not in blocked]
         self._saw_ready = bool(cands)
         if contended:
@@ -392,35 +392,6 @@ class Monitor:
         if rec.reason != reason:
             self.store.note_waiting(rec.workset_id, reason)
             log.info("workset %s %s", rec.workset_id, reason)
-
-    def _blocked_by_dependencies(self, cands: list[WorksetRecord]) -> set[str]:
-        """Worksets whose ``after`` list is not all complete yet. Unknown, failed or cyclic
-        dependencies are not blocking: the claimant fails the workset with the reason."""
-        deps = {d for c in cands for d in c.after}
-        if not deps:
-            return set()
-        known = self.store.many(sorted(deps))
-        blocked = set()
-        for c in cands:
-            waiting = [d for d in c.after if (dep := known.get(d)) is not None
-                       and dep.state in S.ACTIVE]
-            if waiting and not self._in_cycle(c.workset_id, c.after):
-                blocked.add(c.workset_id)
-        return blocked
-
-    def _in_cycle(self, workset_id: str, after: list[str], max_depth: int = 20) -> bool:
-        seen, frontier = set(after), list(after)
-        for _ in range(max_depth):
-            if not frontier:
-                return False
-            nxt: list[str] = []
-            for rec in self.store.many(frontier[:100]).values():
-                if workset_id in rec.after:
-                    return True
-                nxt.extend(d for d in rec.after if d not in seen)
-                seen.update(rec.after)
-            frontier = nxt
-        return False
 
     def _start(self, rec: WorksetRecord, lease: Lease) -> None:
         run = Running(rec, lease)
@@ -505,7 +476,7 @@ class Monitor:
                                     "data"))
             return
         ws = Workset.model_validate_json(rec.spec_json or "{}")
-        problem = self._dependency_problem(ws)
+        problem = dependencies.problem(ws.workset_id, ws.after, self.store.many)
         if problem:
             self._fail(run, Failure(message=problem, category="configuration"))
             return
@@ -521,7 +492,8 @@ class Monitor:
         for step in STEPS:
             if step in run.rec.steps_done:
                 continue
-            req = self._request(ws, run.rec, step, workdir)
+            req = step_request(self.settings, ws, run.rec, step, workdir, self.step_env,
+                               self.monitor_id)
             logformat.update(step=step)
             started = time.monotonic()
             ref = self._launch(run, req)
@@ -562,7 +534,7 @@ class Monitor:
                      self.executor.name, found, req.step)
             return found
         ref = self.executor.submit(req)
-        if self.executor.name != "local":
+        if self.executor.records_jobs:
             self._write(run, run.rec.state, "", jobs={**run.rec.jobs, req.step: ref})
             log.info("workset %s: step %s submitted as %s job %s", req.workset_id, req.step,
                      self.executor.name, ref)
@@ -584,68 +556,6 @@ class Monitor:
     def _sentinel_for(self, rec: WorksetRecord, message: str = "") -> None:
         if rec.format == "daylily" and self.cfg.mirror_sentinels:
             mirror(self.s3, self.settings, rec.workset_id, rec.state, message)
-
-    def _dependency_problem(self, ws: Workset) -> str | None:
-        if not ws.after:
-            return None
-        known = self.store.many(ws.after)
-        missing = [dep for dep in ws.after if dep not in known]
-        if missing:
-            return f"after: workset {missing[0]!r} does not exist"
-        if self._in_cycle(ws.workset_id, ws.after):
-            return f"after: dependency cycle back to {ws.workset_id!r}; remove one of the links"
-        for dep in ws.after:
-            rec = known[dep]
-            if rec.state in (S.FAILED, S.CANCELLED):
-                why = f" ({rec.error[:200]})" if rec.error else ""
-                return f"after: workset {dep!r} is {rec.state}{why}, so this one cannot run"
-        return None
-
-    def _request(self, ws: Workset, rec: WorksetRecord, step: str, workdir: Path) -> StepRequest:
-        py = sys.executable
-        inputs, results = workdir / "inputs", workdir / "results"
-        if step == "stage":
-            manifest = workdir / "manifest.json"
-            workdirs.write_private(Path(self.cfg.workdir), manifest,
-                                   json.dumps({"samples": [s.model_dump() for s in ws.samples]}))
-            argv = [py, "-m", "daylib.steps", "stage", "--manifest", str(manifest),
-                    "--dest", str(inputs)]
-        elif step == "export":
-            argv = [py, "-m", "daylib.steps", "export", "--src", str(results),
-                    "--dest", ws.export_uri]
-        else:
-            argv = self.run_argv(ws, workdir)
-        return StepRequest(
-            workset_id=ws.workset_id, attempt=rec.attempt, step=step, argv=argv,
-            workdir=workdir, env=self.step_env, vcpus=ws.resources.vcpus,
-            memory_gb=rec.resources.get("memory_gb", ws.resources.memory_gb),
-            walltime_minutes=rec.resources.get("walltime_minutes", ws.resources.walltime_minutes),
-            timeout_seconds=self.cfg.step_timeout_seconds)
-
-    def run_argv(self, ws: Workset, workdir: Path) -> list[str]:
-        """The pipeline command as argv: template tokens are split first, then filled, so a
-        value can never add arguments."""
-        values = {"python": sys.executable, "samples_tsv": str(workdir / "inputs/samples.tsv"),
-                  "results_dir": str(workdir / "results"), "workdir": str(workdir),
-                  "workset": ws.workset_id, "workset_id": ws.workset_id,
-                  "workdir_name": ws.workdir_name or ws.workset_id,
-                  "reference": ws.reference_genome or "", "pipeline": ws.pipeline or ""}
-
-        def fill(template: str, where: str, category: str) -> list[str]:
-            return fill_template(template, values, where, category)
-
-        if ws.format == "daylily":
-            run = fill(self.settings.daylily.run_prefix, "daylily.run_prefix",
-                       "configuration") + shlex.split(ws.dy_r or "")
-            if ws.day_clone and self.settings.daylily.clone_prefix:
-                clone = fill(self.settings.daylily.clone_prefix, "daylily.clone_prefix",
-                             "configuration") + fill(ws.day_clone, "day-clone", "data")
-                return [sys.executable, "-m", "daylib.steps", "chain", "--json",
-                        json.dumps([clone, run])]
-            return run
-        name = ws.pipeline or "germline"
-        template = pipeline_template(self.settings.workset.pipelines, name, self.monitor_id)
-        return fill(template, f"workset.pipelines.{name}", "configuration")
 
     def _checkpoint(self, run: Running, step: str) -> None:
         done = [*run.rec.steps_done, step]

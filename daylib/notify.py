@@ -15,9 +15,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError
-
-from daylib.aws import describe
+from daylib.aws import guard
 from daylib.store.records import WorksetRecord, utc_iso
 
 SCHEMA_VERSION = 1
@@ -51,27 +49,21 @@ class SnsTopic:
     """One SNS topic; ``publish`` raises AwsError so the outbox can retry later."""
 
     def __init__(self, client: Any, topic_arn: str) -> None:
-        self.client = client
+        self.client = guard(client)
         self.topic_arn = topic_arn
 
     def publish(self, body: dict[str, Any]) -> None:
-        try:
-            self.client.publish(TopicArn=self.topic_arn, Message=json.dumps(body, default=str),
-                                MessageAttributes=attributes(body))
-        except (ClientError, BotoCoreError) as exc:
-            raise describe(exc) from exc
+        self.client.publish(TopicArn=self.topic_arn, Message=json.dumps(body, default=str),
+                            MessageAttributes=attributes(body))
 
 
 def find_topic(client: Any, name: str) -> str | None:
     """The ARN of the topic called ``name`` in this account and region, or None."""
-    try:
-        for page in client.get_paginator("list_topics").paginate():
-            for topic in page.get("Topics", []):
-                arn = str(topic["TopicArn"])
-                if arn.rsplit(":", 1)[-1] == name:
-                    return arn
-    except (ClientError, BotoCoreError) as exc:
-        raise describe(exc) from exc
+    for page in guard(client).get_paginator("list_topics").paginate():
+        for topic in page.get("Topics", []):
+            arn = str(topic["TopicArn"])
+            if arn.rsplit(":", 1)[-1] == name:
+                return arn
     return None
 
 
@@ -80,10 +72,7 @@ def ensure_topic(client: Any, name: str) -> tuple[str, bool]:
     existing = find_topic(client, name)
     if existing:
         return existing, False
-    try:
-        return str(client.create_topic(Name=name)["TopicArn"]), True
-    except (ClientError, BotoCoreError) as exc:
-        raise describe(exc) from exc
+    return str(guard(client).create_topic(Name=name)["TopicArn"]), True
 
 
 def topic_for(client: Any, *, topic_arn: str | None, topic_name: str) -> SnsTopic | None:

@@ -7,10 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from botocore.exceptions import ClientError
-
-from daylib.aws import describe, error_code
-from daylib.errors import AwsError
+from daylib.aws import guard
+from daylib.errors import AwsError, AwsInvalidRequest, AwsNotFound
 
 
 def split_uri(uri: str) -> tuple[str, str]:
@@ -32,22 +30,18 @@ class S3Objects:
     """Thin, typed wrapper over one S3 client."""
 
     def __init__(self, client: Any) -> None:
-        self.client = client
+        self.client = guard(client)
 
     def ensure_bucket(self, bucket: str, region: str) -> bool:
         try:
             self.client.head_bucket(Bucket=bucket)
             return False
-        except ClientError as exc:
-            if error_code(exc) not in ("404", "NoSuchBucket", "NotFound"):
-                raise describe(exc) from exc
+        except AwsNotFound:
+            pass
         kwargs: dict[str, Any] = {"Bucket": bucket}
         if region != "us-east-1":
             kwargs["CreateBucketConfiguration"] = {"LocationConstraint": region}
-        try:
-            self.client.create_bucket(**kwargs)
-        except ClientError as exc:
-            raise describe(exc) from exc
+        self.client.create_bucket(**kwargs)
         return True
 
     def folders(self, bucket: str, prefix: str) -> Iterator[str]:
@@ -68,10 +62,7 @@ class S3Objects:
                 yield obj["Key"], int(obj["Size"])
 
     def _pages(self, **kwargs: Any) -> Iterator[dict[str, Any]]:
-        try:
-            yield from self.client.get_paginator("list_objects_v2").paginate(**kwargs)
-        except ClientError as exc:
-            raise describe(exc) from exc
+        yield from self.client.get_paginator("list_objects_v2").paginate(**kwargs)
 
     def read_text(self, bucket: str, key: str, max_bytes: int) -> str | None:
         """The object's text, or None if it does not exist. Reads at most ``max_bytes`` + 1
@@ -84,13 +75,14 @@ class S3Objects:
         object answers a ranged GET with InvalidRange: that is b""."""
         try:
             resp = self.client.get_object(Bucket=bucket, Key=key, Range=f"bytes=0-{max_bytes}")
-        except ClientError as exc:
-            code = error_code(exc)
-            if code in ("NoSuchKey", "404"):
-                return None
-            if code == "InvalidRange":
-                return b""
-            raise describe(exc) from exc
+        except AwsNotFound as exc:
+            if exc.code == "NoSuchBucket":
+                raise
+            return None
+        except AwsInvalidRequest as exc:
+            if exc.code != "InvalidRange":  # an empty object answers a ranged GET so
+                raise
+            return b""
         data: bytes = resp["Body"].read()
         return data
 
@@ -98,42 +90,29 @@ class S3Objects:
         bucket, key = split_uri(uri)
         try:
             resp = self.client.head_object(Bucket=bucket, Key=key)
-        except ClientError as exc:
-            code = error_code(exc)
-            if code in ("404", "NoSuchKey", "NotFound"):
-                return Head(uri, False)
-            return Head(uri, False, error_code=code)
+        except AwsNotFound as exc:  # a missing bucket is reported, a missing key is not
+            return Head(uri, False, error_code="" if exc.code != "NoSuchBucket" else exc.code)
+        except AwsError as exc:
+            return Head(uri, False, error_code=exc.code)
         return Head(uri, True, int(resp.get("ContentLength", 0)))
 
     def put_text(self, bucket: str, key: str, text: str) -> None:
         self.put_bytes(bucket, key, text.encode())
 
     def put_bytes(self, bucket: str, key: str, data: bytes) -> None:
-        try:
-            self.client.put_object(Bucket=bucket, Key=key, Body=data)
-        except ClientError as exc:
-            raise describe(exc) from exc
+        self.client.put_object(Bucket=bucket, Key=key, Body=data)
 
     def delete(self, bucket: str, key: str) -> None:
-        try:
-            self.client.delete_object(Bucket=bucket, Key=key)
-        except ClientError as exc:
-            raise describe(exc) from exc
+        self.client.delete_object(Bucket=bucket, Key=key)
 
     def download(self, uri: str, dest: Path) -> None:
         bucket, key = split_uri(uri)
         dest.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            self.client.download_file(bucket, key, str(dest))
-        except ClientError as exc:
-            raise describe(exc) from exc
+        self.client.download_file(bucket, key, str(dest))
 
     def upload(self, src: Path, uri: str) -> None:
         bucket, key = split_uri(uri)
-        try:
-            self.client.upload_file(str(src), bucket, key)
-        except ClientError as exc:
-            raise describe(exc) from exc
+        self.client.upload_file(str(src), bucket, key)
 
 
 __all__ = ["AwsError", "Head", "S3Objects", "split_uri"]

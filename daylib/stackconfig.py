@@ -6,11 +6,10 @@ from __future__ import annotations
 from typing import Any
 
 import yaml
-from botocore.exceptions import BotoCoreError, ClientError
 
 from daylib.aws import describe
 from daylib.config import Settings
-from daylib.errors import UserError
+from daylib.errors import AwsError, UserError
 
 # Stack output -> (section, key) of the settings it fills.
 OUTPUTS = {
@@ -28,12 +27,10 @@ def stack_outputs(cfn: Any, stack: str) -> dict[str, str]:
     """The stack's outputs by key; a clear error if the stack is missing or unfinished."""
     try:
         stacks = cfn.describe_stacks(StackName=stack)["Stacks"]
-    except ClientError as exc:
+    except AwsError as exc:
         if "does not exist" in str(exc):
             raise UserError(f"CloudFormation stack {stack!r} not found in region "
                             f"{cfn.meta.region_name}; deploy infra/daylib.yaml first") from exc
-        raise describe(exc) from exc
-    except BotoCoreError as exc:
         raise describe(exc) from exc
     status = stacks[0]["StackStatus"]
     if not status.endswith("_COMPLETE") or "ROLLBACK" in status or "DELETE" in status:

@@ -20,7 +20,9 @@ import pytest
 
 from daylib.config import Settings
 from daylib.emulator import FAKE_CREDENTIALS, MotoServer, start_moto
+from daylib.store.contract import Store
 from daylib.store.dynamodb import DynamoStore
+from daylib.store.memory import MemoryStore
 from tests.support.deployment import Env, fake
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -71,8 +73,23 @@ def table_name() -> str:
 
 
 @pytest.fixture
-def store(ddb_endpoint: str, table_name: str) -> DynamoStore:
+def dynamo_store(ddb_endpoint: str, table_name: str) -> DynamoStore:
+    """A DynamoDB store, for tests of what DynamoDB itself does (items, expressions)."""
     st = DynamoStore(client("dynamodb", ddb_endpoint), table_name, keep_first=2, keep_last=5)
+    st.create_table()
+    return st
+
+
+@pytest.fixture(params=["memory", "moto", "dynalite"])
+def store(request: pytest.FixtureRequest, table_name: str) -> Store:
+    """The store contract suite runs unchanged on every backend."""
+    st: Store
+    if request.param == "memory":
+        st = MemoryStore(keep_first=2, keep_last=5)
+    else:
+        url = (request.getfixturevalue("moto_server").endpoint_url if request.param == "moto"
+               else request.getfixturevalue("dynalite_url"))
+        st = DynamoStore(client("dynamodb", url), table_name, keep_first=2, keep_last=5)
     st.create_table()
     return st
 

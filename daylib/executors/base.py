@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 STEPS = ("stage", "run", "export")
 
@@ -56,7 +56,15 @@ class StepOutcome:
 
 
 class Executor(Protocol):
+    """What an executor offers; the monitor asks nothing else of it (no name checks)."""
+
     name: str
+    # Job references outlive this process (a batch scheduler's ids), so the monitor writes
+    # them on the workset for ``show`` and for adoption by another monitor.
+    records_jobs: bool
+
+    def cluster_capacity(self) -> dict[str, Any] | None:
+        """The cluster's CPUs and memory for the registry, or None: this machine's."""
 
     def submit(self, req: StepRequest) -> str:
         """Start the step; return a job reference (pid, Slurm job id) to record on the item."""

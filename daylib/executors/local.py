@@ -73,6 +73,11 @@ def _outcome(req: StepRequest, ref: str) -> StepOutcome | None:
 
 class LocalExecutor:
     name = "local"
+    records_jobs = False  # pids die with the host; adoption uses the status file
+
+    def cluster_capacity(self) -> None:
+        """This machine: the registry measures it."""
+        return None
 
     def __init__(self, poll_seconds: float = 0.05) -> None:
         self.poll_seconds = poll_seconds

@@ -100,6 +100,7 @@ class SlurmExecutor:
     """
 
     name = "slurm"
+    records_jobs = True
 
     def __init__(self, *, partition: str | None = None, account: str | None = None,
                  poll_seconds: float = 1.0, command_timeout_seconds: float = 30.0,

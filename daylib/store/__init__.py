@@ -1,11 +1,8 @@
-"""The state store: worksets, leases and history in one DynamoDB table.
+"""The state store: worksets, leases, history, caps and the pause flag.
 
-Contract (what every backend guarantees):
-- every write is a single-item conditional write naming the state (and version) it expects;
-- ``claim`` is the only way to own a workset; it returns a ``Lease`` whose fencing token
-  conditions every later write by that owner;
-- ``register`` is idempotent;
-- counts of active states cost reads proportional to active worksets, never a scan.
+``contract.Store`` names each primitive and what is atomic about it; ``rules`` holds the
+domain rules above every backend; ``dynamodb`` (DynamoDB, moto, dynalite) and ``memory`` (the
+in-memory twin with the same guarantees) are the backends.
 """
 
 from daylib.store.records import ControlRecord, Lease, QueueDepth, WorksetRecord

@@ -15,7 +15,7 @@ import pytest
 
 from daylib.clusters import PCLUSTER_VERSION_TAG, ClusterInfo, discover_stacks
 from daylib.emulator import MotoServer
-from daylib.store.dynamodb import DynamoStore
+from daylib.store.contract import Store
 from tests.conftest import client
 
 NOW = time.time()
@@ -34,7 +34,7 @@ def _info(name: str, **kw: Any) -> ClusterInfo:
 
 # ---------------------------------------------------------------------- registry
 
-def test_put_cluster_round_trip(store: DynamoStore) -> None:
+def test_put_cluster_round_trip(store: Store) -> None:
     assert store.clusters() == []
     alpha, beta = _info("alpha"), _info("beta", paused=True, cost_per_vcpu_hour=0.0)
     store.put_cluster(alpha.to_item())
@@ -48,7 +48,7 @@ def test_put_cluster_round_trip(store: DynamoStore) -> None:
     assert got == [beat, beta]
 
 
-def test_clusters_are_not_worksets(store: DynamoStore) -> None:
+def test_clusters_are_not_worksets(store: Store) -> None:
     store.put_cluster(_info("alpha").to_item())
     store.register("ws-1", actor="test")
     depth = store.queue_depth()
@@ -60,7 +60,7 @@ def test_clusters_are_not_worksets(store: DynamoStore) -> None:
 
 # ---------------------------------------------------------------------- caps semaphore
 
-def test_slot_semaphore(store: DynamoStore) -> None:
+def test_slot_semaphore(store: Store) -> None:
     scope = "cluster#alpha"
     assert store.slot_holders(scope) == {}
     assert store.acquire_slot(scope, "w1", 2, "mon-a")
@@ -82,7 +82,7 @@ def test_slot_semaphore(store: DynamoStore) -> None:
     assert set(store.slot_holders(scope)) == {"w2", "w3"}
 
 
-def test_stale_release_only_when_the_entry_is_unchanged(store: DynamoStore) -> None:
+def test_stale_release_only_when_the_entry_is_unchanged(store: Store) -> None:
     scope = "customer#acme"
     assert store.acquire_slot(scope, "w1", 1, "mon-a")
     at = store.slot_holders(scope)["w1"]["at"]
@@ -95,10 +95,10 @@ def test_stale_release_only_when_the_entry_is_unchanged(store: DynamoStore) -> N
     assert store.acquire_slot(scope, "w2", 1, "mon-b")
 
 
-def test_slot_race_never_exceeds_the_limit(store: DynamoStore, ddb_endpoint: str) -> None:
+def test_slot_race_never_exceeds_the_limit(store: Store) -> None:
     """Eight monitors (own clients) race for 3 slots over 50 worksets."""
     scope, limit, threads = "global", 3, 8
-    stores = [DynamoStore(client("dynamodb", ddb_endpoint), store.table) for _ in range(threads)]
+    stores = [store.twin() for _ in range(threads)]
     ids = [f"ws_{i:02d}" for i in range(50)]  # hyphenated ids: see the test below
 
     def grab(n: int) -> list[str]:
@@ -136,7 +136,7 @@ def test_slot_race_never_exceeds_the_limit(store: DynamoStore, ddb_endpoint: str
 
 
 @pytest.mark.parametrize("wid", ["demo-hg003-daylily", "a1-b2"])
-def test_slots_work_for_any_valid_workset_id(store: DynamoStore, wid: str) -> None:
+def test_slots_work_for_any_valid_workset_id(store: Store, wid: str) -> None:
     """Workset ids are folder names with hyphens (``demo-hg003-daylily``); they are map keys
     in the cap item and must be passed to DynamoDB as values of attribute-name placeholders,
     never as the placeholder itself (``#demo-hg003-daylily`` is a syntax error)."""

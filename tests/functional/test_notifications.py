@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from typing import Any
 
 from botocore.awsrequest import AWSResponse
@@ -20,7 +21,9 @@ from daylib.aws import AwsClients
 from daylib.dlq import DeadLetterQueue
 from daylib.errors import AwsError
 from daylib.outbox import Outbox
-from daylib.store.dynamodb import CLAIM_KEY, DynamoStore, outbox_key
+from daylib.store.contract import Store
+from daylib.store.dynamodb import DynamoStore
+from daylib.store.items import CLAIM_KEY, outbox_key
 from tests.conftest import client
 from tests.support.deployment import Env
 
@@ -44,15 +47,14 @@ class Recorder:
 
 
 def _outbox(topic: Recorder, dlq: Recorder | None = None, *, stale: float = 60.0,
-            ack_delay: float = 0.0) -> Outbox:
+            ack_delay: float = 0.0, clock: Callable[[], float] = time.time) -> Outbox:
     return Outbox(topic=topic, dlq=dlq, stale_seconds=stale,  # type: ignore[arg-type]
-                  ack_delay_seconds=ack_delay)
+                  ack_delay_seconds=ack_delay, clock=clock)
 
 
-def _twin(store: DynamoStore, outbox: Outbox) -> DynamoStore:
-    """Another process: same table, its own client and outbox."""
-    return DynamoStore(client("dynamodb", store.client.meta.endpoint_url), store.table,
-                       outbox=outbox)
+def _twin(store: Store, outbox: Outbox) -> Store:
+    """Another process: same table, its own outbox."""
+    return store.twin(outbox=outbox)
 
 
 def _raw(store: DynamoStore, wid: str) -> dict[str, Any]:
@@ -66,7 +68,8 @@ FAR = 10**10
 # ====================================================================== the store's outbox
 
 
-def test_events_ride_on_writes_and_the_next_write_clears_them(store: DynamoStore) -> None:
+def test_events_ride_on_writes_and_the_next_write_clears_them(dynamo_store: DynamoStore) -> None:
+    store = dynamo_store
     topic = Recorder()
     store.outbox = box = _outbox(topic)
     writes: list[str] = []
@@ -104,7 +107,7 @@ def test_events_ride_on_writes_and_the_next_write_clears_them(store: DynamoStore
     assert (body["state"], body["attempt"], body["message"]) == ("complete", 1, "results")
 
 
-def test_publish_failure_keeps_events_and_they_follow_in_order(store: DynamoStore) -> None:
+def test_publish_failure_keeps_events_and_they_follow_in_order(store: Store) -> None:
     topic = Recorder()
     topic.failing = True
     store.outbox = box = _outbox(topic)
@@ -128,21 +131,27 @@ def test_publish_failure_keeps_events_and_they_follow_in_order(store: DynamoStor
     assert list(rec.outbox or {}) == [outbox_key(4)]  # 1-3 cleared by this write
 
 
-def test_stale_events_are_published_by_any_process(store: DynamoStore) -> None:
+def test_stale_events_are_published_by_any_process(store: Store) -> None:
+    now = [1_000_000.0]  # one clock for both processes: staleness never depends on load
+
+    def clock() -> float:
+        return now[0]
+
     dead = Recorder()
     dead.failing = True
-    store.outbox = _outbox(dead, stale=0.2)  # the writer sets when its events go stale
-    store.register("ws-c", actor="m-dead")
-    rec, lease = store.claim("ws-c", "m-dead", 30)
-    store.transition(rec, S.FAILED, actor="m-dead", reason="data", lease=lease,
-                     events=[("failed", "bad"), ("dead_lettered", "bad")])
+    # the writer sets when its events go stale
+    writer = store.twin(clock=clock, outbox=_outbox(dead, stale=0.2, clock=clock))
+    writer.register("ws-c", actor="m-dead")
+    rec, lease = writer.claim("ws-c", "m-dead", 30)
+    writer.transition(rec, S.FAILED, actor="m-dead", reason="data", lease=lease,
+                      events=[("failed", "bad"), ("dead_lettered", "bad")])
     # The writer died with four events unpublished. Another process finds them once stale.
     topic, dlq = Recorder(), Recorder()
-    other = _outbox(topic, dlq, stale=0.2)
-    twin = _twin(store, other)
+    other = _outbox(topic, dlq, stale=0.2, clock=clock)
+    twin = store.twin(clock=clock, outbox=other)
     other.tick(twin)
     assert topic.bodies == []  # not stale yet: the writer might still publish them
-    time.sleep(0.3)
+    now[0] += 0.3
     other.tick(twin, force=True)
     assert topic.events() == [("registered", 1), ("started", 2), ("failed", 3),
                               ("dead_lettered", 4)]
@@ -151,7 +160,7 @@ def test_stale_events_are_published_by_any_process(store: DynamoStore) -> None:
     assert store.require("ws-c").outbox == {} and store.outbox_due(FAR) == []
 
 
-def test_an_ack_never_conflicts_with_the_new_owner(store: DynamoStore) -> None:
+def test_an_ack_never_conflicts_with_the_new_owner(store: Store) -> None:
     """m1 registers (and publishes) but m2 claims first: m1's ack removes only its own entry,
     and m2's fenced writes go on without a lost race."""
     t1, t2 = Recorder(), Recorder()
@@ -169,7 +178,7 @@ def test_an_ack_never_conflicts_with_the_new_owner(store: DynamoStore) -> None:
     assert b2.pending_work() == 0
 
 
-def test_takeover_publishes_what_the_dead_owner_left(store: DynamoStore) -> None:
+def test_takeover_publishes_what_the_dead_owner_left(store: Store) -> None:
     dead = Recorder()
     store.outbox = _outbox(dead)
     store.register("ws-e", actor="m1")
@@ -184,7 +193,8 @@ def test_takeover_publishes_what_the_dead_owner_left(store: DynamoStore) -> None
     assert rec.lease_token == 2
 
 
-def test_items_written_before_outboxes_still_work(store: DynamoStore) -> None:
+def test_items_written_before_outboxes_still_work(dynamo_store: DynamoStore) -> None:
+    store = dynamo_store
     store.client.put_item(TableName=store.table, Item={
         "pk": {"S": "ws-old"}, "workset_id": {"S": "ws-old"}, "state": {"S": "ready"},
         "version": {"N": "1"}, "attempt": {"N": "1"}, "lease_token": {"N": "0"},
@@ -200,7 +210,8 @@ def test_items_written_before_outboxes_still_work(store: DynamoStore) -> None:
     assert store.require("ws-old").outbox == {outbox_key(1): rec.outbox[outbox_key(1)]}
 
 
-def test_no_outbox_means_no_events_and_no_extra_attributes(store: DynamoStore) -> None:
+def test_no_outbox_means_no_events_and_no_extra_attributes(dynamo_store: DynamoStore) -> None:
+    store = dynamo_store
     store.register("ws-f", actor="m1")
     rec, lease = store.claim("ws-f", "m1", 30)
     rec = store.transition(rec, S.COMPLETE, actor="m1", reason="done", lease=lease,

@@ -1,4 +1,5 @@
-"""The store contract, run unchanged against moto (server, HTTP) and dynalite."""
+"""The store contract, run unchanged against the in-memory store, moto (server, HTTP) and
+dynalite."""
 
 from __future__ import annotations
 
@@ -10,16 +11,17 @@ import pytest
 
 from daylib import states as S
 from daylib.errors import ConflictError, IllegalTransition, LeaseLost
+from daylib.store.contract import Store
 from daylib.store.dynamodb import DynamoStore
+from daylib.store.memory import MemoryStore
 
 
-def _clone(store: DynamoStore, clock: Any) -> DynamoStore:
+def _clone(store: Store, clock: Any) -> Store:
     """Another monitor on the same table, with its own clock."""
-    return DynamoStore(store.client, store.table, keep_first=store.keep_first,
-                       keep_last=store.keep_last, clock=clock)
+    return store.twin(clock=clock)
 
 
-def test_registration_is_idempotent(store: DynamoStore) -> None:
+def test_registration_is_idempotent(store: Store) -> None:
     assert store.register("ws-001", actor="m1", priority="high",
                           fields={"customer_id": "lab-a"}) is True
     assert store.register("ws-001", actor="m2", priority="low") is False
@@ -29,7 +31,7 @@ def test_registration_is_idempotent(store: DynamoStore) -> None:
     assert [h["actor"] for h in rec.history] == ["m1"]
 
 
-def test_claim_is_exclusive_and_fenced(store: DynamoStore) -> None:
+def test_claim_is_exclusive_and_fenced(store: Store) -> None:
     store.register("ws-claim", actor="t")
     rec, lease = store.claim("ws-claim", "m1", 30)
     assert (rec.state, rec.owner, rec.step, lease.token) == ("locked", "m1", "stage", 1)
@@ -40,7 +42,7 @@ def test_claim_is_exclusive_and_fenced(store: DynamoStore) -> None:
     assert (rec.state, rec.step, rec.steps_done) == ("in_progress", "run", ["stage"])
 
 
-def test_expired_lease_is_taken_over_and_old_owner_fenced(store: DynamoStore) -> None:
+def test_expired_lease_is_taken_over_and_old_owner_fenced(store: Store) -> None:
     now = [1_000_000.0]
     a = _clone(store, lambda: now[0])
     b = _clone(store, lambda: now[0])
@@ -66,7 +68,7 @@ def test_expired_lease_is_taken_over_and_old_owner_fenced(store: DynamoStore) ->
     assert final.owner == "B" and final.lease_token == 2
 
 
-def test_heartbeat_extends_and_stops_after_cancel(store: DynamoStore) -> None:
+def test_heartbeat_extends_and_stops_after_cancel(store: Store) -> None:
     now = [5_000.0]
     st = _clone(store, lambda: now[0])
     st.register("ws-beat", actor="t")
@@ -81,7 +83,7 @@ def test_heartbeat_extends_and_stops_after_cancel(store: DynamoStore) -> None:
     assert st.require("ws-beat").owner is None
 
 
-def test_illegal_and_stale_transitions_are_refused(store: DynamoStore) -> None:
+def test_illegal_and_stale_transitions_are_refused(store: Store) -> None:
     store.register("ws-ill", actor="t")
     ready = store.require("ws-ill")
     with pytest.raises(IllegalTransition):
@@ -95,7 +97,7 @@ def test_illegal_and_stale_transitions_are_refused(store: DynamoStore) -> None:
     assert store.require("ws-ill").state == S.COMPLETE
 
 
-def test_owner_write_survives_operator_edit_but_not_cancel(store: DynamoStore) -> None:
+def test_owner_write_survives_operator_edit_but_not_cancel(store: Store) -> None:
     store.register("ws-edit", actor="t")
     rec, lease = store.claim("ws-edit", "m1", 30)
     store.edit("ws-edit", lambda r: (r.state, {"priority": "urgent"}), actor="op",
@@ -109,7 +111,7 @@ def test_owner_write_survives_operator_edit_but_not_cancel(store: DynamoStore) -
     assert store.require("ws-edit").state == S.CANCELLED
 
 
-def test_history_is_bounded_first_and_newest_kept(store: DynamoStore) -> None:
+def test_history_is_bounded_first_and_newest_kept(store: Store) -> None:
     store.register("ws-hist", actor="t")
     rec, lease = store.claim("ws-hist", "m1", 30)
     for i in range(30):
@@ -124,8 +126,13 @@ def test_history_is_bounded_first_and_newest_kept(store: DynamoStore) -> None:
     assert {"at", "actor", "from", "to", "reason"} <= set(rec.history[-1])
 
 
-def _ground_truth(store: DynamoStore) -> Counter[str]:
+def _ground_truth(store: Store) -> Counter[str]:
+    """States of every workset, read around the indexes (a full scan)."""
     counts: Counter[str] = Counter()
+    if isinstance(store, MemoryStore):
+        counts.update(i["state"] for i in store.memory.items.values())
+        return counts
+    assert isinstance(store, DynamoStore)
     for page in store.client.get_paginator("scan").paginate(TableName=store.table):
         for item in page["Items"]:
             if "workset_id" in item:
@@ -133,7 +140,7 @@ def _ground_truth(store: DynamoStore) -> Counter[str]:
     return counts
 
 
-def test_queue_depth_is_exact_per_state_cluster_and_customer(store: DynamoStore) -> None:
+def test_queue_depth_is_exact_per_state_cluster_and_customer(store: Store) -> None:
     plan = {S.READY: 7, S.LOCKED: 3, S.IN_PROGRESS: 4, S.RETRYING: 2, S.COMPLETE: 6,
             S.FAILED: 2, S.CANCELLED: 1}
     n = 0
@@ -165,7 +172,7 @@ def test_queue_depth_is_exact_per_state_cluster_and_customer(store: DynamoStore)
     assert set(depth.public()) == {"states", "by_cluster", "by_customer", "total"}
 
 
-def test_candidates_come_in_priority_then_age_order(store: DynamoStore) -> None:
+def test_candidates_come_in_priority_then_age_order(store: Store) -> None:
     for i, p in enumerate(["low", "normal", "urgent", "high", "normal", "urgent"]):
         store.register(f"ws-p{i}", actor="t", priority=p, created=1_000_000.0 + i)
     pages = [[r.workset_id for r in page] for page in store.ready_pages(4)]
@@ -176,7 +183,7 @@ def test_candidates_come_in_priority_then_age_order(store: DynamoStore) -> None:
     assert [r.workset_id for r in store.aged(10, 1_000_003.5)] == ["ws-p3", "ws-p1", "ws-p0"]
 
 
-def test_pause_flag_round_trips(store: DynamoStore) -> None:
+def test_pause_flag_round_trips(store: Store) -> None:
     assert store.control().paused is False
     assert store.set_paused(True, actor="op", reason="maintenance").paused is True
     rec = store.control()
@@ -185,7 +192,7 @@ def test_pause_flag_round_trips(store: DynamoStore) -> None:
     assert store.queue_depth().total == 0  # the control item is not a workset
 
 
-def test_list_is_newest_first_and_filters(store: DynamoStore) -> None:
+def test_list_is_newest_first_and_filters(store: Store) -> None:
     for i in range(5):
         store.register(f"ws-l{i}", actor="t", created=2_000_000.0 + i,
                        fields={"customer_id": "a" if i % 2 else "b"})
@@ -196,7 +203,7 @@ def test_list_is_newest_first_and_filters(store: DynamoStore) -> None:
     assert len(store.newest(limit=2)) == 2
 
 
-def test_race_eight_claimers_two_hundred_worksets(store: DynamoStore) -> None:
+def test_race_eight_claimers_two_hundred_worksets(store: Store) -> None:
     ids = [f"ws-r{i:03d}" for i in range(200)]
     for wid in ids:
         store.register(wid, actor="t")

@@ -55,9 +55,11 @@ def alive(pid: int) -> bool:
     return stat.rsplit(")", 1)[-1].split()[0] != "Z"
 
 
-def wait_for(path: Path, timeout: float = 10.0) -> None:
+def wait_for(path: Path, timeout: float = 10.0, *, filled: bool = False) -> None:
+    """Until ``path`` exists (and with ``filled``, holds something: a file is created before
+    its writer has written)."""
     deadline = time.monotonic() + timeout
-    while not path.exists():
+    while not (path.exists() and (not filled or path.read_text())):
         assert time.monotonic() < deadline, f"{path} never appeared"
         time.sleep(0.02)
 
@@ -128,7 +130,7 @@ open({str(tmp_path / "pids")!r}, "w").write(str(kid.pid))
 time.sleep(60)
 """
     proc = wrap(tmp_path, *py(code))
-    wait_for(tmp_path / "pids")
+    wait_for(tmp_path / "pids", filled=True)
     grandchild = int((tmp_path / "pids").read_text())
     proc.send_signal(sig)
     proc.communicate(timeout=30)

@@ -6,26 +6,10 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any
 
 from daylib.config import Settings
-from daylib.monitor import Monitor
 from daylib.spec import parse_workset
-
-
-class _Nothing:
-    """Stands in for the store, S3 and executor: building argv touches none of them."""
-
-    name = "local"
-    outbox = None
-
-    def __getattr__(self, _: str) -> Any:
-        raise AttributeError("no AWS or executor call expected")
-
-
-def _monitor(settings: Settings) -> Monitor:
-    settings.monitor.cluster = "unit"
-    return Monitor(settings, _Nothing(), _Nothing(), _Nothing())  # type: ignore[arg-type]
+from daylib.stepcmd import run_argv
 
 
 def test_daylib_template_is_split_then_filled(tmp_path: Path) -> None:
@@ -33,7 +17,7 @@ def test_daylib_template_is_split_then_filled(tmp_path: Path) -> None:
     s.workset.pipelines = {"germline": "run-it --ref {reference} --in {samples_tsv}"}
     ws = parse_workset("ws-arg", "samples: [{sample_id: S1, fastq_r1: 'a b.fq'}]\n"
                        "reference_genome: hg38\n", s)
-    assert _monitor(s).run_argv(ws, tmp_path) == [
+    assert run_argv(s, ws, tmp_path) == [
         "run-it", "--ref", "hg38", "--in", str(tmp_path / "inputs/samples.tsv")]
 
 
@@ -44,7 +28,7 @@ def test_daylily_clone_then_run_chained_without_a_shell(tmp_path: Path) -> None:
     doc = ("dy-r: produce_snv_concordances -p -j 2 --config aligners=['bwa2a']\n"
            "day-clone: -i {workset} -d {workdir_name}\nworkdir_name: hg3\n")
     ws = parse_workset("ws-dyr", doc, s, stage_tsv="SAMPLE_ID\tR1_FQ\nS1\tr1.fq\n")
-    argv = _monitor(s).run_argv(ws, tmp_path)
+    argv = run_argv(s, ws, tmp_path)
     assert argv[:5] == [sys.executable, "-m", "daylib.steps", "chain", "--json"]
     clone, run = json.loads(argv[5])
     assert clone == ["day-clone", "--workdir", "hg3", "-i", "ws-dyr", "-d", "hg3"]
@@ -57,4 +41,4 @@ def test_daylily_without_clone_is_prefix_plus_dyr(tmp_path: Path) -> None:
     s.daylily.run_prefix = "dy-r"
     ws = parse_workset("ws-dyr2", "dy-r: produce_multiqc -j 4\n", s,
                        stage_tsv="SAMPLE_ID\tR1_FQ\nS1\tr1.fq\n")
-    assert _monitor(s).run_argv(ws, tmp_path) == ["dy-r", "produce_multiqc", "-j", "4"]
+    assert run_argv(s, ws, tmp_path) == ["dy-r", "produce_multiqc", "-j", "4"]

@@ -1,7 +1,8 @@
 """The one place that builds AWS clients: endpoint, region, profile, retries, timeouts.
 
 Everything else receives clients from here, so tests and the demo can point the whole
-program at an emulator by setting ``aws.endpoint_url`` (or ``AWS_ENDPOINT_URL``).
+program at an emulator by setting ``aws.endpoint_url`` (or ``AWS_ENDPOINT_URL``). Clients
+are handed out guarded (daylib/aws/guard.py): their failures are daylib errors.
 """
 
 from __future__ import annotations
@@ -14,8 +15,9 @@ from typing import Any
 
 import boto3
 from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError
 
+from daylib.aws.errors import AwsFailure, translate
+from daylib.aws.guard import guard
 from daylib.config import AwsSettings
 from daylib.errors import AwsError
 
@@ -30,9 +32,12 @@ class AwsClients:
         self.settings = settings
         self._lock = threading.Lock()
         self._clients: dict[str, Any] = {}
-        self._session = boto3.session.Session(
-            profile_name=settings.profile, region_name=resolve_region(settings.region)
-        )
+        try:
+            self._session = boto3.session.Session(
+                profile_name=settings.profile, region_name=resolve_region(settings.region)
+            )
+        except AwsFailure as exc:  # e.g. an unknown profile
+            raise translate(exc, "Session") from exc
         self.region = self._session.region_name or DEFAULT_REGION
         self._config = Config(
             region_name=self.region,
@@ -52,7 +57,7 @@ class AwsClients:
                 events = made.meta.events
                 events.register("before-parameter-build", _remember_params)
                 events.register("after-call", partial(_name_missing, self.region))
-                self._clients[service] = made
+                self._clients[service] = guard(made)
             return self._clients[service]
 
     def session_credentials(self) -> Any:
@@ -119,24 +124,10 @@ def _name_missing(region: str, parsed: dict[str, Any], context: dict[str, Any],
 
 def is_missing_resource(exc: BaseException) -> bool:
     """True for errors that mean the deployment lacks a table, bucket, topic or queue."""
-    return isinstance(exc, AwsError | ClientError) and error_code(exc) in _MISSING
+    return isinstance(exc, AwsError) and exc.code in _MISSING
 
 
-def error_code(exc: BaseException) -> str:
-    if isinstance(exc, AwsError):
-        return exc.code
-    if isinstance(exc, ClientError):
-        return str(exc.response.get("Error", {}).get("Code", ""))
-    return exc.__class__.__name__
-
-
-def describe(exc: BaseException) -> AwsError:
-    """Turn a botocore exception into a one-line domain error."""
-    if isinstance(exc, ClientError):
-        err = exc.response.get("Error", {})
-        op = getattr(exc, "operation_name", "call")
-        text = f"{op}: {err.get('Code')}: {err.get('Message', '')}".strip()
-        return AwsError(text, error_code(exc))
-    if isinstance(exc, BotoCoreError):
-        return AwsError(str(exc), exc.__class__.__name__)
-    return AwsError(str(exc), exc.__class__.__name__)
+def raw_client(service: str, *, endpoint_url: str | None = None,
+               region: str = DEFAULT_REGION) -> Any:
+    """A guarded client built without settings (benchmarks, quick tools)."""
+    return guard(boto3.client(service, endpoint_url=endpoint_url, region_name=region))

@@ -1,0 +1,360 @@
+"""Domain rules above every store backend: which transitions are allowed, what history keeps,
+how events ride on writes, and the owner's retry after an operator edit.
+
+A backend supplies only primitives (``_update``: one conditional write whose condition is a
+set of expected attribute values; ``_put_new``; ``_claim_write``; reads). Everything that
+decides *what* to write lives here, once, so the DynamoDB and in-memory stores cannot drift.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from dataclasses import fields as dataclass_fields
+from typing import Any, Protocol
+
+from daylib import states as S
+from daylib.errors import ConflictError, IllegalTransition, LeaseLost, NotFound, StoreError
+from daylib.store.items import (
+    CLAIM_KEY,
+    OUTBOX_PART,
+    index_fields,
+    outbox_key,
+    queue_key,
+    record_from_item,
+)
+from daylib.store.records import Lease, WorksetRecord, utc_iso
+
+OPERATOR_RETRIES = 8
+_RECORD_FIELDS = {f.name for f in dataclass_fields(WorksetRecord)} - {"owner"}
+_LIST_FIELDS = {"steps_done", "after", "history"}
+_DICT_FIELDS = {"summary", "jobs", "routing", "resources"}
+
+
+class OutboxHook(Protocol):
+    """What the store asks of the outbox (daylib/outbox.py) around each write."""
+
+    stale_seconds: float
+
+    def wants(self, event: str) -> bool: ...
+
+    def entry(self, event: str, message: str, *, by: str, at: float, seq: int | None,
+              rec: WorksetRecord | None = None, **fields: Any) -> dict[str, Any]: ...
+
+    def delivered(self, workset_id: str) -> dict[int, str]: ...
+
+    def removed(self, workset_id: str, seqs: Iterable[int]) -> None: ...
+
+    def after_write(self, store: Any, rec: WorksetRecord, new_seqs: Iterable[int]) -> None: ...
+
+    def adopt(self, store: Any, rec: WorksetRecord) -> None: ...
+
+
+@dataclass
+class Changes:
+    """What one write does: top-level attributes set (None removes) and entries of map
+    attributes set or removed (``(map, key)``)."""
+
+    attrs: dict[str, Any] = field(default_factory=dict)
+    entry_sets: dict[tuple[str, str], Any] = field(default_factory=dict)
+    entry_removes: list[tuple[str, str]] = field(default_factory=list)
+
+
+@dataclass
+class ClaimPlan:
+    """A claim (``expired`` None) or takeover, decided above the backend."""
+
+    workset_id: str
+    owner: str
+    now: float
+    lease_seconds: float
+    expired: WorksetRecord | None
+    entry: dict[str, Any]
+    fields: dict[str, Any]
+    drop_keys: list[str] | None = None  # None: leave the outbox alone
+    started: dict[str, Any] | None = None  # the ``started`` entry, keyed CLAIM_KEY
+
+
+def history_entry(at: float, src: str | None, dst: str, actor: str,
+                  reason: str) -> dict[str, Any]:
+    return {"at": utc_iso(at), "actor": actor, "from": src, "to": dst, "reason": reason[:500]}
+
+
+def bounded(history: list[dict[str, Any]], entry: dict[str, Any], keep_first: int,
+            keep_last: int) -> list[dict[str, Any]]:
+    """Keep the first ``keep_first`` and the newest ``keep_last`` entries."""
+    full = [*history, entry]
+    if len(full) <= keep_first + keep_last:
+        return full
+    return full[:keep_first] + full[-keep_last:]
+
+
+def check_allowed(rec: WorksetRecord, to: str) -> None:
+    if to != rec.state and not S.allowed(rec.state, to):
+        raise IllegalTransition(f"workset {rec.workset_id} is {rec.state}; cannot move "
+                                f"it to {to}")
+
+
+class WorksetRules:
+    """The store's domain half; backends subclass it and implement the primitives."""
+
+    def __init__(self, *, keep_first: int = 5, keep_last: int = 50,
+                 clock: Callable[[], float] = time.time,
+                 outbox: OutboxHook | None = None) -> None:
+        self.keep_first = keep_first
+        self.keep_last = keep_last
+        self.clock = clock
+        # Events are recorded on items only when an outbox is attached (it publishes them).
+        self.outbox = outbox
+
+    # ------------------------------------------------------------------ primitives
+
+    def get(self, workset_id: str) -> WorksetRecord | None:
+        raise NotImplementedError
+
+    def active(self, state: str, *, prefix: str | None = None, limit: int | None = None,
+               descending: bool = False, before: str | None = None) -> list[WorksetRecord]:
+        raise NotImplementedError
+
+    def _update(self, workset_id: str, expect: dict[str, Any], changes: Changes) -> None:
+        """One conditional write: every ``expect`` attribute equals its value, or
+        ConflictError and nothing changes."""
+        raise NotImplementedError
+
+    def _put_new(self, item: dict[str, Any]) -> bool:
+        """Write ``item`` only if its key is absent; False if it exists."""
+        raise NotImplementedError
+
+    def _claim_write(self, plan: ClaimPlan) -> tuple[WorksetRecord, bool]:
+        """The claim as one conditional write; returns the new record and whether the outbox
+        part of the plan was applied. ConflictError when someone else got there first."""
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ reads
+
+    def require(self, workset_id: str) -> WorksetRecord:
+        rec = self.get(workset_id)
+        if rec is None:
+            raise NotFound(f"no workset {workset_id!r}")
+        return rec
+
+    def aged(self, limit: int, older_than: float) -> list[WorksetRecord]:
+        """Ready worksets below the top priority created before ``older_than``: those that
+        ageing may promote past newer, higher-priority work (one query per level)."""
+        from daylib.config import PRIORITIES
+
+        cutoff = utc_iso(older_than)
+        out: list[WorksetRecord] = []
+        for rank in range(1, len(PRIORITIES)):
+            out.extend(self.active(S.READY, prefix=f"{rank}#", limit=limit, before=cutoff))
+        return out
+
+    def expired(self, now: float) -> list[WorksetRecord]:
+        """Owned worksets whose lease has run out (their monitor died or stalled)."""
+        return [r for st in S.OWNED for r in self.active(st)
+                if r.lease_expires is not None and r.lease_expires < now]
+
+    def due_retries(self, now: float) -> list[WorksetRecord]:
+        return [r for r in self.active(S.RETRYING) if (r.retry_at or 0) <= now]
+
+    # ------------------------------------------------------------------ writes
+
+    def register(self, workset_id: str, *, actor: str, priority: str = "normal",
+                 fields: dict[str, Any] | None = None, created: float | None = None) -> bool:
+        """Record a new workset as ``ready``; a second registration of the same id is a no-op
+        (returns False). With an outbox, the ``registered`` event rides on the same write."""
+        now = self.clock() if created is None else created
+        created_at = utc_iso(now)
+        item: dict[str, Any] = {k: v for k, v in (fields or {}).items() if v not in (None, [], {})}
+        item.update({
+            "pk": workset_id, "workset_id": workset_id, "state": S.READY, "priority": priority,
+            "created_at": created_at, "updated_at": created_at, "attempt": 1, "version": 1,
+            "lease_token": 0, "active_state": S.READY,
+            "queue_key": queue_key(priority, created_at, workset_id),
+            "history": [history_entry(self.clock(), None, S.READY, actor, "registered")],
+            "history_total": 1, "outbox": {}, "event_seq": 0,
+        })
+        hook = self.outbox
+        if hook is not None and hook.wants("registered"):
+            written = self.clock()
+            item["outbox"] = {outbox_key(1): hook.entry(
+                "registered", f"registered by {actor}", by=actor, at=written, seq=1,
+                state=S.READY, attempt=1)}
+            item.update(event_seq=1, outbox_part=OUTBOX_PART,
+                        outbox_due=written + hook.stale_seconds)
+        if not self._put_new(item):
+            return False
+        if item["event_seq"]:
+            self._published_after(record_from_item(item), [1])
+        return True
+
+    def claim(self, workset_id: str, owner: str, lease_seconds: float,
+              *, expired: WorksetRecord | None = None,
+              fields: dict[str, Any] | None = None) -> tuple[WorksetRecord, Lease]:
+        """Own a workset: ready -> locked, or take over ``expired`` (an owned workset whose
+        lease ran out; state and step are kept so the new owner resumes). One conditional
+        write; raises ConflictError if someone else got there first.
+
+        With an outbox, a fresh claim also records the ``started`` event (its seq is computed
+        in the write, as the claimer does not know the item's) and removes the events this
+        process already published (e.g. ``registered``)."""
+        now = self.clock()
+        hook = self.outbox
+        done = hook.delivered(workset_id) if hook is not None else {}
+        started = hook is not None and expired is None and hook.wants("started")
+        if expired is not None:
+            entry = history_entry(now, expired.state, expired.state, owner,
+                                  f"lease of {expired.owner} expired; taken over")
+        else:
+            entry = history_entry(now, S.READY, S.LOCKED, owner, "claimed")
+        plan = ClaimPlan(workset_id, owner, now, lease_seconds, expired, entry, fields or {})
+        if hook is not None and (started or done):
+            plan.drop_keys = list(done.values())
+            if started:
+                plan.started = hook.entry("started", f"claimed by {owner}", by=owner, at=now,
+                                          seq=None, state=S.LOCKED)
+        rec, applied = self._claim_write(plan)
+        if hook is not None:
+            hook.removed(workset_id, done if applied else {})
+            if expired is not None:
+                if rec.outbox:
+                    hook.adopt(self, rec)
+            elif applied and started and rec.outbox and CLAIM_KEY in rec.outbox:
+                self._published_after(rec, [rec.outbox[CLAIM_KEY]["seq"]])
+        return rec, Lease(workset_id, owner, rec.lease_token, now + lease_seconds)
+
+    def transition(self, rec: WorksetRecord, to: str, *, actor: str, reason: str,
+                   lease: Lease | None = None, fields: dict[str, Any] | None = None,
+                   release: bool = False,
+                   events: Sequence[tuple[str, str]] = ()) -> WorksetRecord:
+        """Move ``rec`` to ``to`` with one conditional write naming the state and version it
+        expects (and, for an owner, its fencing token). ``fields`` set (None removes).
+        ``events`` ((event, message) pairs) are recorded in the same write when an outbox is
+        attached, which publishes them after it; the same write drops events this process
+        already published (the piggy-backed half of the outbox).
+
+        An owner whose write loses only to an operator edit (same state, same token) retries
+        on the fresh item; any other loss raises LeaseLost / ConflictError."""
+        for _ in range(OPERATOR_RETRIES):
+            check_allowed(rec, to)
+            now = self.clock()
+            new, changes = self._plan_transition(rec, to, actor, reason, fields, release, now)
+            new, added, dropped = self._plan_outbox(changes, rec, new, actor, now, events)
+            expect: dict[str, Any] = {"state": rec.state, "version": rec.version}
+            if lease is not None:
+                expect.update(owner_id=lease.owner, lease_token=lease.token)
+            try:
+                self._update(rec.workset_id, expect, changes)
+            except ConflictError:
+                current = self.get(rec.workset_id)
+                if lease is None or current is None:
+                    raise
+                if (current.owner != lease.owner or current.lease_token != lease.token
+                        or current.state != rec.state):
+                    raise LeaseLost(f"lease on {rec.workset_id} lost (now {current.state}, "
+                                    f"owner {current.owner})") from None
+                rec = current
+                continue
+            if self.outbox is not None:
+                self.outbox.removed(rec.workset_id, dropped)
+            self._published_after(new, added)
+            return new
+        raise StoreError(f"workset {rec.workset_id}: too many concurrent edits")
+
+    def edit(self, workset_id: str, change: Callable[[WorksetRecord], tuple[str, dict[str, Any]]],
+             *, actor: str, reason: str,
+             events: Sequence[tuple[str, str]] = ()) -> WorksetRecord:
+        """Operator read-modify-write, safe by version condition: ``change`` returns the
+        target state and fields for the current record and is re-run on a lost race."""
+        for _ in range(OPERATOR_RETRIES):
+            rec = self.require(workset_id)
+            to, fields = change(rec)
+            try:
+                return self.transition(rec, to, actor=actor, reason=reason, fields=fields,
+                                       events=events)
+            except ConflictError:
+                continue
+        raise StoreError(f"workset {workset_id}: too many concurrent edits; try again")
+
+    # ------------------------------------------------------------------ planning
+
+    def _plan_transition(self, rec: WorksetRecord, to: str, actor: str, reason: str,
+                         fields: dict[str, Any] | None, release: bool,
+                         now: float) -> tuple[WorksetRecord, Changes]:
+        """The attributes a transition writes and the record it leaves. The version condition
+        means the item is known exactly, so the new record is computed, not read back."""
+        priority = (fields or {}).get("priority", rec.priority)
+        updated_at = utc_iso(now)
+        attrs: dict[str, Any] = {"state": to, "updated_at": updated_at,
+                                 "version": rec.version + 1}
+        attrs.update(index_fields(rec, to, priority))
+        attrs.update(fields or {})
+        changes: dict[str, Any] = {k: v for k, v in (fields or {}).items()
+                                   if k in _RECORD_FIELDS}
+        if release or to not in S.OWNED:
+            attrs.update(owner_id=None, lease_expires=None)
+            changes.update(owner=None, lease_expires=None)
+        if to != rec.state or reason:
+            hist = bounded(rec.history, history_entry(now, rec.state, to, actor, reason),
+                           self.keep_first, self.keep_last)
+            attrs.update(history=hist, history_total=rec.history_total + 1)
+            changes.update(history=hist, history_total=rec.history_total + 1)
+        new = replace(rec, state=to, version=rec.version + 1, updated_at=updated_at,
+                      **{k: ([] if v is None and k in _LIST_FIELDS else
+                             {} if v is None and k in _DICT_FIELDS else v)
+                         for k, v in changes.items()})
+        return new, Changes(attrs=attrs)
+
+    def _plan_outbox(self, changes: Changes, rec: WorksetRecord, new: WorksetRecord,
+                     actor: str, now: float, events: Sequence[tuple[str, str]]
+                     ) -> tuple[WorksetRecord, list[int], list[int]]:
+        """Add this write's events, drop the ones this process published, rename a claim's
+        entry to its seq, and keep the due marker right. Returns the new record, the seqs
+        added and the seqs dropped."""
+        hook = self.outbox
+        if hook is None:
+            return new, [], []
+        box = dict(rec.outbox or {})
+        done = hook.delivered(rec.workset_id)
+        sets: dict[str, dict[str, Any]] = {}
+        removes: list[str] = []
+        dropped: list[int] = []
+        for key, e in list(box.items()):
+            seq = e.get("seq")
+            if seq in done:
+                removes.append(key)
+                dropped.append(seq)
+                del box[key]
+            elif key == CLAIM_KEY and seq is not None:
+                removes.append(key)
+                del box[key]
+                box[outbox_key(seq)] = sets[outbox_key(seq)] = e
+        seq = rec.event_seq
+        added: list[int] = []
+        for event, message in events:
+            if not hook.wants(event):
+                continue
+            seq += 1
+            box[outbox_key(seq)] = sets[outbox_key(seq)] = hook.entry(
+                event, message, by=actor, at=now, seq=seq, rec=new)
+            added.append(seq)
+        if rec.outbox is None:
+            if sets:
+                changes.attrs["outbox"] = box
+        else:
+            changes.entry_sets.update({("outbox", k): e for k, e in sets.items()})
+            changes.entry_removes.extend(("outbox", k) for k in removes)
+        if seq != rec.event_seq:
+            changes.attrs["event_seq"] = seq
+        if box and new.state not in S.OWNED:
+            oldest = min(float(e.get("at", now)) for e in box.values())
+            changes.attrs.update(outbox_part=OUTBOX_PART, outbox_due=oldest + hook.stale_seconds)
+        else:
+            changes.attrs.update(outbox_part=None, outbox_due=None)
+        outbox = box if (rec.outbox is not None or box) else None
+        return replace(new, outbox=outbox, event_seq=seq), added, dropped
+
+    def _published_after(self, rec: WorksetRecord, seqs: list[int]) -> None:
+        if self.outbox is not None and (seqs or rec.outbox):
+            self.outbox.after_write(self, rec, seqs)
