@@ -73,8 +73,8 @@ class _Serialized:
         self.lock = threading.Lock()
 
     def __call__(self, environ: Any, start_response: Any) -> Any:
-        # Only DynamoDB needs it; an SQS long poll must not hold every other request.
-        if not environ.get("HTTP_X_AMZ_TARGET", "").startswith("DynamoDB"):
+        # An SQS long poll (the intake queue) must not hold every other request.
+        if environ.get("HTTP_X_AMZ_TARGET", "") == "AmazonSQS.ReceiveMessage":
             return list(self.app(environ, start_response))
         with self.lock:
             return list(self.app(environ, start_response))

@@ -478,7 +478,9 @@ class Monitor:
         ws = Workset.model_validate_json(rec.spec_json or "{}")
         problem = dependencies.problem(ws.workset_id, ws.after, self.store.many)
         if problem:
-            self._fail(run, Failure(message=problem, category="configuration"))
+            # a cycle is the user's data; a dependency that is unknown or failed is not
+            self._fail(run, Failure(message=problem, category="data" if "cycle" in problem
+                                    else "configuration"))
             return
         if "stage" not in rec.steps_done:
             try:
