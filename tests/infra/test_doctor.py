@@ -20,9 +20,11 @@ def test_before_init_every_missing_resource_is_named_with_the_fix(make_env: EnvF
     assert res.returncode == 1, res.stdout + res.stderr
     for line in (f"FAIL table         DynamoDB table '{env.table}' not found in {REGION}",
                  f"FAIL bucket        S3 bucket '{env.bucket}' not found",
-                 "FAIL topic", "FAIL dead-letter queue"):
+                 "FAIL topic", "FAIL dead-letter queue",
+                 f"FAIL intake queue  SQS queue '{env.env['DAYLILY_INTAKE__QUEUE_NAME']}' not "
+                 f"found in {REGION}"):
         assert line in res.stdout, res.stdout
-    assert res.stdout.count("fix: run `daylily-workset init`") == 4, res.stdout
+    assert res.stdout.count("fix: run `daylily-workset init`") == 5, res.stdout
 
 
 def test_after_init_all_is_well(make_env: EnvFactory) -> None:
@@ -31,7 +33,7 @@ def test_after_init_all_is_well(make_env: EnvFactory) -> None:
     assert res.returncode == 0, res.stdout + res.stderr
     checks = _checks(res.stdout)
     assert {"config", "credentials", "clock", "region", "table", "bucket", "topic",
-            "dead-letter queue", "slurm"} <= set(checks)
+            "dead-letter queue", "intake queue", "notification", "slurm"} <= set(checks)
     assert all(c["ok"] for c in checks.values()), checks
     assert "active-index, done-index, outbox-index" in str(checks["table"]["detail"])
 
