@@ -6,7 +6,7 @@ import json
 
 from daylib.doctor import clock_skew
 from tests.cli.conftest import EnvFactory
-from tests.conftest import REGION
+from tests.conftest import REGION, client
 
 
 def _checks(stdout: str) -> dict[str, dict[str, object]]:
@@ -68,3 +68,19 @@ def test_slurm_unreachable_is_flagged(make_env: EnvFactory) -> None:
 
 def test_clock_skew_from_the_date_header() -> None:
     assert clock_skew("Tue, 01 Dec 2026 22:00:00 GMT", 1796162400.0 + 300) == 300.0
+
+
+def test_init_wires_an_existing_bucket_to_the_stack_queue(make_env: EnvFactory) -> None:
+    """A stack with CreateBucket=false: the config from the stack names the intake queue by
+    URL, and `init` must still point the existing bucket's events at it."""
+    env = make_env()
+    url = env.json("init")["intake_queue_url"]
+    s3 = client("s3", env.url)
+    s3.put_bucket_notification_configuration(Bucket=env.bucket, NotificationConfiguration={})
+    assert env.run("doctor").returncode == 1
+    res = env.run("init", extra_env={"DAYLILY_INTAKE__QUEUE_URL": url,
+                                     "DAYLILY_INTAKE__QUEUE_NAME": "some-other-name"})
+    assert res.returncode == 0, res.stderr
+    checks = _checks(env.run("doctor", "--json", extra_env={
+        "DAYLILY_INTAKE__QUEUE_URL": url}).stdout)
+    assert checks["notification"]["ok"], checks
