@@ -233,14 +233,15 @@ def cmd_init(ctx: Context, args: argparse.Namespace) -> int:
     if st.dlq.enabled and not st.dlq.queue_url:
         url, created["queue"] = ensure_queue(ctx.clients.client("sqs"), st.dlq.queue_name)
         names["queue"] = out["queue_url"] = url
-    if st.intake.enabled and not st.intake.queue_url:
+    if st.intake.enabled:  # a stack's queue too: its existing bucket needs the notification
         from daylib.intake_events import ensure_intake, resolve_queue_url
 
         sqs = ctx.clients.client("sqs")
-        created["intake"] = resolve_queue_url(sqs, st.intake.queue_name) is None
+        queue = (st.intake.queue_url or "").rstrip("/").rsplit("/", 1)[-1] or \
+            st.intake.queue_name
+        created["intake"] = resolve_queue_url(sqs, queue) is None
         names["intake"] = out["intake_queue_url"] = ensure_intake(
-            sqs, ctx.clients.client("s3"), st.storage.bucket, st.storage.prefix,
-            st.intake.queue_name)
+            sqs, ctx.clients.client("s3"), st.storage.bucket, st.storage.prefix, queue)
     ctx.emit({"created": created, **out},
              "\n".join(f"{k:7} {'created' if v else 'exists '}  {names[k]}"
                        for k, v in created.items()))

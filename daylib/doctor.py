@@ -20,6 +20,7 @@ from daylib.store.items import ACTIVE_INDEX, DONE_INDEX, OUTBOX_INDEX
 INDEXES = (ACTIVE_INDEX, DONE_INDEX, OUTBOX_INDEX)
 MAX_SKEW_SECONDS = 240.0  # SigV4 refuses requests more than 5 minutes off
 EXPIRY_WARN_SECONDS = 900.0
+MISSING_QUEUE = ("AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist")
 INIT = "run `daylily-workset init` (or deploy infra/daylib.yaml and `config from-stack`)"
 
 
@@ -139,7 +140,7 @@ class Doctor:
                               "attach the daylib policy from the stack to this role")]
             raise
         out = [Check("bucket", True, f"{name} (prefix {self.settings.storage.prefix})")]
-        queue = _intake_queue_url(self.settings)
+        queue = self._intake_url()
         if queue:
             conf = s3.get_bucket_notification_configuration(Bucket=name)
             arn = self._queue_arn(queue)
@@ -179,10 +180,25 @@ class Doctor:
         out = []
         if d.enabled:
             out.append(self._queue("dead-letter", d.queue_url, d.queue_name))
-        url = _intake_queue_url(self.settings)
-        if url:
-            out.append(self._queue("intake", url, None))
+        i = self.settings.intake
+        if i.enabled:
+            out.append(self._queue("intake", i.queue_url, i.queue_name))
         return out
+
+    def _intake_url(self) -> str | None:
+        """The intake queue the monitor would long-poll; None when off or not there."""
+        i = self.settings.intake
+        if not i.enabled:
+            return None
+        if i.queue_url:
+            return i.queue_url
+        try:
+            return str(self.clients.client("sqs").get_queue_url(QueueName=i.queue_name)[
+                "QueueUrl"])
+        except AwsError as exc:
+            if error_code(exc) in MISSING_QUEUE:
+                return None  # the queue check names it
+            raise
 
     def _queue(self, label: str, url: str | None, name: str | None) -> Check:
         sqs = self.clients.client("sqs")
@@ -192,8 +208,7 @@ class Doctor:
             else:
                 url = str(sqs.get_queue_url(QueueName=name)["QueueUrl"])
         except AwsError as exc:
-            if error_code(exc) in ("AWS.SimpleQueueService.NonExistentQueue",
-                                   "QueueDoesNotExist"):
+            if error_code(exc) in MISSING_QUEUE:
                 return Check(f"{label} queue", False, f"SQS queue {url or name!r} not found in "
                              f"{self.region}", INIT)
             raise
@@ -217,13 +232,6 @@ class Doctor:
                           "start slurmctld / check slurm.conf (SLURM_CONF)")]
         parts = " ".join(line.split()[0] for line in res.stdout.splitlines() if line.strip())
         return [Check("slurm", True, f"partitions: {parts or 'none'}")]
-
-
-def _intake_queue_url(settings: Settings) -> str | None:
-    """The intake queue, when this version's settings have one."""
-    section = getattr(settings, "intake", None)
-    url = getattr(section, "queue_url", None)
-    return str(url) if url else None
 
 
 def _fix_for(exc: BaseException) -> str:

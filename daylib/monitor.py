@@ -162,7 +162,8 @@ class Monitor:
         beat = threading.Thread(target=self._heartbeat_loop, name="heartbeat", daemon=True)
         beat.start()
         try:
-            self._paused = self.store.control().paused
+            self._paused = self.store.control().paused  # no table: configuration error
+            self.s3.require_bucket(self.settings.storage.bucket, self.settings.storage.prefix)
             self.registry.beat(0, self._paused, force=True)
             if not once:  # intake runs in its own threads, off the claiming path
                 self.intake_service = IntakeService(

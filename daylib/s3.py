@@ -44,6 +44,20 @@ class S3Objects:
         self.client.create_bucket(**kwargs)
         return True
 
+    def require_bucket(self, bucket: str, prefix: str) -> None:
+        """Raise AwsError (NoSuchBucket, naming bucket and region) unless ``bucket`` exists;
+        a one-key listing under ``prefix`` is what the daylib policies grant."""
+        self.client.list_objects_v2(Bucket=bucket, Prefix=prefix, MaxKeys=1)
+
+    def bucket_missing(self, bucket: str, key: str) -> bool:
+        """True only when S3 says ``bucket`` does not exist (HeadObject's bare 404 cannot
+        tell a missing bucket from a missing key); denied or failing answers say False."""
+        try:
+            self.client.list_objects_v2(Bucket=bucket, Prefix=key, MaxKeys=1)
+        except AwsError as exc:
+            return exc.code == "NoSuchBucket"
+        return False
+
     def folders(self, bucket: str, prefix: str) -> Iterator[str]:
         """Names of the immediate sub-folders of ``prefix``."""
         for page in self._pages(Bucket=bucket, Prefix=prefix, Delimiter="/"):

@@ -12,7 +12,7 @@ from daylib import spec as sp
 from daylib.config import Settings
 from daylib.errors import AwsError, Issue, SpecError
 from daylib.policy import transient_aws_code
-from daylib.s3 import Head, S3Objects
+from daylib.s3 import Head, S3Objects, split_uri
 from daylib.spec import Lane, Workset, bounded
 
 _DENIED = ("AccessDenied", "403", "Forbidden", "AllAccessDisabled")
@@ -37,8 +37,14 @@ def check_inputs(ws: Workset, s3: S3Objects, settings: Settings,
         raise AwsError(f"{busy.uri}: S3 answered {busy.error_code}", busy.error_code)
     issues = []
     limit = settings.limits.max_fastq_bytes
+    gone = _missing_buckets(s3, [h for h in heads if not h.exists and not h.error_code])
     for (where, uri), head in zip(places, heads, strict=True):
-        if head.error_code in _DENIED:
+        bucket = split_uri(uri)[0] if uri.startswith("s3://") else ""
+        if bucket in gone:
+            issues.append(Issue(where, f"{uri}: S3 bucket {bucket!r} not found in region "
+                                       f"{s3.client.meta.region_name}; fix the bucket name "
+                                       "or upload the FASTQ to a bucket that exists"))
+        elif head.error_code in _DENIED:
             issues.append(Issue(where, f"{uri}: access denied; grant the monitor's role "
                                        "s3:GetObject on it", "configuration"))
         elif head.error_code:
@@ -51,6 +57,15 @@ def check_inputs(ws: Workset, s3: S3Objects, settings: Settings,
             issues.append(Issue(where, f"{uri} is {head.size} bytes, over the limit of {limit}"))
     if issues:
         raise SpecError(bounded(issues))
+
+
+def _missing_buckets(s3: S3Objects, absent: list[Head]) -> set[str]:
+    """Buckets of the absent FASTQs that do not exist themselves (checked once each)."""
+    first: dict[str, str] = {}
+    for head in absent:
+        bucket, key = split_uri(head.uri)
+        first.setdefault(bucket, key)
+    return {b for b, key in first.items() if s3.bucket_missing(b, key)}
 
 
 def _head(s3: S3Objects, uri: str, local: dict[str, Path]) -> Head:

@@ -68,3 +68,27 @@ def test_env_typo_is_named_as_an_environment_variable(make_env: EnvFactory, tmp_
     # a bad value from the environment names the variable too
     line = one_line_error(env.run("queue", extra_env={"DAYLILY_MONITOR__MAX_CONCURRENT": "x"}))
     assert "environment variable DAYLILY_MONITOR__MAX_CONCURRENT" in line, line
+
+
+def test_monitor_exits_78_on_missing_bucket(make_env: EnvFactory) -> None:
+    """Seen: a monitor whose bucket is missing looped instead of exiting 78."""
+    env = make_env()
+    wrong = "no-such-bucket-daylib-mon"
+    res = env.run("monitor", extra_env={"DAYLILY_STORAGE__BUCKET": wrong}, timeout=60)
+    assert res.returncode == 78, (res.returncode, res.stderr[-2000:])
+    lines = [ln for ln in res.stderr.splitlines() if f"S3 bucket '{wrong}' not found" in ln]
+    assert len(lines) == 1, res.stderr[-2000:]
+    assert f"in region {REGION}" in lines[0] and "daylily-workset init" in lines[0], lines
+
+
+def test_validation_names_the_missing_bucket_not_the_fastq(make_env: EnvFactory,
+                                                           tmp_path: Path) -> None:
+    """Seen: HeadObject on a missing bucket said the FASTQ "does not exist"."""
+    env = make_env()
+    gone = "no-such-bucket-daylib-fq"
+    spec = daylib_yaml(tmp_path / "ws" / "daylily_work.yaml", [
+        {"sample_id": "NA12878", "fastq_r1": f"s3://{gone}/in/NA12878_R1.fastq.gz"}])
+    line = one_line_error(env.run("submit", str(spec), extra_env={
+        "DAYLILY_STORAGE__ALLOWED_BUCKETS": f"[{gone}]"}))
+    assert "does not exist" not in line, line
+    assert f"S3 bucket '{gone}' not found in region {REGION}" in line, line

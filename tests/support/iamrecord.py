@@ -40,6 +40,21 @@ def calls(entries: list[dict[str, Any]]) -> list[Call]:
     return out
 
 
+def by_key(entries: list[dict[str, Any]]) -> dict[str, list[Call]]:
+    """Calls grouped by the access key that signed them: one key per role, so processes
+    running at the same time (a monitor daemon and an uploader) are told apart."""
+    out: dict[str, list[Call]] = {}
+    for e in entries:
+        out.setdefault(access_key(e), []).extend(calls([e]))
+    return out
+
+
+def access_key(entry: dict[str, Any]) -> str:
+    headers = {k.lower(): v for k, v in entry["headers"].items()}
+    match = re.search(r"Credential=([^/]+)/", headers.get("authorization", ""))
+    return match.group(1) if match else ""
+
+
 def _parse(e: dict[str, Any]) -> list[Call]:
     headers = {k.lower(): v for k, v in e["headers"].items()}
     match = re.search(r"Credential=[^/]+/\d+/([^/]+)/([^/]+)/", headers.get("authorization", ""))
