@@ -19,6 +19,7 @@ import pytest
 import yaml
 
 from daylib.emulator import MotoServer
+from daylib.ordering import epoch
 from tests.cli.conftest import (
     FASTQ_DIR,
     PAIRED_FASTQS,
@@ -509,11 +510,13 @@ def test_json_outputs_of_changes(control_env: CliEnv) -> None:
 
 # ====================================================================== SIGTERM
 
+HANG_GUARD_SECONDS = 300  # only guards against a hang; a loaded machine must never reach it
 SLEEP_PIPELINE = "{germline: \"{python} -c 'import time; time.sleep(30)'\"}"
 
 
 def _wait_for(env: CliEnv, wid: str, states: tuple[str, ...], step: str | None,
-              proc: subprocess.Popen[bytes], timeout: float = 45) -> dict[str, Any]:
+              proc: subprocess.Popen[bytes],
+              timeout: float = HANG_GUARD_SECONDS) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     rec: dict[str, Any] = {}
     while time.monotonic() < deadline:
@@ -540,16 +543,13 @@ def test_sigterm_hands_running_workset_back(make_env: EnvFactory, tmp_path: Path
         running = _wait_for(env, "sleepy-1", ("in_progress",), "run", proc)
         assert running["owner"]
         proc.send_signal(signal.SIGTERM)
-        t0 = time.monotonic()
-        rc = proc.wait(timeout=20)
-        elapsed = time.monotonic() - t0
+        rc = proc.wait(timeout=HANG_GUARD_SECONDS)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
     output = log_path.read_text(errors="replace")
     assert rc == 0, output
-    assert elapsed < 15, elapsed
     assert "Traceback" not in output
     rec = env.show("sleepy-1")
     assert rec["state"] == "ready", rec
@@ -557,6 +557,9 @@ def test_sigterm_hands_running_workset_back(make_env: EnvFactory, tmp_path: Path
     last = rec["history"][-1]
     assert last["to"] == "ready" and last["from"] == "in_progress"
     assert "handed back" in last["reason"]
+    run_started = next(h["at"] for h in rec["history"] if h["reason"] == "stage done")
+    # handed back while the 30 s run step still ran: the monitor did not wait for it to end
+    assert epoch(last["at"]) < epoch(run_started) + 30
     assert "stage" in rec["steps_done"]  # the finished step is kept; a retry resumes at run
 
 

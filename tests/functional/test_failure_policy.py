@@ -5,8 +5,10 @@ resource failures, the decision explained on the workset, and the right SNS mess
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import threading
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -20,6 +22,7 @@ from daylib.executors.base import StepOutcome, StepRequest
 from daylib.executors.local import LocalExecutor
 from daylib.ordering import epoch
 from daylib.policy import backoff_ceiling
+from daylib.report import step_seconds
 from daylib.store.records import WorksetRecord
 from tests.conftest import make_settings
 from tests.support.deployment import Env, fake
@@ -32,7 +35,7 @@ PIPELINES = {
     "throttled": fake(0, 1, f"{MARK} --stderr {THROTTLED}"),
     "oom-once": fake(0, 137, f"{MARK} --fail-first 1 --stderr {OOM}"),
     "oom-always": fake(0, 137, f"{MARK} --stderr {OOM}"),
-    "slow-once": fake(60, 0, f"{MARK} --fail-first 1"),
+    "slow-once": fake(3600, 0, f"{MARK} --fail-first 1"),  # only its time limit ends it
     "unknown-ref": fake(0, 2, f"{MARK} --stderr 'unknown reference hg99'"),
     "bad-fastq": fake(0, 65, MARK),
     "licence": fake(0, 1, f"{MARK} --stderr 'licence expired for module x'"),
@@ -40,8 +43,17 @@ PIPELINES = {
 }
 
 
+STEP_TIMEOUT_SECONDS = 900.0  # no step reaches it by mere slowness of a loaded machine
+# The one step that is about a time limit, and its limit, counted once its pipeline runs.
+TIME_LIMITED = ("ws-timeout", "run", 1)
+LIMIT_SECONDS = 2.0
+HANG_GUARD_SECONDS = 600.0
+
+
 class Recording(LocalExecutor):
-    """The local executor, remembering every request (to see the resources asked for)."""
+    """The local executor, remembering every request (to see the resources asked for). The
+    time-limited step gets its short limit only once its pipeline has written its marker
+    line, so the limit ends the pipeline's sleep and never a slow start."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -54,6 +66,13 @@ class Recording(LocalExecutor):
         return super().submit(req)
 
     def wait(self, job_ref: str, req: StepRequest, stop: threading.Event) -> StepOutcome:
+        if (req.workset_id, req.step, req.attempt) == TIME_LIMITED:
+            marker = req.workdir / "runs.txt"
+            deadline = time.monotonic() + HANG_GUARD_SECONDS
+            while not (marker.exists() and marker.read_text()) and not stop.is_set():
+                assert time.monotonic() < deadline, "the time-limited pipeline never started"
+                time.sleep(0.05)
+            req = dataclasses.replace(req, timeout_seconds=LIMIT_SECONDS)
         return super().wait(job_ref, req, stop)
 
     def runs(self, workset_id: str) -> list[StepRequest]:
@@ -86,6 +105,12 @@ CASES: dict[str, dict[str, Any]] = {
 }
 
 
+def _shown(rec: WorksetRecord) -> str:
+    """What ``show`` prints for the record (the extras as cmd_show computes them)."""
+    return format_show(rec, {"step_seconds": step_seconds(rec.history), "logs_uri": "-",
+                             "attempt_of": f"attempt {rec.attempt}"})
+
+
 @pytest.fixture(scope="module")
 def outcome(tmp_path_factory: pytest.TempPathFactory, moto_server: Any
             ) -> tuple[Env, Recording, dict[str, WorksetRecord], list[dict[str, Any]]]:
@@ -96,7 +121,7 @@ def outcome(tmp_path_factory: pytest.TempPathFactory, moto_server: Any
     s.policy.rules = [RuleSettings(name="licence", category="permanent",
                                    stderr="licence expired")]
     s.policy.max_memory_gb = 6.0
-    s.monitor.step_timeout_seconds = 5.0  # the local stand-in for a walltime limit
+    s.monitor.step_timeout_seconds = STEP_TIMEOUT_SECONDS
     s.monitor.max_concurrent = 9
     env = Env(s)
     wiring = env.wire()
@@ -104,7 +129,8 @@ def outcome(tmp_path_factory: pytest.TempPathFactory, moto_server: Any
         env.upload(wid, pipeline=case["pipeline"], **case.get("spec", {}))
     executor = Recording()
     with env.running(executor=executor):
-        env.wait_for(lambda: all(env.state(w) in S.TERMINAL for w in CASES), timeout=120)
+        env.wait_for(lambda: all(env.state(w) in S.TERMINAL for w in CASES),
+                     timeout=HANG_GUARD_SECONDS)
     records = {w: env.store.require(w) for w in CASES}
     return env, executor, records, wiring.inbox.take()
 
@@ -124,7 +150,7 @@ def test_each_failure_class_ends_right(outcome: Any, wid: str) -> None:
         assert (rec.error_category, rec.error_rule) == (case["category"], case["rule"])
         assert rec.decision and rec.decision.startswith(f"{case['category']} (rule ")
         assert rec.decision.endswith("failed")
-        shown = format_show(rec)
+        shown = _shown(rec)
         assert f"decision    {rec.decision}" in shown
         assert f"[{rec.error_category}]" in shown
 
@@ -170,6 +196,12 @@ def test_out_of_memory_retries_with_more_memory_up_to_the_cap(outcome: Any) -> N
     assert "memory already at the cap" in reasons[2]
 
 
+def test_every_step_is_given_the_configured_timeout(outcome: Any) -> None:
+    _, executor, _, _ = outcome
+    assert executor.requests
+    assert {r.timeout_seconds for r in executor.requests} == {STEP_TIMEOUT_SECONDS}
+
+
 def test_time_out_retries_with_more_walltime(outcome: Any) -> None:
     _, executor, records, _ = outcome
     runs = executor.runs("ws-timeout")
@@ -187,7 +219,7 @@ def test_show_explains_a_retry_decision(outcome: Any) -> None:
     data = rec.public()
     assert data["decision"].startswith("resource (rule oom-kill): retry 1 of 3 in")
     assert data["resources"] == {"memory_gb": 4.0} and data["retries_used"] == 1
-    shown = format_show(rec)
+    shown = _shown(rec)
     assert "resources   memory_gb=4  (raised by 1 resource retry)" in shown
     assert "retries     1 of 3 used" in shown
 

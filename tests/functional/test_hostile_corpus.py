@@ -59,7 +59,7 @@ def test_hostile_corpus_through_the_live_monitor(env: Env) -> None:
                      timeout=300)
         assert not mon._stopping.is_set()  # the daemon is still serving
         env.upload("zzz-after")  # and still registers and runs new work
-        env.wait_for(lambda: env.at("zzz-after", S.COMPLETE), timeout=60)
+        env.wait_for(lambda: env.at("zzz-after", S.COMPLETE))
     assert [env.state(w) for w in GOOD] == [S.COMPLETE] * len(GOOD)
     wrong = {}
     for wid in registered:

@@ -19,7 +19,7 @@ from daylib import states as S
 from daylib.executors.local import LocalExecutor
 from daylib.intake_events import IntakeQueue, ensure_intake
 from daylib.monitor import Monitor
-from tests.support.deployment import FASTQ, Env
+from tests.support.deployment import FASTQ, HANG_GUARD_SECONDS, Env
 
 DAYLILY = Path(__file__).resolve().parents[1] / "data" / "daylily" / "ws-daylily-example"
 
@@ -216,7 +216,7 @@ def test_gate_file_arriving_after_the_data_registers_the_folder(env: Env) -> Non
         pass
     assert env.store.get("ws-gate") is None
     env.put("ws-gate", "daylily.ready", "")
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + HANG_GUARD_SECONDS
     while env.store.get("ws-gate") is None and time.monotonic() < deadline:
         queue.poll_once(intake.consider, wait_seconds=1)
     assert env.state("ws-gate") == S.READY

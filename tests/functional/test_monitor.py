@@ -7,20 +7,25 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import yaml
 
 from daylib import states as S
-from daylib.ordering import epoch
+from daylib.store.records import WorksetRecord
 from tests.conftest import ROOT
-from tests.support.deployment import Env
+from tests.support.deployment import HANG_GUARD_SECONDS, Env, fake
 
 
 def _done_order(env: Env, ids: list[str]) -> list[str]:
     recs = [env.store.require(w) for w in ids]
     return [r.workset_id for r in sorted(recs, key=lambda r: r.updated_at)]
+
+
+def _claimed_at(rec: WorksetRecord) -> str:
+    return str(next(h["at"] for h in rec.history if h["to"] == S.LOCKED))
 
 
 def test_walks_all_steps_and_exports(env: Env) -> None:
@@ -45,20 +50,31 @@ def test_priority_order_with_one_slot(env: Env) -> None:
         "ws-urgent", "ws-high", "ws-normal", "ws-normal2", "ws-low"]
 
 
-def test_free_slot_is_refilled_without_waiting_for_the_batch(env: Env) -> None:
-    """With a 5 s poll, only the finish-wakeup can explain sub-second refills."""
-    env.upload("ws-long", pipeline="long", priority="urgent")
-    for i in range(3):
-        env.upload(f"ws-short{i}", pipeline="short")
-    env.monitor(max_concurrent=2, poll_seconds=5.0).run(once=True)
-    long_done = epoch(env.store.require("ws-long").updated_at)
-    shorts = sorted((env.store.require(f"ws-short{i}") for i in range(3)),
-                    key=lambda r: r.updated_at)
-    assert all(r.state == S.COMPLETE for r in shorts)
-    for prev, nxt in itertools.pairwise(shorts):
-        claimed = epoch(next(h["at"] for h in nxt.history if h["to"] == S.LOCKED))
-        assert claimed - epoch(prev.updated_at) < 1.0
-    assert epoch(shorts[1].updated_at) < long_done  # refilled beside the running long one
+def test_free_slot_is_refilled_without_waiting_for_the_batch(env: Env, tmp_path: Path) -> None:
+    """With an hour's poll, only the finish-wakeup can refill a slot; the first workset is
+    held running until the three others have finished through the second slot."""
+    gate = tmp_path / "gate"
+    env.settings.workset.pipelines["gated"] = fake(0.0, 0, f"--gate {gate}")
+    env.upload("ws-long", pipeline="gated", priority="urgent")
+    shorts = [f"ws-short{i}" for i in range(3)]
+    for wid in shorts:
+        env.upload(wid, pipeline="short")
+    mon = env.monitor(max_concurrent=2, poll_seconds=3600.0)
+    thread = threading.Thread(target=mon.run, kwargs={"once": True}, daemon=True)
+    thread.start()
+    try:
+        env.wait_for(lambda: all(env.state(w) == S.COMPLETE for w in shorts))
+        assert env.at("ws-long", S.IN_PROGRESS, "run")  # the batch's other step still runs
+    finally:
+        gate.touch()
+        thread.join(HANG_GUARD_SECONDS)
+        if thread.is_alive():
+            mon.request_stop()
+            thread.join(HANG_GUARD_SECONDS)
+    assert env.state("ws-long") == S.COMPLETE
+    done = sorted((env.store.require(w) for w in shorts), key=lambda r: r.updated_at)
+    for prev, nxt in itertools.pairwise(done):  # one slot, handed on from each to the next
+        assert _claimed_at(nxt) >= prev.updated_at
 
 
 def test_bad_input_never_stops_the_daemon(env: Env) -> None:
@@ -128,8 +144,7 @@ def test_dependencies_wait_and_unknown_ones_fail(env: Env) -> None:
     env.monitor(max_concurrent=3).run(once=True)
     first, second = env.store.require("ws-first"), env.store.require("ws-second")
     assert first.state == second.state == S.COMPLETE
-    claimed_second = next(h["at"] for h in second.history if h["to"] == S.LOCKED)
-    assert claimed_second > first.updated_at
+    assert _claimed_at(second) > first.updated_at
     orphan = env.store.require("ws-orphan")
     assert orphan.state == S.FAILED and "ws-nobody" in (orphan.error or "")
 
@@ -153,7 +168,7 @@ def test_operator_cancel_stops_the_running_step(env: Env) -> None:
     with env.running(heartbeat_seconds=0.2, lease_seconds=2.0) as mon:
         env.wait_for(lambda: env.at("ws-cancel", S.IN_PROGRESS, "run"))
         env.store.edit("ws-cancel", lambda r: (S.CANCELLED, {}), actor="op", reason="stop")
-        env.wait_for(lambda: not mon._snapshot(), timeout=10)
+        env.wait_for(lambda: not mon._snapshot())
     rec = env.store.require("ws-cancel")
     assert rec.state == S.CANCELLED and rec.history[-1]["actor"] == "op"
     out = subprocess.run(["pgrep", "-f", "fakepipe.*--sleep 30"], capture_output=True)
@@ -179,7 +194,7 @@ def test_kill_9_mid_run_is_taken_over_and_finished(env: Env, tmp_path: Path) -> 
     env.upload("ws-crash", pipeline="counted")
     proc = _monitor_process(env, tmp_path, "doomed")
     try:
-        env.wait_for(lambda: env.at("ws-crash", S.IN_PROGRESS, "run"), timeout=60)
+        env.wait_for(lambda: env.at("ws-crash", S.IN_PROGRESS, "run"))
         time.sleep(0.5)
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
@@ -188,7 +203,7 @@ def test_kill_9_mid_run_is_taken_over_and_finished(env: Env, tmp_path: Path) -> 
             proc.kill()
     assert env.store.require("ws-crash").owner == "doomed"
     with env.running(lease_seconds=2.0, heartbeat_seconds=0.5):
-        env.wait_for(lambda: env.state("ws-crash") == S.COMPLETE, timeout=60)
+        env.wait_for(lambda: env.state("ws-crash") == S.COMPLETE)
     rec = env.store.require("ws-crash")
     assert rec.lease_token == 2 and rec.steps_done == ["stage", "run", "export"]
     assert any("lease of doomed expired" in h["reason"] for h in rec.history)
@@ -200,7 +215,7 @@ def test_sigterm_hands_back_and_exits_zero(env: Env, tmp_path: Path) -> None:
     env.upload("ws-term", pipeline="sleepy")
     proc = _monitor_process(env, tmp_path, "graceful")
     try:
-        env.wait_for(lambda: env.at("ws-term", S.IN_PROGRESS, "run"), timeout=60)
+        env.wait_for(lambda: env.at("ws-term", S.IN_PROGRESS, "run"))
         proc.send_signal(signal.SIGTERM)
         time.sleep(0.3)
         proc.send_signal(signal.SIGTERM)  # second signal: cold, hand back now

@@ -115,11 +115,11 @@ def test_endpoint_down_5s_the_daemon_rides_it_out(env: Env, moto_server: MotoSer
     proc = _monitor_process(env, tmp_path, "steady", endpoint=proxy.url,
                             extra={"DAYLILY_AWS__MAX_ATTEMPTS": "2"})
     try:
-        env.wait_for(lambda: env.at("ws-outage", S.IN_PROGRESS, "run"), timeout=60)
+        env.wait_for(lambda: env.at("ws-outage", S.IN_PROGRESS, "run"))
         proxy.down()
         time.sleep(5.0)
         proxy.up()
-        env.wait_for(lambda: env.state("ws-outage") == S.COMPLETE, timeout=60)
+        env.wait_for(lambda: env.state("ws-outage") == S.COMPLETE)
         time.sleep(2.0)  # a monitor that stopped serving exits once its running work is done
         assert proc.poll() is None, f"the monitor exited with {proc.returncode} after an outage"
     finally:
@@ -169,9 +169,9 @@ def test_monitor_60s_ahead_does_not_steal_a_live_lease(env: Env, tmp_path: Path)
     owner = _monitor_process(env, tmp_path, "owner")
     ahead = None
     try:
-        env.wait_for(lambda: env.at("ws-live", S.IN_PROGRESS, "run"), timeout=60)
+        env.wait_for(lambda: env.at("ws-live", S.IN_PROGRESS, "run"))
         ahead = _monitor_process(env, tmp_path, "ahead", skew=60.0)
-        env.wait_for(lambda: env.state("ws-live") == S.COMPLETE, timeout=60)
+        env.wait_for(lambda: env.state("ws-live") == S.COMPLETE)
     finally:
         _stop(owner, *([ahead] if ahead else []))
     rec = env.store.require("ws-live")
@@ -189,7 +189,7 @@ def test_monitor_60s_behind_takes_over_a_dead_monitor_promptly(env: Env,
     doomed = _monitor_process(env, tmp_path, "doomed")
     behind = None
     try:
-        env.wait_for(lambda: env.at("ws-orphan", S.IN_PROGRESS, "run"), timeout=60)
+        env.wait_for(lambda: env.at("ws-orphan", S.IN_PROGRESS, "run"))
         doomed.kill()
         doomed.wait()
         behind = _monitor_process(env, tmp_path, "behind", skew=-60.0)

@@ -105,7 +105,7 @@ def test_every_workset_completes_exactly_once_under_throttling(
         t.start()
     ids = [f"ws-t{i:02d}" for i in range(N_WORKSETS)]
     try:
-        env.wait_for(lambda: all(env.state(w) == S.COMPLETE for w in ids), timeout=180)
+        env.wait_for(lambda: all(env.state(w) == S.COMPLETE for w in ids))
     finally:
         for m in monitors:
             m.request_stop()

@@ -16,6 +16,7 @@ import pytest
 
 from daylib.executors.base import StepOutcome, StepRequest
 from daylib.executors.slurm import SlurmExecutor, parse_capacity
+from daylib.ordering import epoch
 from tests.support.slurm import SlurmCluster
 
 pytestmark = pytest.mark.slurm
@@ -35,11 +36,9 @@ def make_req(workdir: Path, code: str, **kw: object) -> StepRequest:
                        **kw)  # type: ignore[arg-type]
 
 
-def run_step(ex: SlurmExecutor, req: StepRequest) -> tuple[str, StepOutcome, float]:
-    started = time.monotonic()
+def run_step(ex: SlurmExecutor, req: StepRequest) -> tuple[str, StepOutcome]:
     ref = ex.find(req) or ex.submit(req)
-    outcome = ex.wait(ref, req, threading.Event())
-    return ref, outcome, time.monotonic() - started
+    return ref, ex.wait(ref, req, threading.Event())
 
 
 def eventually(check: Callable[[], bool], timeout: float = 30.0) -> bool:
@@ -90,7 +89,7 @@ def started_pids(req: StepRequest) -> list[int]:
 
 def test_success_writes_status_and_log(executor: SlurmExecutor, tmp_path: Path) -> None:
     req = make_req(tmp_path, "import sys; print('to stdout'); print('to stderr', file=sys.stderr)")
-    ref, out, took = run_step(executor, req)
+    ref, out = run_step(executor, req)
     assert ref.isdigit()
     assert (out.state, out.exit_code, out.signal, out.ok) == ("COMPLETED", 0, None, True)
     assert out.job_ref == ref
@@ -99,31 +98,30 @@ def test_success_writes_status_and_log(executor: SlurmExecutor, tmp_path: Path) 
     assert status["job_id"] == ref and status["argv0"] == sys.executable
     log_text = req.log_file.read_text()
     assert "to stdout" in log_text and "to stderr" in log_text
-    assert took < 15
 
 
 def test_nonzero_exit_is_failed_with_stderr_tail(executor: SlurmExecutor, tmp_path: Path) -> None:
     req = make_req(tmp_path, "import sys; print('x' * 9000); sys.exit('boom: bad input')")
-    _, out, _ = run_step(executor, req)
+    _, out = run_step(executor, req)
     assert (out.state, out.exit_code, out.signal) == ("FAILED", 1, None)
     assert out.stderr_tail.rstrip().endswith("boom: bad input")
     assert len(out.stderr_tail.encode()) <= 4096
 
     req3 = make_req(tmp_path, "import sys; sys.exit(3)")
-    _, out3, _ = run_step(executor, req3)
+    _, out3 = run_step(executor, req3)
     assert (out3.state, out3.exit_code) == ("FAILED", 3)
 
 
 def test_killed_by_signal(executor: SlurmExecutor, tmp_path: Path) -> None:
     req = make_req(tmp_path, "import os, signal; os.kill(os.getpid(), signal.SIGKILL)")
-    _, out, _ = run_step(executor, req)
+    _, out = run_step(executor, req)
     assert (out.state, out.signal, out.exit_code) == ("FAILED", signal.SIGKILL, 137)
 
 
 def test_unstartable_command_fails_127(executor: SlurmExecutor, tmp_path: Path) -> None:
     req = make_req(tmp_path, "")
     req = StepRequest(req.workset_id, 1, "run", ["/nonexistent/tool", "--x"], req.workdir)
-    _, out, _ = run_step(executor, req)
+    _, out = run_step(executor, req)
     assert (out.state, out.exit_code) == ("FAILED", 127)
     assert "cannot start '/nonexistent/tool'" in out.stderr_tail
 
@@ -131,30 +129,33 @@ def test_unstartable_command_fails_127(executor: SlurmExecutor, tmp_path: Path) 
 def test_env_and_workdir_reach_the_job(executor: SlurmExecutor, tmp_path: Path) -> None:
     code = "import os; print(repr(os.environ['DAYLIB_T'])); print(os.getcwd())"
     req = make_req(tmp_path, code, env={"DAYLIB_T": "a b,c=d 'q'"})
-    _, out, _ = run_step(executor, req)
+    _, out = run_step(executor, req)
     assert out.ok
     assert repr("a b,c=d 'q'") in out.stderr_tail
     assert str(req.workdir) in out.stderr_tail
 
 
 def test_walltime_exceeded_is_timeout(executor: SlurmExecutor, tmp_path: Path) -> None:
-    req = make_req(tmp_path, "import time; print('sleeping', flush=True); time.sleep(120)",
-                  walltime_minutes=1)
-    _, out, took = run_step(executor, req)
+    req = make_req(tmp_path, "import time; print('sleeping', flush=True); time.sleep(120); "
+                  "print('slept through', flush=True)", walltime_minutes=1)
+    _, out = run_step(executor, req)
     assert out.state == "TIMEOUT", out
     assert out.signal == signal.SIGTERM  # the wrapper passed Slurm's SIGTERM on to the step
     assert "DUE TO TIME LIMIT" in out.stderr_tail
-    assert 55 < took < 115
+    assert "slept through" not in req.log_file.read_text()  # ended by the limit
+    status = json.loads(req.status_file.read_text())
+    assert epoch(status["ended_at"]) - epoch(status["started_at"]) > 55  # not before it
 
 
 def test_step_timeout_cancels_and_reports_timeout(slurm_cluster: SlurmCluster,
                                                   executor: SlurmExecutor,
                                                   tmp_path: Path) -> None:
-    req = make_req(tmp_path, "import time; time.sleep(120)", timeout_seconds=2.0)
-    ref, out, took = run_step(executor, req)
+    req = make_req(tmp_path, "import time; time.sleep(120); print('slept through')",
+                   timeout_seconds=2.0)
+    ref, out = run_step(executor, req)
     assert out.state == "TIMEOUT"
-    assert took < 20
     assert job_state(slurm_cluster, ref) == "CANCELLED"
+    assert "slept through" not in req.log_file.read_text()  # the timeout ended it
 
 
 def test_cancel_running_job_kills_the_step(executor: SlurmExecutor, tmp_path: Path) -> None:
@@ -215,10 +216,8 @@ def test_stop_leaves_the_job_running(slurm_cluster: SlurmCluster, executor: Slur
     pids = started_pids(req)
     stop = threading.Event()
     threading.Timer(0.5, stop.set).start()
-    started = time.monotonic()
     out = executor.wait(ref, req, stop)
-    assert (out.state, out.job_ref) == ("RUNNING", ref)
-    assert time.monotonic() - started < 5
+    assert (out.state, out.job_ref) == ("RUNNING", ref)  # only a stop returns RUNNING
     time.sleep(1)
     assert job_state(slurm_cluster, ref) == "RUNNING"
     assert all(alive(p) for p in pids)

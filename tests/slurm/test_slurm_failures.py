@@ -84,7 +84,7 @@ def outcome(slurm_cluster: SlurmCluster, moto_server: MotoServer,
     thread.start()
     try:
         # an operator cancels one running job behind daylib's back
-        env.wait_for(lambda: bool(_runs(env, "sl-cancel")), timeout=120)
+        env.wait_for(lambda: bool(_runs(env, "sl-cancel")))
         subprocess.run(["scancel", "--name", "daylib-sl-cancel-a1-run"],
                        env=slurm_cluster.client_env(), check=True, timeout=30)
         env.wait_for(lambda: all(env.state(w) in S.TERMINAL for w in CASES), timeout=400)

@@ -25,6 +25,9 @@ from daylib.outbox import Outbox
 from daylib.s3 import S3Objects
 from daylib.store.dynamodb import DynamoStore
 
+# How long a wait for a condition may take before the test calls it a hang: generous, because
+# it only guards against hangs and a loaded machine must never reach it.
+HANG_GUARD_SECONDS = 300.0
 FASTQ = b"@r1\nACGTACGTAC\n+\nFFFFFFFFFF\n@r2\nGGGCCCAAAT\n+\nFFFFF:::::\n"
 
 
@@ -149,7 +152,7 @@ class Env:
             mon.request_stop()
             thread.join(30)
 
-    def wait_for(self, pred: Callable[[], bool], timeout: float = 30.0) -> None:
+    def wait_for(self, pred: Callable[[], bool], timeout: float = HANG_GUARD_SECONDS) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if pred():

@@ -5,6 +5,8 @@ Failure plans (for the failure-policy tests):
   ``--exit`` apply to the first N runs only; later runs succeed at once.
 - ``--need-mem-mb M``: under Slurm, fail like the OOM killer (stderr evidence, SIGKILL)
   unless the job was given at least M MB (``SLURM_MEM_PER_NODE``).
+- ``--gate PATH``: wait until PATH exists (a test releases the step when it has seen what
+  it needs to see while the step runs).
 - ``--need-walltime-min M``: under Slurm, outlive the job's time limit unless it is at least
   M minutes (so Slurm ends it with TIMEOUT).
 """
@@ -43,6 +45,7 @@ def main() -> int:
     p.add_argument("--stderr", default="")
     p.add_argument("--marker", type=Path, help="append one line per run (counts executions)")
     p.add_argument("--fail-first", type=int, default=None)
+    p.add_argument("--gate", type=Path, default=None)
     p.add_argument("--need-mem-mb", type=int, default=None)
     p.add_argument("--need-walltime-min", type=int, default=None)
     args, extra = p.parse_known_args()
@@ -59,6 +62,8 @@ def main() -> int:
         os.kill(os.getpid(), signal.SIGKILL)
     if args.need_walltime_min is not None and (limit or 0) < args.need_walltime_min:
         time.sleep(600)
+    while args.gate is not None and not args.gate.exists():
+        time.sleep(0.05)
     failing = args.fail_first is None or run <= args.fail_first
     if failing:
         time.sleep(args.sleep)
