@@ -115,6 +115,7 @@ class Monitor:
                                  region or settings.aws.region or "", capacity)
         self.caps = Caps(settings.caps, store, self.cluster, self.monitor_id)
         self.leases = LeaseWatch(self.cfg.lease_seconds)
+        self._orphans: list[WorksetRecord] = []  # dead leases seen, awaiting a free slot
         self.metrics = Metrics.from_settings(settings, self.cluster)
         self._next_metrics = 0.0
         logformat.set_process_fields(monitor_id=self.monitor_id)
@@ -242,6 +243,9 @@ class Monitor:
                 self._next_control = now + self.cfg.poll_seconds
                 self._paused = self.store.control().paused
             self.registry.beat(self.cfg.max_concurrent - self._free(), self._paused)
+            if (force or now >= self._next_reap) and not self._paused:
+                self._orphans = self.leases.expired(self.store.owned())
+            self._take_over_expired()  # a dead monitor's work before new work: it is older
             self._fill_if_allowed(now)
             found = 0
             if discover and self.intake_service is None and (force or
@@ -255,8 +259,6 @@ class Monitor:
                     self.outbox.tick(self.store, now=now)
                 self._aged = self.store.aged(self.cfg.max_concurrent,
                                              now - self.cfg.promote_after_seconds)
-                if not self._paused:
-                    self._take_over_expired()
                 self.caps.reconcile()
                 found += len(self._aged)
             if now >= self._next_metrics:
@@ -296,10 +298,12 @@ class Monitor:
 
     def _take_over_expired(self) -> None:
         """Adopt worksets whose lease version stood still for a lease on this monitor's
-        monotonic clock (daylib/leases.py); the claim is conditioned on that version."""
-        for rec in self.leases.expired(self.store.owned()):
+        monotonic clock (daylib/leases.py); the claim is conditioned on that version, so one
+        kept until a slot frees is still safe to try."""
+        while self._orphans and not self._paused and not self._stopping.is_set():
             if self._free() <= 0:
                 return
+            rec = self._orphans.pop(0)
             # only this cluster can adopt its jobs; a workset not yet placed may go anywhere
             if rec.workset_id in self._running or rec.cluster not in (None, self.cluster):
                 continue
