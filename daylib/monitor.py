@@ -29,6 +29,7 @@ from daylib.executors.base import STEPS, Executor, StepOutcome, StepRequest
 from daylib.intake import Intake
 from daylib.intake_events import IntakeQueue
 from daylib.intake_service import IntakeService, settings_listing_seconds
+from daylib.leases import LeaseWatch
 from daylib.metrics import Metrics
 from daylib.ordering import claim_order, spread
 from daylib.outbox import Outbox
@@ -59,6 +60,7 @@ class Running:
     lost: bool = False
     handing_back: bool = False
     finished: bool = False  # its last write is done or under way: no more heartbeats
+    beat_at: float = field(default_factory=time.monotonic)  # last heartbeat, own clock
 
 
 @dataclass
@@ -112,6 +114,8 @@ class Monitor:
         self.registry = Registry(settings, store, self.cluster, self.monitor_id,
                                  region or settings.aws.region or "", capacity)
         self.caps = Caps(settings.caps, store, self.cluster, self.monitor_id)
+        self.leases = LeaseWatch(self.cfg.lease_seconds)
+        self._orphans: list[WorksetRecord] = []  # dead leases seen, awaiting a free slot
         self.metrics = Metrics.from_settings(settings, self.cluster)
         self._next_metrics = 0.0
         logformat.set_process_fields(monitor_id=self.monitor_id)
@@ -240,6 +244,9 @@ class Monitor:
                 self._next_control = now + self.cfg.poll_seconds
                 self._paused = self.store.control().paused
             self.registry.beat(self.cfg.max_concurrent - self._free(), self._paused)
+            if (force or now >= self._next_reap) and not self._paused:
+                self._orphans = self.leases.expired(self.store.owned())
+            self._take_over_expired()  # a dead monitor's work before new work: it is older
             self._fill_if_allowed(now)
             found = 0
             if discover and self.intake_service is None and (force or
@@ -253,8 +260,6 @@ class Monitor:
                     self.outbox.tick(self.store, now=now)
                 self._aged = self.store.aged(self.cfg.max_concurrent,
                                              now - self.cfg.promote_after_seconds)
-                if not self._paused:
-                    self._take_over_expired(now)
                 self.caps.reconcile()
                 found += len(self._aged)
             if now >= self._next_metrics:
@@ -292,20 +297,27 @@ class Monitor:
             log.info("workset %s ready again for attempt %d", new.workset_id, new.attempt)
         return promoted
 
-    def _take_over_expired(self, now: float) -> None:
-        for rec in self.store.expired(now):
+    def _take_over_expired(self) -> None:
+        """Adopt worksets whose lease version stood still for a lease on this monitor's
+        monotonic clock (daylib/leases.py); the claim is conditioned on that version, so one
+        kept until a slot frees is still safe to try."""
+        while self._orphans and not self._paused and not self._stopping.is_set():
             if self._free() <= 0:
                 return
+            rec = self._orphans.pop(0)
             # only this cluster can adopt its jobs; a workset not yet placed may go anywhere
             if rec.workset_id in self._running or rec.cluster not in (None, self.cluster):
-                continue
-            if self.caps.acquire(rec.workset_id, rec.customer_id):
                 continue
             try:
                 full, lease = self.store.claim(rec.workset_id, self.monitor_id,
                                                self.cfg.lease_seconds, expired=rec,
                                                fields={"cluster": self.cluster})
             except ConflictError:
+                continue
+            capped = self.caps.adopt(full.workset_id, full.customer_id)
+            if capped:  # it held no slot and the cap is full: queue it again
+                self.store.transition(full, S.READY, actor=self.monitor_id, reason=capped,
+                                      lease=lease)
                 continue
             self.stats.taken_over += 1
             self.metrics.emit("LeaseTakeovers", 1, workset_id=full.workset_id)
@@ -406,11 +418,11 @@ class Monitor:
         while not (self._stopping.is_set() and not self._snapshot()):
             time.sleep(min(self.cfg.heartbeat_seconds, 0.5))
             for run in self._snapshot():
-                if run.finished or time.time() < run.lease.expires - self.cfg.lease_seconds + \
-                        self.cfg.heartbeat_seconds:
+                if run.finished or time.monotonic() - run.beat_at < self.cfg.heartbeat_seconds:
                     continue
                 try:
                     run.lease = self.store.heartbeat(run.lease, self.cfg.lease_seconds)
+                    run.beat_at = time.monotonic()
                 except LeaseLost:
                     if run.finished:  # raced our own last write
                         continue
@@ -449,6 +461,8 @@ class Monitor:
                 current = self.store.get(wid) if run.lost else run.rec
                 if current is None or current.state not in S.OWNED:
                     self.caps.release(wid, run.rec.customer_id)
+                else:
+                    self.caps.forget(wid)
             except DaylibError as exc:
                 log.warning("workset %s: could not release its cap slots (reclaimed later): %s",
                             wid, exc)

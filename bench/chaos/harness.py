@@ -6,7 +6,9 @@ duplicate runs (run-step starts beyond the first, per workset); stuck (still act
 faults are over and the scenario's settle time has passed); time to drain; daemon exits
 (monitors that exited on their own; the harness restarts them as systemd would); the most
 run steps alive at once, sampled every 50 ms from their timestamps, against the cap;
-takeovers; and the largest workset item seen (bytes of its JSON)."""
+takeovers, and the time from a kill -9 to each takeover of the killed monitor's work (p50 and
+max, from the taker's history entry); and the largest workset item seen (bytes of its
+JSON)."""
 
 from __future__ import annotations
 
@@ -14,12 +16,14 @@ import json
 import os
 import random
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +79,8 @@ class Figures:
     cap: int = 0
     kills: int = 0
     takeovers: int = 0
+    takeover_p50: float | None = None  # seconds from a kill -9 to the takeover
+    takeover_max: float | None = None
     max_item_bytes: int = 0
     injected: dict[str, int] = field(default_factory=dict)
 
@@ -87,10 +93,13 @@ class Figures:
     def line(self) -> str:
         drain = "-" if self.drain_seconds is None else f"{self.drain_seconds:.1f}s"
         cap = f"{self.max_concurrent}/{self.cap or '-'}"
+        took = "-" if self.takeover_max is None else \
+            f"{self.takeover_p50:.1f}/{self.takeover_max:.1f}s"
         return (f"{self.scenario:<14} completed {self.completed:>4}/{self.worksets:<4} lost "
                 f"{self.lost:>3}  dup {self.duplicates:>3}  stuck {self.stuck:>3}  drain "
                 f"{drain:>7}  exits {self.daemon_exits:>3}  max/cap {cap:>6}  kills "
-                f"{self.kills:>3}  takeovers {self.takeovers:>3}  item {self.max_item_bytes:>6}B")
+                f"{self.kills:>3}  takeovers {self.takeovers:>3} (p50/max {took})  item "
+                f"{self.max_item_bytes:>6}B")
 
 
 class _Monitors:
@@ -103,6 +112,7 @@ class _Monitors:
         self.started = 0
         self.exits = 0
         self.kills = 0
+        self.killed_at: dict[str, float] = {}  # monitor id -> wall time of its kill -9
 
     def start(self, i: int) -> None:
         spec = json.loads(json.dumps(self.base))
@@ -134,6 +144,7 @@ class _Monitors:
             proc.kill()
             proc.wait()
             self.kills += 1
+            self.killed_at[self.ids[i]] = time.time()
         self.start(i)
         return True
 
@@ -241,7 +252,7 @@ def run_scenario(sc: Scenario, *, verbose: bool = False) -> Figures:
                 time.sleep(0.2)
             mons.stop()
             fig.daemon_exits, fig.kills = mons.exits, mons.kills
-            _count(fig, store, ids, runs, sc.sns_down)
+            _count(fig, store, ids, runs, sc.sns_down, mons.killed_at)
             fig.injected = dict(proxy.injected)
             if verbose:
                 for log in sorted(work.glob("m*.log")):
@@ -266,8 +277,10 @@ def _item_bytes(store: Any, wid: str) -> int:
     return len(json.dumps(item)) if item else 0
 
 
-def _count(fig: Figures, store: Any, ids: list[str], runs: Path, sizes: bool) -> None:
+def _count(fig: Figures, store: Any, ids: list[str], runs: Path, sizes: bool,
+           killed_at: dict[str, float]) -> None:
     recs = store.many(ids)
+    waits: list[float] = []
     for wid in ids:
         rec = recs.get(wid)
         if rec is None or rec.state in (S.FAILED, S.CANCELLED):
@@ -278,11 +291,29 @@ def _count(fig: Figures, store: Any, ids: list[str], runs: Path, sizes: bool) ->
             fig.stuck += 1
         if rec is not None:
             fig.takeovers += sum(1 for h in rec.history if "taken over" in h.get("reason", ""))
+            waits += _takeover_waits(rec.history, killed_at)
         if sizes:
             fig.max_item_bytes = max(fig.max_item_bytes, _item_bytes(store, wid))
+    if waits:
+        fig.takeover_p50, fig.takeover_max = statistics.median(waits), max(waits)
     starts, spans = _intervals(runs)
     fig.duplicates = sum(n - 1 for n in starts.values() if n > 1)
     fig.max_concurrent = max_concurrent(spans)
+
+
+def _takeover_waits(history: list[dict[str, Any]], killed_at: dict[str, float]) -> list[float]:
+    """Seconds from each kill -9 to the takeover of that monitor's work (the taker's clock:
+    meaningless in a skewed scenario, which kills nobody)."""
+    waits = []
+    for h in history:
+        reason = str(h.get("reason", ""))
+        if not reason.startswith("lease of ") or "taken over" not in reason:
+            continue
+        killed = killed_at.get(reason.split()[2])
+        if killed is not None:
+            at = datetime.fromisoformat(str(h["at"]).replace("Z", "+00:00")).timestamp()
+            waits.append(at - killed)
+    return waits
 
 
 def as_json(fig: Figures) -> str:

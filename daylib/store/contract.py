@@ -44,7 +44,8 @@ class Store(Protocol):
 
     def aged(self, limit: int, older_than: float) -> list[WorksetRecord]: ...
 
-    def expired(self, now: float) -> list[WorksetRecord]: ...
+    def owned(self) -> list[WorksetRecord]:
+        """Projected records of every owned workset (lease versions for daylib/leases.py)."""
 
     def due_retries(self, now: float) -> list[WorksetRecord]: ...
 
@@ -64,11 +65,13 @@ class Store(Protocol):
     def claim(self, workset_id: str, owner: str, lease_seconds: float,
               *, expired: WorksetRecord | None = None,
               fields: dict[str, Any] | None = None) -> tuple[WorksetRecord, Lease]:
-        """Compare-and-set on state (ready) or on the expired lease's token and expiry;
-        bumps the fencing token. ConflictError when lost."""
+        """Compare-and-set on state (ready) or on the lease version the caller saw expire
+        (state, owner, token, ``lease_expires``; no clock compared); bumps the fencing
+        token. ConflictError when lost."""
 
     def heartbeat(self, lease: Lease, lease_seconds: float) -> Lease:
-        """Conditional on owner, token and an owned state; LeaseLost otherwise."""
+        """Conditional on owner, token and an owned state; LeaseLost otherwise. Always
+        writes a new ``lease_expires`` (the version claimants watch)."""
 
     def transition(self, rec: WorksetRecord, to: str, *, actor: str, reason: str,
                    lease: Lease | None = None, fields: dict[str, Any] | None = None,
@@ -91,15 +94,20 @@ class Store(Protocol):
 
     def clusters(self) -> list[dict[str, Any]]: ...
 
-    def acquire_slot(self, scope: str, workset_id: str, limit: int, holder: str) -> bool:
-        """Counting semaphore: conditional on the holder count being below ``limit``."""
+    def acquire_slot(self, scope: str, workset_id: str, limit: int, holder: str,
+                     token: str) -> bool:
+        """Counting semaphore: conditional on the workset holding no slot (or one under
+        ``token``) and the holder count being below ``limit``."""
 
-    def release_slot(self, scope: str, workset_id: str) -> None: ...
+    def adopt_slot(self, scope: str, workset_id: str, limit: int, holder: str,
+                   token: str) -> bool:
+        """Re-key the workset's slot to ``token`` (after winning its takeover), or take a
+        new one below ``limit``."""
+
+    def release_slot(self, scope: str, workset_id: str, token: str) -> bool:
+        """Conditional on the slot still being held under ``token``."""
 
     def slot_holders(self, scope: str) -> dict[str, dict[str, Any]]: ...
-
-    def release_stale_slot(self, scope: str, workset_id: str, taken_at: float) -> bool:
-        """Conditional on the holder entry still being the one taken at ``taken_at``."""
 
     def control(self) -> ControlRecord: ...
 

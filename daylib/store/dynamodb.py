@@ -15,11 +15,12 @@ Two sparse indexes keep reads proportional to what is asked for:
 - ``outbox-index`` (``outbox_part``, ``outbox_due``) holds only worksets with events still to
   publish that no owner will publish (see daylib/outbox.py).
 
-Claim timeline (why the lease and token are enough):
-  t0  monitor A claims: state ready->locked, owner=A, token=n+1, lease=t0+L
-  t1  A heartbeats every L/3: lease=t1+L, conditioned on owner=A and token=n+1
-  t2  A stalls (GC, network, kill -9) past its lease
-  t3  B sees lease < now and claims: owner=B, token=n+2
+Claim timeline (why the lease version and token are enough, with no clocks compared):
+  t0  monitor A claims: state ready->locked, owner=A, token=n+1, lease_expires=v0
+  t1  A heartbeats every L/3: lease_expires=v1 (always a new value), on owner=A, token=n+1
+  t2  A stalls (GC, network, kill -9); B first sees version v1 at its monotonic time m
+  t3  B still sees v1 at m+L and claims, conditioned on v1: owner=B, token=n+2 (had A
+      heartbeated in between, the version would differ and B's write would fail)
   t4  A wakes and writes: its condition names token n+1 -> ConditionalCheckFailed -> A stops
 """
 
@@ -48,7 +49,7 @@ from daylib.store.items import (
 )
 from daylib.store.queries import QueueReads
 from daylib.store.records import ControlRecord, Lease, WorksetRecord, utc_iso
-from daylib.store.rules import Changes, ClaimPlan, OutboxHook
+from daylib.store.rules import Changes, ClaimPlan, OutboxHook, next_expiry
 from daylib.store.slots import DynamoSlots
 
 CONTROL_PK = "#control"
@@ -288,8 +289,9 @@ class DynamoStore(DynamoSlots, QueueReads):
         up = Expr()
         expired = plan.expired
         if expired is not None:
-            up.expect("state", "=", expired.state).expect("lease_expires", "<", plan.now)
+            up.expect("state", "=", expired.state).expect("owner_id", "=", expired.owner)
             up.expect("lease_token", "=", expired.lease_token)
+            up.expect("lease_expires", "=", expired.lease_expires)
         else:
             up.expect("state", "=", S.READY)
             up.set("state", S.LOCKED).set("active_state", S.LOCKED)
@@ -319,7 +321,7 @@ class DynamoStore(DynamoSlots, QueueReads):
     def heartbeat(self, lease: Lease, lease_seconds: float) -> Lease:
         """Extend the lease; raises LeaseLost if another owner, a cancel or a newer token
         intervened. Does not bump ``version``: it must not race the owner's own writes."""
-        expires = self.clock() + lease_seconds
+        expires = next_expiry(self.clock(), lease, lease_seconds)
         up = Expr().set("lease_expires", expires)
         up.expect("owner_id", "=", lease.owner).expect("lease_token", "=", lease.token)
         up.expect_raw(f"{up.name('state')} IN ({up.value(S.LOCKED)}, {up.value(S.IN_PROGRESS)})")

@@ -22,7 +22,7 @@ from daylib.store.items import (
 )
 from daylib.store.queries import QueueReads
 from daylib.store.records import ControlRecord, Lease, WorksetRecord, utc_iso
-from daylib.store.rules import Changes, ClaimPlan, OutboxHook
+from daylib.store.rules import Changes, ClaimPlan, OutboxHook, next_expiry
 
 
 class MemoryTable:
@@ -157,7 +157,7 @@ class MemoryStore(QueueReads):
             return record_from_item(copy.deepcopy(item)), True
 
     def heartbeat(self, lease: Lease, lease_seconds: float) -> Lease:
-        expires = self.clock() + lease_seconds
+        expires = next_expiry(self.clock(), lease, lease_seconds)
         with self.memory.lock:
             item = self.memory.items.get(lease.workset_id) or {}
             if ((item.get("owner_id"), item.get("lease_token")) != (lease.owner, lease.token)
@@ -197,29 +197,38 @@ class MemoryStore(QueueReads):
         with self.memory.lock:
             return [copy.deepcopy(v) for _, v in sorted(self.memory.clusters.items())]
 
-    def acquire_slot(self, scope: str, workset_id: str, limit: int, holder: str) -> bool:
+    def acquire_slot(self, scope: str, workset_id: str, limit: int, holder: str,
+                     token: str) -> bool:
+        with self.memory.lock:
+            holders = self.memory.slots.setdefault(scope, {})
+            held = holders.get(workset_id)
+            if held is not None and held["token"] != token:
+                return False
+            if held is None and len(holders) >= limit:
+                return False
+            holders[workset_id] = {"at": self.clock(), "by": holder, "token": token}
+            return True
+
+    def adopt_slot(self, scope: str, workset_id: str, limit: int, holder: str,
+                   token: str) -> bool:
         with self.memory.lock:
             holders = self.memory.slots.setdefault(scope, {})
             if workset_id not in holders and len(holders) >= limit:
                 return False
-            holders[workset_id] = {"at": self.clock(), "by": holder}
+            holders[workset_id] = {"at": self.clock(), "by": holder, "token": token}
             return True
 
-    def release_slot(self, scope: str, workset_id: str) -> None:
+    def release_slot(self, scope: str, workset_id: str, token: str) -> bool:
         with self.memory.lock:
-            self.memory.slots.get(scope, {}).pop(workset_id, None)
+            holders = self.memory.slots.get(scope, {})
+            if holders.get(workset_id, {}).get("token") != token:
+                return False
+            del holders[workset_id]
+            return True
 
     def slot_holders(self, scope: str) -> dict[str, dict[str, Any]]:
         with self.memory.lock:
             return copy.deepcopy(self.memory.slots.get(scope, {}))
-
-    def release_stale_slot(self, scope: str, workset_id: str, taken_at: float) -> bool:
-        with self.memory.lock:
-            holders = self.memory.slots.get(scope, {})
-            if holders.get(workset_id, {}).get("at") != taken_at:
-                return False
-            del holders[workset_id]
-            return True
 
     def control(self) -> ControlRecord:
         with self.memory.lock:
@@ -233,12 +242,13 @@ class MemoryStore(QueueReads):
 
 
 def _claimable(item: dict[str, Any], plan: ClaimPlan) -> bool:
-    """The claim's condition: ready, or still the expired lease the claimer saw."""
+    """The claim's condition: ready, or still the lease version the claimer saw expire."""
     old = plan.expired
     if old is None:
         return bool(item.get("state") == S.READY)
-    return ((item.get("state"), item.get("lease_token")) == (old.state, old.lease_token)
-            and float(item.get("lease_expires", plan.now)) < plan.now)
+    return ((item.get("state"), item.get("owner_id"), item.get("lease_token"),
+             item.get("lease_expires")) == (old.state, old.owner, old.lease_token,
+                                            old.lease_expires))
 
 
 def _apply(item: dict[str, Any], attrs: dict[str, Any]) -> None:

@@ -76,6 +76,12 @@ class ClaimPlan:
     started: dict[str, Any] | None = None  # the ``started`` entry, keyed CLAIM_KEY
 
 
+def next_expiry(now: float, lease: Lease, lease_seconds: float) -> float:
+    """A heartbeat's ``lease_expires``: now + lease on the owner's clock, and always a new
+    value (claimants read it as a version; a clock that stepped back must not repeat one)."""
+    return max(now + lease_seconds, lease.expires + 0.001)
+
+
 def history_entry(at: float, src: str | None, dst: str, actor: str,
                   reason: str) -> dict[str, Any]:
     return {"at": utc_iso(at), "actor": actor, "from": src, "to": dst, "reason": reason[:500]}
@@ -150,10 +156,10 @@ class WorksetRules:
             out.extend(self.active(S.READY, prefix=f"{rank}#", limit=limit, before=cutoff))
         return out
 
-    def expired(self, now: float) -> list[WorksetRecord]:
-        """Owned worksets whose lease has run out (their monitor died or stalled)."""
-        return [r for st in S.OWNED for r in self.active(st)
-                if r.lease_expires is not None and r.lease_expires < now]
+    def owned(self) -> list[WorksetRecord]:
+        """Owned worksets with their lease versions (daylib/leases.py judges which are
+        dead: the store compares no clocks)."""
+        return [r for st in S.OWNED for r in self.active(st)]
 
     def due_retries(self, now: float) -> list[WorksetRecord]:
         return [r for r in self.active(S.RETRYING) if (r.retry_at or 0) <= now]
@@ -193,8 +199,9 @@ class WorksetRules:
               *, expired: WorksetRecord | None = None,
               fields: dict[str, Any] | None = None) -> tuple[WorksetRecord, Lease]:
         """Own a workset: ready -> locked, or take over ``expired`` (an owned workset whose
-        lease ran out; state and step are kept so the new owner resumes). One conditional
-        write; raises ConflictError if someone else got there first.
+        lease version the caller saw stand still for a lease; state and step are kept so the
+        new owner resumes). One conditional write, on that exact version for a takeover;
+        raises ConflictError if someone else (or a heartbeat) got there first.
 
         With an outbox, a fresh claim also records the ``started`` event (its seq is computed
         in the write, as the claimer does not know the item's) and removes the events this

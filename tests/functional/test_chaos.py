@@ -1,9 +1,9 @@
 """The chaos suite's fast variant (``python -m bench.chaos --quick``): real monitor
 processes behind the fault proxy. Each scenario must end with every workset completed
 exactly once (duplicates counted from the steps' own side effects), none stuck, no daemon
-exit and the cap never exceeded. The scenarios that today's code fails (endpoint down,
-caps under contention, clock skew: issue 9 items 1, 2, 4) are reproduced deterministically
-in test_reliability.py; they join this list once fixed."""
+exit and the cap never exceeded. Scenarios that today's code fails (endpoint down: issue 9
+item 1) are reproduced deterministically in test_reliability.py; they join this list once
+fixed."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from bench.chaos.__main__ import scenarios
 from bench.chaos.harness import run_scenario
 
 
-@pytest.mark.parametrize("name", ["kill9", "throttle", "sns_down"])
+@pytest.mark.parametrize("name", ["kill9", "throttle", "sns_down", "caps", "skew"])
 def test_chaos_scenario_quick(name: str) -> None:
     fig = run_scenario(scenarios(quick=True)[name])
     print(fig.line())

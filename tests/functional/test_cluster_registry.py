@@ -63,36 +63,51 @@ def test_clusters_are_not_worksets(store: Store) -> None:
 def test_slot_semaphore(store: Store) -> None:
     scope = "cluster#alpha"
     assert store.slot_holders(scope) == {}
-    assert store.acquire_slot(scope, "w1", 2, "mon-a")
-    assert store.acquire_slot(scope, "w2", 2, "mon-b")
-    assert not store.acquire_slot(scope, "w3", 2, "mon-a")  # full
-    assert store.acquire_slot(scope, "w1", 2, "mon-a")  # already held: idempotent
+    assert store.acquire_slot(scope, "w1", 2, "mon-a", "t1")
+    assert store.acquire_slot(scope, "w2", 2, "mon-b", "t2")
+    assert not store.acquire_slot(scope, "w3", 2, "mon-a", "t3")  # full
+    assert store.acquire_slot(scope, "w1", 2, "mon-a", "t1")  # same token: idempotent
     holders = store.slot_holders(scope)
     assert set(holders) == {"w1", "w2"}
     assert holders["w2"]["by"] == "mon-b" and float(holders["w2"]["at"]) > 0
 
-    store.release_slot(scope, "w1")
-    store.release_slot(scope, "w1")  # twice is harmless
-    store.release_slot("never-used", "w1")  # and so is a scope that does not exist
+    assert store.release_slot(scope, "w1", "t1")
+    assert not store.release_slot(scope, "w1", "t1")  # twice is harmless
+    assert not store.release_slot("never-used", "w1", "t1")  # so is a scope never made
     assert set(store.slot_holders(scope)) == {"w2"}
-    assert store.acquire_slot(scope, "w3", 2, "mon-a")
-    assert not store.acquire_slot(scope, "w4", 2, "mon-a")
+    assert store.acquire_slot(scope, "w3", 2, "mon-a", "t3")
+    assert not store.acquire_slot(scope, "w4", 2, "mon-a", "t4")
     # scopes are independent
-    assert store.acquire_slot("global", "w4", 1, "mon-a")
+    assert store.acquire_slot("global", "w4", 1, "mon-a", "t4")
     assert set(store.slot_holders(scope)) == {"w2", "w3"}
 
 
-def test_stale_release_only_when_the_entry_is_unchanged(store: Store) -> None:
-    scope = "customer#acme"
-    assert store.acquire_slot(scope, "w1", 1, "mon-a")
-    at = store.slot_holders(scope)["w1"]["at"]
-    assert not store.release_stale_slot(scope, "w1", float(at) - 1)  # taken again since
-    assert set(store.slot_holders(scope)) == {"w1"}
-    assert store.release_stale_slot(scope, "w1", at)
+def test_only_the_token_that_took_a_slot_releases_it(store: Store) -> None:
+    """Issue 9 item 2: the loser of a claim race (another token for the same workset) can
+    neither take the workset's slot again nor free it."""
+    scope = "global"
+    assert store.acquire_slot(scope, "w1", 2, "mon-a", "won")
+    assert not store.acquire_slot(scope, "w1", 2, "mon-b", "lost")  # held: no second entry
+    assert not store.release_slot(scope, "w1", "lost")
+    assert store.slot_holders(scope)["w1"]["token"] == "won"
+    assert store.release_slot(scope, "w1", "won")
     assert store.slot_holders(scope) == {}
-    assert not store.release_stale_slot(scope, "w1", at)  # already gone
-    assert not store.release_stale_slot("nowhere", "w1", at)
-    assert store.acquire_slot(scope, "w2", 1, "mon-b")
+
+
+def test_adopt_rekeys_a_dead_holders_slot_within_the_limit(store: Store) -> None:
+    """A takeover's winner re-keys the dead owner's slot (no second slot, no count change);
+    the dead owner's token then releases nothing. With no slot and the cap full, refused."""
+    scope = "customer#acme"
+    assert store.acquire_slot(scope, "w1", 1, "dead", "old")
+    assert store.adopt_slot(scope, "w1", 1, "heir", "new")
+    holders = store.slot_holders(scope)
+    assert set(holders) == {"w1"} and (holders["w1"]["by"], holders["w1"]["token"]) == \
+        ("heir", "new")
+    assert not store.release_slot(scope, "w1", "old")
+    assert not store.adopt_slot(scope, "w2", 1, "heir", "x")  # no slot held, cap full
+    assert store.release_slot(scope, "w1", "new")
+    assert store.adopt_slot(scope, "w2", 1, "heir", "x")  # no slot held, room: a new one
+    assert set(store.slot_holders(scope)) == {"w2"}
 
 
 def test_slot_race_never_exceeds_the_limit(store: Store) -> None:
@@ -102,14 +117,15 @@ def test_slot_race_never_exceeds_the_limit(store: Store) -> None:
     ids = [f"ws_{i:02d}" for i in range(50)]  # hyphenated ids: see the test below
 
     def grab(n: int) -> list[str]:
-        return [w for w in ids[n::threads] if stores[n].acquire_slot(scope, w, limit, f"m{n}")]
+        return [w for w in ids[n::threads]
+                if stores[n].acquire_slot(scope, w, limit, f"m{n}", w)]
 
     with ThreadPoolExecutor(threads) as pool:
         won = [w for got in pool.map(grab, range(threads)) for w in got]
     assert len(won) == limit, won
     assert set(store.slot_holders(scope)) == set(won)
     for w in won:
-        store.release_slot(scope, w)
+        assert store.release_slot(scope, w, w)
 
     # with releases: count holders from the acquirers' side (incremented after a successful
     # acquire, decremented before the release), so it can only under-count the table
@@ -117,7 +133,7 @@ def test_slot_race_never_exceeds_the_limit(store: Store) -> None:
 
     def churn(n: int) -> None:
         for w in ids[n::threads]:
-            if not stores[n].acquire_slot(scope, w, limit, f"m{n}"):
+            if not stores[n].acquire_slot(scope, w, limit, f"m{n}", w):
                 continue
             with lock:
                 held[0] += 1
@@ -126,7 +142,7 @@ def test_slot_race_never_exceeds_the_limit(store: Store) -> None:
             assert len(stores[n].slot_holders(scope)) <= limit
             with lock:
                 held[0] -= 1
-            stores[n].release_slot(scope, w)
+            assert stores[n].release_slot(scope, w, w)
 
     with ThreadPoolExecutor(threads) as pool:
         list(pool.map(churn, range(threads)))
@@ -140,14 +156,15 @@ def test_slots_work_for_any_valid_workset_id(store: Store, wid: str) -> None:
     """Workset ids are folder names with hyphens (``demo-hg003-daylily``); they are map keys
     in the cap item and must be passed to DynamoDB as values of attribute-name placeholders,
     never as the placeholder itself (``#demo-hg003-daylily`` is a syntax error)."""
-    assert store.acquire_slot("global", wid, 1, "mon-a")
-    assert not store.acquire_slot("global", "other", 1, "mon-a")
+    assert store.acquire_slot("global", wid, 1, "mon-a", "t")
+    assert not store.acquire_slot("global", "other", 1, "mon-a", "u")
     assert set(store.slot_holders("global")) == {wid}
-    store.release_slot("global", wid)
+    assert store.release_slot("global", wid, "t")
     assert store.slot_holders("global") == {}
-    assert store.acquire_slot("global", wid, 1, "mon-a")
-    at = store.slot_holders("global")[wid]["at"]
-    assert store.release_stale_slot("global", wid, at)
+    assert store.adopt_slot("global", wid, 1, "mon-a", "t")
+    assert store.adopt_slot("global", wid, 1, "mon-b", "u")
+    assert not store.release_slot("global", wid, "t")
+    assert store.release_slot("global", wid, "u")
     assert store.slot_holders("global") == {}
 
 

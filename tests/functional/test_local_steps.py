@@ -64,9 +64,8 @@ def test_monitor_that_lost_its_lease_leaves_the_step_to_the_new_owner(env: Env,
     env.upload("ws-stolen", pipeline="counted")
     with env.running(lease_seconds=1.0, heartbeat_seconds=3.0) as mon:
         env.wait_for(lambda: env.at("ws-stolen", S.IN_PROGRESS, "run"))
-        rec = env.store.require("ws-stolen")
         env.wait_for(lambda: time.time() > (env.store.require("ws-stolen").lease_expires or 0))
-        env.store.claim("ws-stolen", "thief", 60.0, expired=rec)
+        env.store.claim("ws-stolen", "thief", 60.0, expired=env.store.require("ws-stolen"))
         env.wait_for(lambda: not mon._snapshot())
     status = Path(env.settings.monitor.workdir) / "ws-stolen" / ".run.a1.status.json"
     env.wait_for(status.exists)

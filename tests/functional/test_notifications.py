@@ -187,7 +187,7 @@ def test_takeover_publishes_what_the_dead_owner_left(store: Store) -> None:
     time.sleep(0.3)
     topic = Recorder()
     s2 = _twin(store, _outbox(topic))
-    expired = next(r for r in s2.expired(time.time()) if r.workset_id == "ws-e")
+    expired = next(r for r in s2.owned() if r.workset_id == "ws-e")
     rec, _ = s2.claim("ws-e", "m2", 30, expired=expired)
     assert topic.events() == [("started", 2)]
     assert rec.lease_token == 2

@@ -1,5 +1,6 @@
-"""Issue 9 items 1, 2, 3, 4, 6 and 7, each reproduced as it was seen. They fail on today's code
-and are marked strict xfail: each flips (and must then lose its mark) when its item is fixed.
+"""Issue 9 items 1, 2, 3, 4, 6 and 7, each reproduced as it was seen. Those still open fail on
+today's code and are marked strict xfail: each flips (and must then lose its mark) when its
+item is fixed (items 2 and 4 are).
 Faults come from outside the product: the chaos suite's HTTP fault proxy, botocore
 ``before-send`` handlers on the test's own clients, and monitor processes whose clock is
 shifted in-process (the system clock is not touched)."""
@@ -128,8 +129,6 @@ def test_endpoint_down_5s_the_daemon_rides_it_out(env: Env, moto_server: MotoSer
     assert _runs(tmp_path) == 1
 
 
-@pytest.mark.xfail(strict=True, reason="issue 9 item 2: the loser of a claim race releases "
-                                       "the winner's cap slot (slots keyed by workset id)")
 def test_claim_race_loser_cannot_free_the_winners_cap_slot(env: Env) -> None:
     cfg = CapSettings(global_max=1)
     for wid in ("ws-cap1", "ws-cap2"):
@@ -160,8 +159,6 @@ def test_finished_step_never_runs_again_when_its_checkpoint_fails(
     assert _runs(tmp_path) == 1, "the finished run step was executed again"
 
 
-@pytest.mark.xfail(strict=True, reason="issue 9 item 4: a monitor whose clock is 60 s ahead "
-                                       "steals live leases")
 def test_monitor_60s_ahead_does_not_steal_a_live_lease(env: Env, tmp_path: Path) -> None:
     env.settings.workset.pipelines["counted-long"] = fake(20.0, 0,
                                                           f"--marker {tmp_path}/runs.txt")
@@ -180,8 +177,6 @@ def test_monitor_60s_ahead_does_not_steal_a_live_lease(env: Env, tmp_path: Path)
     assert _runs(tmp_path) == 1
 
 
-@pytest.mark.xfail(strict=True, reason="issue 9 item 4: a monitor whose clock is 60 s behind "
-                                       "takes over a dead monitor's work a minute late")
 def test_monitor_60s_behind_takes_over_a_dead_monitor_promptly(env: Env,
                                                                tmp_path: Path) -> None:
     env.settings.workset.pipelines["counted-long"] = fake(3.0, 0, f"--marker {tmp_path}/runs.txt")

@@ -11,9 +11,11 @@ import pytest
 
 from daylib import states as S
 from daylib.errors import ConflictError, IllegalTransition, LeaseLost
+from daylib.leases import LeaseWatch, lease_version
 from daylib.store.contract import Store
 from daylib.store.dynamodb import DynamoStore
 from daylib.store.memory import MemoryStore
+from daylib.store.records import WorksetRecord
 
 
 def _clone(store: Store, clock: Any) -> Store:
@@ -42,19 +44,33 @@ def test_claim_is_exclusive_and_fenced(store: Store) -> None:
     assert (rec.state, rec.step, rec.steps_done) == ("in_progress", "run", ["stage"])
 
 
+def _owned(store: Store, wid: str) -> WorksetRecord:
+    return next(r for r in store.owned() if r.workset_id == wid)
+
+
 def test_expired_lease_is_taken_over_and_old_owner_fenced(store: Store) -> None:
-    now = [1_000_000.0]
+    """B's clock is an hour ahead of A's: B still judges A's lease only by its version
+    standing still for a lease on B's own monotonic clock."""
+    now, mono = [1_000_000.0], [50.0]
     a = _clone(store, lambda: now[0])
-    b = _clone(store, lambda: now[0])
+    b = _clone(store, lambda: now[0] + 3600)
+    watch = LeaseWatch(30, clock=lambda: mono[0])
     a.register("ws-take", actor="t")
     rec_a, lease_a = a.claim("ws-take", "A", 30)
     rec_a = a.transition(rec_a, S.IN_PROGRESS, actor="A", reason="staged", lease=lease_a,
                          fields={"step": "run", "steps_done": ["stage"]})
-    assert b.expired(now[0] + 10) == []
-    with pytest.raises(ConflictError):  # not expired yet: takeover refused
-        b.claim("ws-take", "B", 30, expired=b.require("ws-take"))
-    now[0] += 31
-    stale = b.expired(now[0])
+    assert watch.expired(b.owned()) == []
+    seen = _owned(b, "ws-take")
+    mono[0] += 20
+    now[0] += 20
+    lease_a = a.heartbeat(lease_a, 30)  # A is alive: a new version
+    assert watch.expired(b.owned()) == []
+    with pytest.raises(ConflictError):  # the version B saw is gone: takeover refused
+        b.claim("ws-take", "B", 30, expired=seen)
+    mono[0] += 29
+    assert watch.expired(b.owned()) == []  # 29 s since the heartbeat was first seen
+    mono[0] += 1
+    stale = watch.expired(b.owned())
     assert [r.workset_id for r in stale] == ["ws-take"]
     rec_b, lease_b = b.claim("ws-take", "B", 30, expired=stale[0])
     assert (rec_b.owner, rec_b.state, rec_b.step, lease_b.token) == ("B", "in_progress",
@@ -68,6 +84,21 @@ def test_expired_lease_is_taken_over_and_old_owner_fenced(store: Store) -> None:
     assert final.owner == "B" and final.lease_token == 2
 
 
+def test_heartbeat_always_writes_a_new_version(store: Store) -> None:
+    """Even with the owner's clock stepped back, each heartbeat changes the version, so a
+    claimant that saw the old one cannot take the lease over."""
+    now = [9_000.0]
+    st = _clone(store, lambda: now[0])
+    st.register("ws-ver", actor="t")
+    _rec, lease = st.claim("ws-ver", "m1", 30)
+    seen = _owned(st, "ws-ver")
+    now[0] -= 120
+    lease = st.heartbeat(lease, 30)
+    assert lease_version(_owned(st, "ws-ver")) != lease_version(seen)
+    with pytest.raises(ConflictError):
+        st.twin().claim("ws-ver", "m2", 30, expired=seen)
+
+
 def test_heartbeat_extends_and_stops_after_cancel(store: Store) -> None:
     now = [5_000.0]
     st = _clone(store, lambda: now[0])
@@ -76,11 +107,12 @@ def test_heartbeat_extends_and_stops_after_cancel(store: Store) -> None:
     now[0] += 20
     lease = st.heartbeat(lease, 30)
     assert lease.expires == pytest.approx(now[0] + 30)
-    assert st.expired(now[0] + 25) == []
+    assert _owned(st, "ws-beat").lease_expires == pytest.approx(now[0] + 30)
     st.edit("ws-beat", lambda r: (S.CANCELLED, {}), actor="user:op", reason="cancel")
     with pytest.raises(LeaseLost):
         st.heartbeat(lease, 30)
     assert st.require("ws-beat").owner is None
+    assert [r for r in st.owned() if r.workset_id == "ws-beat"] == []
 
 
 def test_illegal_and_stale_transitions_are_refused(store: Store) -> None:
