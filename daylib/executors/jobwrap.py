@@ -119,9 +119,13 @@ class BoundedLog:
         marker = (f"\n[daylib: {omitted} bytes of this log omitted after the first "
                   f"{len(head)} bytes]\n").encode()
         tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.cut")
-        with open(tmp, "wb") as fh:
-            fh.write(head + marker + tail)
-        os.replace(tmp, self.path)
+        try:
+            with open(tmp, "wb") as fh:
+                fh.write(head + marker + tail)
+            os.replace(tmp, self.path)
+        except OSError:
+            tmp.unlink(missing_ok=True)  # a full disk: leave no half-written copy behind
+            raise
         self.fh.close()
         self.fh = open(self.path, "ab", buffering=0)  # noqa: SIM115 - replaced when cut
         self.size = len(head) + len(marker) + len(tail)
