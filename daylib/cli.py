@@ -25,7 +25,7 @@ from daylib.errors import AwsError, ConfigError, DaylibError, NotFound, UserErro
 from daylib.executors.base import Executor
 from daylib.notify import ensure_topic, topic_for
 from daylib.outbox import Outbox
-from daylib.progress import reporter
+from daylib.progress import Tally, reporter
 from daylib.s3 import S3Objects
 from daylib.store.dynamodb import DynamoStore
 from daylib.store.records import QueueDepth, WorksetRecord, utc_iso
@@ -343,7 +343,11 @@ def cmd_list(ctx: Context, args: argparse.Namespace) -> int:
                       until=parse_time(args.until) if args.until else None)
 
     def once() -> tuple[Any, str, str | None]:
-        got = page(ctx.store, filters, args.limit, args.next_token)
+        tally = Tally("reading worksets")
+        try:
+            got = page(ctx.store, filters, args.limit, args.next_token, tally)
+        finally:
+            tally.close()
         text = format_list(got.rows)
         if got.next_token:
             text += f"\n\nmore worksets: daylily-workset list ... --next-token {got.next_token}"
@@ -428,7 +432,11 @@ def cmd_report(ctx: Context, args: argparse.Namespace) -> int:
         from daylib.listing import parse_time
 
         since = parse_time(args.since)
-    rows = report_rows(ctx.store, since)
+    tally = Tally("reading worksets")
+    try:
+        rows = report_rows(ctx.store, since, tally=tally)
+    finally:
+        tally.close()
     print(render(rows, "json" if ctx.as_json else args.format))
     return RET_OK
 

@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 
 from daylib import states as S
 from daylib.errors import UserError
+from daylib.progress import Tally
 from daylib.store.dynamodb import DynamoStore
 from daylib.store.records import WorksetRecord, utc_iso
 
@@ -84,19 +85,23 @@ class Page:
     next_token: str | None
 
 
-def page(store: DynamoStore, filters: Filters, limit: int, token: str | None = None) -> Page:
+def page(store: DynamoStore, filters: Filters, limit: int, token: str | None = None,
+         tally: Tally | None = None) -> Page:
     """Up to ``limit`` worksets older than the token's row, newest first; ``next_token`` is
-    set only when more exist."""
+    set only when more exist. ``tally`` counts the rows read, page by page."""
     cursor = decode_token(token) if token else None
     upper = f"{filters.until}$" if filters.until else None  # '$' sorts after '#'
     before = min(k for k in (cursor, upper) if k) if (cursor or upper) else None
     found: list[WorksetRecord] = []
     for st in [filters.state] if filters.state else list(S.ALL):
         if st in S.ACTIVE:
-            found.extend(r for r in store.active(st)
+            active = store.active(st)
+            if tally:
+                tally.page(len(active))
+            found.extend(r for r in active
                          if filters.matches(r) and (before is None or _key(r) < before))
         else:
-            found.extend(_terminal(store, st, filters, before, limit + 1))
+            found.extend(_terminal(store, st, filters, before, limit + 1, tally))
     found.sort(key=_key, reverse=True)
     rows = found[:limit]
     more = len(found) > limit
@@ -104,11 +109,13 @@ def page(store: DynamoStore, filters: Filters, limit: int, token: str | None = N
 
 
 def _terminal(store: DynamoStore, state: str, filters: Filters, before: str | None,
-              want: int) -> Iterable[WorksetRecord]:
+              want: int, tally: Tally | None) -> Iterable[WorksetRecord]:
     out: list[WorksetRecord] = []
     for ids in store.done_ids(state, before=before, since=filters.since,
                               page_size=max(10, min(want, 100))):
         recs = store.many(ids)
+        if tally:
+            tally.page(len(ids))
         out.extend(r for i in ids if (r := recs.get(i)) is not None and filters.matches(r))
         if len(out) >= want:
             break

@@ -29,6 +29,33 @@ def reporter(stream: TextIO | None = None) -> Progress:
     return report
 
 
+class Tally:
+    """A running count with no known total (pages of a listing), redrawn on a terminal once
+    ``min_rows`` are read, so a short answer draws nothing; ``close`` wipes the line before
+    the answer is printed."""
+
+    def __init__(self, what: str, stream: TextIO | None = None, min_rows: int = 100) -> None:
+        self.what = what
+        self.out = stream or sys.stderr
+        self.live = self.out.isatty()
+        self.min_rows = min_rows
+        self.count = 0
+        self.drawn = False
+
+    def page(self, rows: int) -> None:
+        self.count += rows
+        if self.live and self.count >= self.min_rows:
+            self.out.write(f"\r\x1b[K{self.what}: {self.count} read")
+            self.out.flush()
+            self.drawn = True
+
+    def close(self) -> None:
+        if self.drawn:
+            self.out.write("\r\x1b[K")
+            self.out.flush()
+            self.drawn = False
+
+
 def human_bytes(size: float) -> str:
     for unit in ("B", "KB", "MB", "GB", "TB"):
         if size < 1024 or unit == "TB":

@@ -21,6 +21,7 @@ from typing import Any
 
 from daylib import states as S
 from daylib.metrics import iso_epoch
+from daylib.progress import Tally
 from daylib.store.records import WorksetRecord
 from daylib.textable import table
 
@@ -133,9 +134,10 @@ def render(rows: list[Row], fmt: str) -> str:
     return body + ("\n\n" + summary if rows else "")
 
 
-def report_rows(store: Any, since: str | None, now: float | None = None) -> list[Row]:
+def report_rows(store: Any, since: str | None, now: float | None = None,
+                tally: Tally | None = None) -> list[Row]:
     """Every workset created since ``since`` (all when None), oldest first, priced with the
-    registered clusters' cost per vCPU-hour."""
+    registered clusters' cost per vCPU-hour; ``tally`` counts the rows read."""
     from daylib.listing import Filters, page
 
     prices = {c["name"]: float(c.get("cost_per_vcpu_hour") or 0.0) for c in store.clusters()
@@ -143,7 +145,7 @@ def report_rows(store: Any, since: str | None, now: float | None = None) -> list
     records: list[WorksetRecord] = []
     token = None
     while True:
-        got = page(store, Filters(since=since), 100, token)
+        got = page(store, Filters(since=since), 100, token, tally)
         full = store.many([r.workset_id for r in got.rows if not r.history])
         records.extend(full.get(r.workset_id, r) for r in got.rows)
         token = got.next_token

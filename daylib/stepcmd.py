@@ -38,7 +38,8 @@ def step_request(settings: Settings, ws: Workset, rec: WorksetRecord, step: str,
         workdir=workdir, env=env, vcpus=ws.resources.vcpus,
         memory_gb=rec.resources.get("memory_gb", ws.resources.memory_gb),
         walltime_minutes=rec.resources.get("walltime_minutes", ws.resources.walltime_minutes),
-        timeout_seconds=settings.monitor.step_timeout_seconds)
+        timeout_seconds=settings.monitor.step_timeout_seconds,
+        log_max_bytes=settings.step_logs.max_bytes, log_head_bytes=settings.step_logs.head_bytes)
 
 
 def run_argv(settings: Settings, ws: Workset, workdir: Path,

@@ -111,15 +111,62 @@ def read_stored(s3: S3Objects, settings: Settings, workset_id: str, log: LogRef)
         raise
 
 
+_CUT = re.compile(rb"\n\[daylib: ([0-9]+) bytes of this log omitted after the first ([0-9]+) "
+                  rb"bytes\]\n")
+_CUT_SEARCH_BYTES = 1_048_576  # the marker sits right after the head, at most max_bytes / 2
+
+
+@dataclass(frozen=True)
+class _Cut:
+    """Where a cut live log (``jobwrap.BoundedLog``) dropped bytes: after ``head`` bytes, a
+    marker of ``marker`` bytes stands for ``omitted`` bytes of output."""
+
+    head: int
+    omitted: int
+    marker: int
+
+    def stream_offset(self, offset: int) -> int:
+        """The position in the step's whole output of byte ``offset`` of this file."""
+        if offset <= self.head:
+            return offset
+        return self.head + self.omitted + max(0, offset - self.head - self.marker)
+
+    def file_offset(self, stream: int) -> int:
+        """Where to go on reading this file after ``stream`` bytes of output; the marker's
+        own start if some of what follows it was cut."""
+        if stream <= self.head:
+            return stream
+        if stream < self.head + self.omitted:
+            return self.head
+        return self.head + self.marker + stream - self.head - self.omitted
+
+
+def _cut_of(fh: BinaryIO) -> _Cut | None:
+    fh.seek(0)
+    m = _CUT.search(fh.read(_CUT_SEARCH_BYTES))
+    if m is None or int(m.group(2)) != m.start():
+        return None
+    return _Cut(m.start(), int(m.group(1)), m.end() - m.start())
+
+
 def follow(path: Path, ended: Callable[[], bool], *, poll_seconds: float = 0.2,
            sleep: Callable[[float], None] = time.sleep) -> Iterator[str]:
     """Yield what is appended to ``path`` until ``ended()`` says the step is over, then
-    what is left. The file may appear after following starts."""
-    offset = 0
+    what is left. The file may appear after following starts. When the wrapper cuts the
+    live log (a new file of head, marker and tail), reading goes on where it was in the
+    step's output, through the marker if some of it was cut."""
+    offset, inode, cut = 0, None, None
     while True:
         done = ended()  # asked before reading, so nothing written before the end is missed
         try:
             with open(path, "rb") as fh:
+                ino = os.fstat(fh.fileno()).st_ino
+                if ino != inode:
+                    stream = offset if cut is None else cut.stream_offset(offset)
+                    cut = _cut_of(fh)
+                    if inode is not None:
+                        offset = stream if cut is None else cut.file_offset(stream)
+                    inode = ino
                 fh.seek(offset)
                 chunk = fh.read()
         except FileNotFoundError:

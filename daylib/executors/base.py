@@ -24,6 +24,9 @@ class StepRequest:
     memory_gb: float | None = None
     walltime_minutes: int | None = None
     timeout_seconds: float = 86400.0
+    # Bounds of the live log (``step_logs.max_bytes`` / ``head_bytes``); None: unbounded.
+    log_max_bytes: int | None = None
+    log_head_bytes: int = 0
 
     @property
     def job_key(self) -> str:
@@ -37,6 +40,13 @@ class StepRequest:
     @property
     def log_file(self) -> Path:
         return self.workdir / f"{self.step}.a{self.attempt}.log"
+
+    def wrapper_args(self) -> list[str]:
+        """``jobwrap``'s arguments (after the script) for this step."""
+        limits = [] if self.log_max_bytes is None else [
+            "--max-bytes", str(self.log_max_bytes), "--head-bytes", str(self.log_head_bytes)]
+        return ["--status", str(self.status_file), "--log", str(self.log_file), *limits,
+                "--", *self.argv]
 
 
 @dataclass(frozen=True)

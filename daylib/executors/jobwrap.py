@@ -5,12 +5,15 @@ Why: without Slurm accounting a finished job vanishes from ``squeue``/``scontrol
 reads instead. Standard library only and no daylib imports, so it starts fast on a compute node
 (the Slurm executor runs this file by path with ``python -I``; ``python -m`` works too)::
 
-    python -m daylib.executors.jobwrap --status FILE --log FILE -- argv...
+    python -m daylib.executors.jobwrap --status FILE --log FILE [--max-bytes N] -- argv...
 
 The command runs directly (no shell) in its own session, with stdout and stderr appended to the
-log. Termination signals sent to the wrapper (``scancel``, walltime) are forwarded to the
-command's whole process group. The exit code is the command's; a command killed by signal N
-gives 128+N, and 127 means it could not be started.
+log. With ``--max-bytes`` (and ``--head-bytes``) the output goes through a pipe and the log
+stays bounded: its head, a marker line saying how much was cut, and a rolling tail, so a step
+printing gigabytes cannot fill the shared file system. Termination signals sent to the
+wrapper (``scancel``, walltime) are forwarded to the command's whole process group. The
+exit code is the command's; a command killed by signal N gives 128+N, and 127 means it could
+not be started.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import argparse
 import contextlib
 import json
 import os
+import select
 import signal
 import socket
 import subprocess
@@ -32,6 +36,10 @@ from typing import BinaryIO
 FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCONT, signal.SIGUSR1,
              signal.SIGUSR2)
 CANNOT_START = 127
+MARKER_ROOM = 120  # bytes kept free for the marker line (steplogs.bounded uses the same)
+CHUNK_BYTES = 65_536
+POLL_SECONDS = 0.5  # how often a silent child is checked for having exited
+DRAIN_CHUNKS = 16  # what a pipe can hold once the child has exited, with room to spare
 
 
 def _now() -> str:
@@ -77,8 +85,91 @@ class _Forwarder:
             os.killpg(self.proc.pid, signum)
 
 
-def run(status_file: Path, log_file: Path, argv: Sequence[str]) -> int:
-    """Run argv, write the status file whatever happens, and return the exit code to use."""
+class BoundedLog:
+    """An append-only log file kept under ``max_bytes``: once full, it is replaced (write,
+    then rename) by its head, a marker line and the newest half of the room left for the
+    tail. Each file is only ever appended to, so a follower reading one open file sees a
+    consistent text; a new inode tells it the log was cut (``steplogs.follow``)."""
+
+    def __init__(self, path: Path, max_bytes: int, head_bytes: int) -> None:
+        self.path = path
+        self.max_bytes = max_bytes
+        self.head_bytes = min(head_bytes, max_bytes // 2)
+        self.keep_bytes = max(0, max_bytes - self.head_bytes - MARKER_ROOM) // 2
+        self.fh = open(path, "ab", buffering=0)  # noqa: SIM115 - replaced when cut
+        self.size = os.fstat(self.fh.fileno()).st_size
+        self.total = self.size  # bytes written to the log, cut ones included
+
+    def write(self, data: bytes) -> None:
+        self.fh.write(data)
+        self.size += len(data)
+        self.total += len(data)
+        if self.size > self.max_bytes:
+            self._cut()
+
+    def close(self) -> None:
+        self.fh.close()
+
+    def _cut(self) -> None:
+        with open(self.path, "rb") as old:
+            head = old.read(self.head_bytes)
+            old.seek(self.size - self.keep_bytes)
+            tail = old.read(self.keep_bytes)
+        omitted = self.total - len(head) - len(tail)
+        marker = (f"\n[daylib: {omitted} bytes of this log omitted after the first "
+                  f"{len(head)} bytes]\n").encode()
+        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.cut")
+        try:
+            with open(tmp, "wb") as fh:
+                fh.write(head + marker + tail)
+            os.replace(tmp, self.path)
+        except OSError:
+            tmp.unlink(missing_ok=True)  # a full disk: leave no half-written copy behind
+            raise
+        self.fh.close()
+        self.fh = open(self.path, "ab", buffering=0)  # noqa: SIM115 - replaced when cut
+        self.size = len(head) + len(marker) + len(tail)
+
+
+def pump(proc: subprocess.Popen[bytes], fd: int, log: BoundedLog) -> None:
+    """Copy the child's output to ``log`` until the pipe closes or the child has exited; then
+    only what the pipe already holds (a grandchild keeping the pipe open must not keep the
+    wrapper, and so the status file, waiting)."""
+    sink = _Sink(log)
+    while proc.poll() is None:
+        ready, _, _ = select.select([fd], [], [], POLL_SECONDS)
+        if ready and not sink.take(os.read(fd, CHUNK_BYTES)):
+            return
+    for _ in range(DRAIN_CHUNKS):
+        ready, _, _ = select.select([fd], [], [], 0)
+        if not ready or not sink.take(os.read(fd, CHUNK_BYTES)):
+            return
+
+
+class _Sink:
+    """Writes to the log until a write fails (a full disk), then discards, so the child
+    never blocks on a full pipe."""
+
+    def __init__(self, log: BoundedLog) -> None:
+        self.log = log
+        self.failed = False
+
+    def take(self, data: bytes) -> bool:
+        """Write ``data``; False at end of output."""
+        if data and not self.failed:
+            try:
+                self.log.write(data)
+            except OSError as exc:
+                self.failed = True
+                print(f"jobwrap: cannot write log {self.log.path}: {exc}", file=sys.stderr,
+                      flush=True)
+        return bool(data)
+
+
+def run(status_file: Path, log_file: Path, argv: Sequence[str],
+        limits: tuple[int, int] | None = None) -> int:
+    """Run argv, write the status file whatever happens, and return the exit code to use.
+    ``limits`` (max bytes, head bytes) bound the log."""
     status: dict[str, object] = {
         "exit_code": None, "signal": None, "started_at": _now(), "ended_at": None,
         "argv0": argv[0] if argv else None, "host": socket.gethostname(),
@@ -90,13 +181,16 @@ def run(status_file: Path, log_file: Path, argv: Sequence[str]) -> int:
     code = CANNOT_START
     try:
         log_file.parent.mkdir(parents=True, exist_ok=True)
-        log = open(log_file, "ab")  # noqa: SIM115 - also used after the child has started
+        log: BinaryIO | BoundedLog = (open(log_file, "ab") if limits is None  # noqa: SIM115
+                                      else BoundedLog(log_file, *limits))
     except OSError as exc:
         print(f"jobwrap: cannot open log {log_file}: {exc}", file=sys.stderr, flush=True)
         status["exit_code"] = code
     else:
-        with log:
+        try:
             code = _run_child(argv, log, forward, status)
+        finally:
+            log.close()
     status["ended_at"] = _now()
     try:
         write_json(status_file, status)
@@ -105,12 +199,13 @@ def run(status_file: Path, log_file: Path, argv: Sequence[str]) -> int:
     return code
 
 
-def _run_child(argv: Sequence[str], log: BinaryIO, forward: _Forwarder,
+def _run_child(argv: Sequence[str], log: BinaryIO | BoundedLog, forward: _Forwarder,
                status: dict[str, object]) -> int:
     try:
         if not argv:
             raise FileNotFoundError(0, "no command given")
-        proc = subprocess.Popen(list(argv), stdin=subprocess.DEVNULL, stdout=log,
+        proc = subprocess.Popen(list(argv), stdin=subprocess.DEVNULL,
+                                stdout=subprocess.PIPE if isinstance(log, BoundedLog) else log,
                                 stderr=subprocess.STDOUT, start_new_session=True)
     except (OSError, ValueError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
@@ -119,6 +214,9 @@ def _run_child(argv: Sequence[str], log: BinaryIO, forward: _Forwarder,
         return CANNOT_START
     status["pid"] = proc.pid
     forward.attach(proc)
+    if isinstance(log, BoundedLog) and proc.stdout is not None:
+        with proc.stdout:
+            pump(proc, proc.stdout.fileno(), log)
     rc = proc.wait()
     if rc < 0:
         status["signal"] = -rc
@@ -132,10 +230,14 @@ def main(args: Sequence[str] | None = None) -> int:
                                      description="Run a command, always record how it ended.")
     parser.add_argument("--status", required=True, type=Path, help="exit-status JSON file")
     parser.add_argument("--log", required=True, type=Path, help="stdout+stderr, appended")
+    parser.add_argument("--max-bytes", type=int, help="keep the log under this many bytes")
+    parser.add_argument("--head-bytes", type=int, default=0,
+                        help="with --max-bytes: the first bytes always kept")
     parser.add_argument("argv", nargs=argparse.REMAINDER, help="-- command [args...]")
     ns = parser.parse_args(args)
     argv: list[str] = ns.argv[1:] if ns.argv[:1] == ["--"] else ns.argv
-    return run(ns.status, ns.log, argv)
+    limits = None if ns.max_bytes is None else (ns.max_bytes, ns.head_bytes)
+    return run(ns.status, ns.log, argv, limits)
 
 
 if __name__ == "__main__":

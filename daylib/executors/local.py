@@ -87,8 +87,7 @@ class LocalExecutor:
     def submit(self, req: StepRequest) -> str:
         req.workdir.mkdir(parents=True, exist_ok=True)
         req.status_file.unlink(missing_ok=True)
-        argv = [sys.executable, "-I", str(JOBWRAP), "--status", str(req.status_file),
-                "--log", str(req.log_file), "--", *req.argv]
+        argv = [sys.executable, "-I", str(JOBWRAP), *req.wrapper_args()]
         proc = subprocess.Popen(argv, cwd=req.workdir, env={**os.environ, **req.env},
                                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL, start_new_session=True,

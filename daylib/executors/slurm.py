@@ -160,8 +160,7 @@ class SlurmExecutor:
         return None
 
     def batch_script(self, req: StepRequest) -> str:
-        wrap = [self.python, "-I", str(JOBWRAP), "--status", str(req.status_file),
-                "--log", str(req.log_file), "--", *req.argv]
+        wrap = [self.python, "-I", str(JOBWRAP), *req.wrapper_args()]
         return (f"#!/bin/sh\n# daylib step {req.job_key}\n"
                 f"exec {' '.join(shlex.quote(a) for a in wrap)}\n")
 

@@ -202,8 +202,12 @@ def test_long_log_keeps_head_and_tail(chatty_env: CliEnv, tmp_path: Path) -> Non
     _submit(env, tmp_path, "loud-1", pipeline="loud")
     env.ok("monitor", "--once")
     assert env.show("loud-1")["state"] == "complete"
-    local = (env.workdir / "loud-1" / "run.a1.log").read_text()
-    assert len(local) > 60_000
+    local = (env.workdir / "loud-1" / "run.a1.log").read_text()  # the live file, bounded too
+    assert len(local.encode()) <= 4096
+    assert local.startswith("chatty line 1 of 3000\n")
+    assert local.endswith("chatty line 3000 of 3000\n")
+    assert re.search(r"\[daylib: \d+ bytes of this log omitted after the first 1024 bytes\]",
+                     local)
     copy = env.ok("logs", "loud-1", "--step", "run").stdout
     assert len(copy.encode()) <= 4096
     assert copy.startswith("chatty line 1 of 3000\n")
@@ -300,6 +304,29 @@ def test_list_pages_through_250_worksets(make_env: EnvFactory) -> None:
         assert res.returncode == 2 and "--limit" in res.stderr
     res = env.run("list", "--next-token", "garbage")
     assert res.returncode == 1 and "next-token" in res.stderr
+    for command in (["list", "--limit", "300"], ["report", "--format", "csv"]):
+        out, screen = _stderr_on_a_terminal(env, *command)
+        assert "reading worksets: 250 read" in screen, command
+        assert "reading worksets" not in out and "\x1b[" not in out and "pg-000" in out
+        assert "reading worksets" not in env.ok(*command).stderr  # piped: no progress
+
+
+def _stderr_on_a_terminal(env: CliEnv, *args: str) -> tuple[str, str]:
+    """Run the CLI with stderr on a pseudo terminal and stdout on a pipe."""
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([*cli_command(), *args], cwd=ROOT, stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=slave,
+                            env={**os.environ, "PYTHONPATH": str(ROOT), **env.env})
+    os.close(slave)
+    try:
+        assert proc.stdout is not None
+        out = proc.stdout.read().decode()
+        screen = _read_pty(master, proc, 90).decode()
+        assert proc.wait(timeout=30) == 0, screen
+    finally:
+        os.close(master)
+        proc.kill()
+    return out, screen
 
 
 # ====================================================================== show and report

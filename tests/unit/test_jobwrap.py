@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -18,16 +20,20 @@ JOBWRAP = Path(jobwrap.__file__)
 HANG_GUARD_SECONDS = 120.0
 
 
-def wrap(tmp_path: Path, *argv: str) -> subprocess.Popen[bytes]:
+BOUNDS = ["--max-bytes", "8192", "--head-bytes", "1024"]
+
+
+def wrap(tmp_path: Path, *argv: str, limits: list[str] | None = None) -> subprocess.Popen[bytes]:
     """Start the wrapper the way the Slurm batch script does (isolated, by path)."""
     return subprocess.Popen([sys.executable, "-I", str(JOBWRAP), "--status",
                              str(tmp_path / "st" / "status.json"), "--log",
-                             str(tmp_path / "logs" / "step.log"), "--", *argv],
+                             str(tmp_path / "logs" / "step.log"), *(limits or []), "--", *argv],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
-def finish(tmp_path: Path, *argv: str) -> tuple[int, dict[str, object], str]:
-    proc = wrap(tmp_path, *argv)
+def finish(tmp_path: Path, *argv: str,
+           limits: list[str] | None = None) -> tuple[int, dict[str, object], str]:
+    proc = wrap(tmp_path, *argv, limits=limits)
     proc.communicate(timeout=HANG_GUARD_SECONDS)
     return proc.returncode, status(tmp_path), log_text(tmp_path)
 
@@ -120,9 +126,10 @@ def test_unopenable_log_still_writes_status(tmp_path: Path) -> None:
     assert b"cannot open log" in err
 
 
+@pytest.mark.parametrize("limits", [None, BOUNDS], ids=["direct", "bounded"])
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
-def test_signal_to_wrapper_reaches_child_and_grandchild(tmp_path: Path,
-                                                       sig: signal.Signals) -> None:
+def test_signal_to_wrapper_reaches_child_and_grandchild(tmp_path: Path, sig: signal.Signals,
+                                                       limits: list[str] | None) -> None:
     # The pid file appears by rename only once closed: a SIGINT that landed inside a file
     # object's close (its flush checks for signals) would be swallowed as "exception ignored".
     pids = tmp_path / "pids"
@@ -134,7 +141,7 @@ with open({str(pids)!r} + ".tmp", "w") as fh:
 os.replace({str(pids)!r} + ".tmp", {str(pids)!r})
 time.sleep(60)
 """
-    proc = wrap(tmp_path, *py(code))
+    proc = wrap(tmp_path, *py(code), limits=limits)
     wait_for(pids)
     grandchild = int(pids.read_text())
     proc.send_signal(sig)
@@ -148,7 +155,9 @@ time.sleep(60)
         time.sleep(0.02)
 
 
-def test_child_handling_sigterm_decides_exit_code(tmp_path: Path) -> None:
+@pytest.mark.parametrize("limits", [None, BOUNDS], ids=["direct", "bounded"])
+def test_child_handling_sigterm_decides_exit_code(tmp_path: Path,
+                                                  limits: list[str] | None) -> None:
     """SIGTERM is forwarded, not fatal to the wrapper: a child that cleans up and exits 7
     yields 7, and SIGCONT is forwarded too."""
     ready, cont = tmp_path / "ready", tmp_path / "cont"
@@ -159,7 +168,7 @@ signal.signal(signal.SIGTERM, lambda *a: sys.exit(7))
 open({str(ready)!r}, "w").close()
 time.sleep(60)
 """
-    proc = wrap(tmp_path, *py(code))
+    proc = wrap(tmp_path, *py(code), limits=limits)
     wait_for(ready)
     os.kill(proc.pid, signal.SIGCONT)
     wait_for(cont)
@@ -184,3 +193,48 @@ def test_write_json_replaces_atomically(tmp_path: Path) -> None:
     jobwrap.write_json(target, {"a": 2})
     assert json.loads(target.read_text()) == {"a": 2}
     assert [p.name for p in target.parent.iterdir()] == ["x.json"]
+
+
+NOISY = "import sys\nfor i in range(200_000):\n    print(f'line {i:06d}', flush=i % 997 == 0)\n" \
+        "print('the end', file=sys.stderr)\nsys.exit(5)\n"
+
+
+def test_bounded_log_keeps_head_marker_and_tail(tmp_path: Path) -> None:
+    """A step printing megabytes leaves a log under --max-bytes: its head, a marker saying
+    how much was cut, and its newest lines; the exit code and status are as before."""
+    rc, st, log = finish(tmp_path, *py(NOISY), limits=BOUNDS)
+    assert (rc, st["exit_code"], st["signal"]) == (5, 5, None)
+    assert (tmp_path / "logs" / "step.log").stat().st_size <= 8192
+    whole = "".join(f"line {i:06d}\n" for i in range(200_000)) + "the end\n"
+    head, marker, tail = re.split(r"\n(\[daylib: .*\])\n", log)
+    assert whole.startswith(head) and len(head) == 1024
+    assert whole.endswith(tail) and tail.endswith("line 199999\nthe end\n")
+    omitted = int(re.findall(r"[0-9]+", marker)[0])
+    assert marker == f"[daylib: {omitted} bytes of this log omitted after the first 1024 bytes]"
+    assert 1024 + omitted + len(tail) == len(whole)
+    assert sorted(p.name for p in (tmp_path / "logs").iterdir()) == ["step.log"]  # no temp
+
+
+def test_bounded_log_under_its_limit_is_untouched_and_appended(tmp_path: Path) -> None:
+    code = "import sys; print('out'); print('err', file=sys.stderr)"
+    finish(tmp_path, *py(code), limits=BOUNDS)
+    rc, _, log = finish(tmp_path, *py(code), limits=BOUNDS)
+    assert rc == 0 and log == "out\nerr\n" * 2
+
+
+def test_bounded_wrapper_does_not_wait_for_a_grandchild_holding_the_pipe(tmp_path: Path) -> None:
+    """The child exits while a grandchild it left keeps stdout open: the wrapper ends with
+    the child, as it does writing the log directly."""
+    code = f"""
+import subprocess
+kid = subprocess.Popen(["sleep", "120"])
+open({str(tmp_path / "pids")!r}, "w").write(str(kid.pid))
+print("bye", flush=True)
+"""
+    try:
+        rc, st, log = finish(tmp_path, *py(code), limits=BOUNDS)
+        assert (rc, st["exit_code"]) == (0, 0)
+        assert log == "bye\n"
+    finally:
+        with contextlib.suppress(OSError, ValueError):
+            os.kill(int((tmp_path / "pids").read_text()), signal.SIGKILL)

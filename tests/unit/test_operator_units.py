@@ -13,6 +13,7 @@ import pytest
 
 from daylib.cli_habits import actor, did_you_mean
 from daylib.errors import UserError
+from daylib.executors.jobwrap import BoundedLog
 from daylib.listing import decode_token, encode_token, parse_time
 from daylib.metrics import SCHEMA, Metrics
 from daylib.steplogs import bounded, follow
@@ -104,3 +105,43 @@ def test_metric_lines_use_only_the_dimension_sets_they_can_fill() -> None:
     off.emit("ClaimConflicts", 1)
     assert len(lines) == 3
     assert all(isinstance(d.unit, str) and d.dimensions for d in SCHEMA.values())
+
+
+def _nothing_new(_: float) -> None:
+    raise AssertionError("the follower found nothing new where there was")
+
+
+def _lines(start: int, stop: int) -> bytes:
+    return b"".join(b"line %06d\n" % i for i in range(start, stop))
+
+
+def test_follow_goes_on_where_it_was_when_the_live_log_is_cut(tmp_path: Path) -> None:
+    """The wrapper replaces a full live log by head + marker + tail; a follower keeps its
+    place in the output: no line twice, none lost that the file still has."""
+    path = tmp_path / "run.a1.log"
+    log = BoundedLog(path, 4096, 1024)
+    reader = follow(path, lambda: False, sleep=_nothing_new)
+    log.write(_lines(0, 340))  # 4080 bytes: not cut yet
+    seen = next(reader)
+    log.write(_lines(340, 380))  # cut, but only lines the follower has read
+    seen += next(reader)
+    assert seen.encode() == _lines(0, 380)
+    log.write(_lines(380, 2000))  # cut well past where the follower is
+    seen += next(reader)
+    log.close()
+    before, marker, after = seen.partition("\n[daylib: ")
+    assert before.encode() == _lines(0, 380)
+    assert "bytes of this log omitted after the first 1024 bytes]\n" in marker + after
+    assert after.endswith("line 001999\n")
+    assert (path.read_bytes().split(b"bytes]\n", 1)[1]).decode() in after
+
+
+def test_bounded_log_stays_under_its_limit(tmp_path: Path) -> None:
+    path = tmp_path / "x.log"
+    log = BoundedLog(path, 2048, 512)
+    for i in range(100):
+        log.write(_lines(i * 10, i * 10 + 10))
+        assert path.stat().st_size <= 2048
+    log.close()
+    data = path.read_bytes()
+    assert data.startswith(_lines(0, 51)[:512]) and data.endswith(_lines(990, 1000))
