@@ -22,7 +22,8 @@ from tests.support.stack import Stack, resource
 MOTO_SKIPS = {"IntakeQueuePolicy", "WorksetBucket.NotificationConfiguration",
               "StateTable.TimeToLiveSpecification",
               "StateTable.PointInTimeRecoverySpecification", "DeadLetterDepthAlarm",
-              "IntakeAgeAlarm", "WorksetBucket.PublicAccessBlockConfiguration",
+              "IntakeAgeAlarm", "OldestReadyAlarm", "StaleMonitorAlarm",
+              "WorksetBucket.PublicAccessBlockConfiguration",
               "WorksetBucket.BucketEncryption", "WorksetBucket.VersioningConfiguration"}
 
 
@@ -157,3 +158,20 @@ def test_config_from_missing_stack_is_one_clear_line(stack: Stack, tmp_path: Pat
     assert res.stderr.strip().splitlines() == [
         f"daylily-workset: CloudFormation stack 'no-such-stack' not found in region {REGION}; "
         "deploy infra/daylib.yaml first"]
+
+
+def test_metric_alarms_watch_what_the_monitor_writes(stack: Stack) -> None:
+    """The stale-monitor and oldest-ready alarms name a metric, namespace and dimension set
+    that the monitor's EMF lines really carry (docs/metrics.md)."""
+    from daylib.config import Settings
+    from daylib.metrics import SCHEMA
+
+    alarms = {a["AlarmName"]: a for a in
+              stack.client("cloudwatch").describe_alarms()["MetricAlarms"]}
+    for logical, metric in (("OldestReadyAlarm", "OldestReadyAge"),
+                            ("StaleMonitorAlarm", "RunningWorksets")):
+        alarm = alarms[stack.alarm_name(logical)]
+        assert alarm["MetricName"] == metric
+        assert alarm["Namespace"] == Settings().metrics.namespace
+        dims = tuple(sorted(d["Name"] for d in alarm.get("Dimensions", [])))
+        assert dims in {tuple(sorted(s)) for s in SCHEMA[metric].dimensions}

@@ -33,6 +33,9 @@ def template() -> dict[str, Any]:
     return doc
 
 
+ALARMS = ("DeadLetterDepthAlarm", "IntakeAgeAlarm", "OldestReadyAlarm", "StaleMonitorAlarm")
+
+
 def resource(logical_id: str) -> dict[str, Any]:
     res: dict[str, Any] = template()["Resources"][logical_id]["Properties"]
     return res
@@ -53,7 +56,7 @@ class Stack:
         params = {"BucketName": self.bucket, "WorksetPrefix": self.prefix,
                   "TableName": f"{self.name}-state", "TopicName": f"{self.name}-events",
                   "IntakeQueueName": f"{self.name}-intake",
-                  "DeadLetterQueueName": f"{self.name}-dlq"}
+                  "DeadLetterQueueName": f"{self.name}-dlq", "MonitoredCluster": "local"}
         cfn.create_stack(StackName=self.name, TemplateBody=TEMPLATE.read_text(),
                          Parameters=[{"ParameterKey": k, "ParameterValue": v}
                                      for k, v in params.items()],
@@ -102,13 +105,14 @@ class Stack:
             gaps.append("StateTable.PointInTimeRecoverySpecification")
         alarms = {a["AlarmName"] for a in self.client("cloudwatch").describe_alarms()[
             "MetricAlarms"]}
-        for logical in ("DeadLetterDepthAlarm", "IntakeAgeAlarm"):
+        for logical in ALARMS:
             if self.alarm_name(logical) not in alarms:
                 gaps.append(logical)
         return gaps
 
     def alarm_name(self, logical: str) -> str:
-        return str(resource(logical)["AlarmName"]).replace("${AWS::StackName}", self.name)
+        return (str(resource(logical)["AlarmName"]).replace("${AWS::StackName}", self.name)
+                .replace("${MonitoredCluster}", "local"))
 
     def wire(self, gaps: list[str]) -> None:
         """Create each missing piece as the template declares it."""
@@ -153,20 +157,33 @@ class Stack:
             ddb.update_continuous_backups(
                 TableName=out["TableName"],
                 PointInTimeRecoverySpecification=table["PointInTimeRecoverySpecification"])
-        for logical in ("DeadLetterDepthAlarm", "IntakeAgeAlarm"):
-            if logical not in gaps:
-                continue
-            p = resource(logical)
-            queue = out["DeadLetterQueueUrl" if logical.startswith("Dead") else
-                        "IntakeQueueUrl"].rsplit("/", 1)[-1]
-            threshold = 900.0 if logical == "IntakeAgeAlarm" else float(p["Threshold"])
-            self.client("cloudwatch").put_metric_alarm(
-                AlarmName=self.alarm_name(logical), Namespace=p["Namespace"],
-                MetricName=p["MetricName"], Statistic=p["Statistic"], Period=p["Period"],
-                EvaluationPeriods=p["EvaluationPeriods"], Threshold=threshold,
-                ComparisonOperator=p["ComparisonOperator"],
-                TreatMissingData=p["TreatMissingData"],
-                Dimensions=[{"Name": "QueueName", "Value": queue}])
+        for logical in ALARMS:
+            if logical in gaps:
+                self._put_alarm(logical)
+
+    def _put_alarm(self, logical: str) -> None:
+        """The alarm as declared, its parameter references filled as deployed."""
+        p, out = resource(logical), self.outputs
+        filled = {"IntakeAgeAlarmSeconds": 900.0, "OldestReadyAlarmSeconds": 3600.0,
+                  "MetricsNamespace": "Daylily/Worksets", "MonitoredCluster": "local"}
+        queues = {"DeadLetterQueue": out["DeadLetterQueueUrl"],
+                  "IntakeQueue": out["IntakeQueueUrl"]}
+
+        def value(v: Any) -> Any:  # the loader reads !Ref X as "X", !GetAtt Q.QueueName so
+            if isinstance(v, str) and v in filled:
+                return filled[v]
+            if isinstance(v, str) and v.endswith(".QueueName"):
+                return queues[v.split(".")[0]].rsplit("/", 1)[-1]
+            return v
+
+        self.client("cloudwatch").put_metric_alarm(
+            AlarmName=self.alarm_name(logical), Namespace=value(p["Namespace"]),
+            MetricName=p["MetricName"], Statistic=p["Statistic"], Period=p["Period"],
+            EvaluationPeriods=p["EvaluationPeriods"], Threshold=float(value(p["Threshold"])),
+            ComparisonOperator=p["ComparisonOperator"],
+            TreatMissingData=p["TreatMissingData"],
+            Dimensions=[{"Name": d["Name"], "Value": str(value(d["Value"]))}
+                        for d in p.get("Dimensions", [])])
 
     def policy(self, output: str) -> dict[str, Any]:
         """A managed policy's document as the emulator stored it (references resolved)."""
