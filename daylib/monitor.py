@@ -31,6 +31,7 @@ from daylib.intake_events import IntakeQueue
 from daylib.intake_service import IntakeService, settings_listing_seconds
 from daylib.metrics import Metrics
 from daylib.ordering import claim_order, spread
+from daylib.outage import HandOver, Outage, is_transient
 from daylib.outbox import Outbox
 from daylib.policy import Failure, Policy, aws_code_in
 from daylib.registry import Registry, local_capacity
@@ -59,6 +60,8 @@ class Running:
     lost: bool = False
     handing_back: bool = False
     finished: bool = False  # its last write is done or under way: no more heartbeats
+    handed_over: bool = False  # AWS unreachable until the lease would lapse: left as it is
+    beat_ok: float = field(default_factory=time.monotonic)  # last lease extension (monotonic)
 
 
 @dataclass
@@ -135,6 +138,8 @@ class Monitor:
         self._contended_until = 0.0
         self._rng = random.Random(self.monitor_id)
         self._routes: dict[str, str] = {}
+        self._tick_outage = Outage("monitor pass", log)
+        self._beat_outage = Outage("heartbeat", log)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -182,7 +187,7 @@ class Monitor:
                     passed = self._tick(force=False)
                     if passed and not ready_sent:  # systemd Type=notify: after a good pass
                         ready_sent = sd_notify("READY=1")
-                    self._wake.wait(self.cfg.poll_seconds)
+                    self._wake.wait(max(self.cfg.poll_seconds, self._tick_outage.delay()))
                     self._wake.clear()
         finally:
             if self.intake_service is not None:
@@ -262,8 +267,12 @@ class Monitor:
             if found:
                 self._fill_if_allowed(time.time())
         except DaylibError as exc:
-            log.error("monitor pass failed, will retry: %s", exc)
+            if is_transient(exc):
+                self._tick_outage.failed(exc)
+            else:
+                log.error("monitor pass failed, will retry: %s", exc)
             return False
+        self._tick_outage.ok()
         return True
 
     def _fill_if_allowed(self, now: float) -> None:
@@ -410,6 +419,8 @@ class Monitor:
                     continue
                 try:
                     run.lease = self.store.heartbeat(run.lease, self.cfg.lease_seconds)
+                    run.beat_ok = time.monotonic()
+                    self._beat_outage.ok()
                 except LeaseLost:
                     if run.finished:  # raced our own last write
                         continue
@@ -418,7 +429,20 @@ class Monitor:
                     run.lost = True
                     run.stop.set()
                 except DaylibError as exc:
-                    log.error("heartbeat for %s failed: %s", run.rec.workset_id, exc)
+                    self._beat_failed(run, exc)
+
+    def _beat_failed(self, run: Running, exc: DaylibError) -> None:
+        """Keep trying until the lease would lapse, then stop the run without touching its
+        job or its record: whoever claims the expired lease resumes it and adopts the job."""
+        if is_transient(exc):
+            self._beat_outage.failed(exc)
+        else:
+            log.error("heartbeat for %s failed: %s", run.rec.workset_id, exc)
+        if time.monotonic() - run.beat_ok >= self.cfg.lease_seconds and not run.handed_over:
+            log.warning("workset %s: lease not extended for %.0f s; handing it over, its job "
+                        "left running", run.rec.workset_id, self.cfg.lease_seconds)
+            run.handed_over = True
+            run.stop.set()
 
     # ------------------------------------------------------------------ one workset
 
@@ -430,9 +454,17 @@ class Monitor:
                 self._process(run)
         except LeaseLost as exc:
             log.warning("workset %s: %s; this monitor stops touching it", wid, exc)
+        except HandOver as exc:
+            log.warning("workset %s handed over as it is (resumed after the outage): %s",
+                        wid, exc)
         except SpecError as exc:  # found while building a step: unsafe workdir, bad template
             self._fail(run, Failure(message=str(exc), category=exc.category))
         except AwsError as exc:  # AWS kept failing past the client's own retries
+            if is_transient(exc) and (run.rec.steps_done or run.rec.jobs):
+                # steps ran or run: a new attempt would lose them; resume after the outage
+                log.warning("workset %s handed over as it is (resumed after the outage): %s",
+                            wid, exc)
+                return
             log.warning("workset %s: AWS error: %s", wid, exc)
             self._fail(run, Failure(message=f"AWS error: {exc}", aws_code=exc.code or None))
         except Exception as exc:  # the daemon must outlive any one workset
@@ -462,8 +494,22 @@ class Monitor:
                events: tuple[tuple[str, str], ...] = (), **fields: Any) -> WorksetRecord:
         run.finished = to not in S.OWNED
         before = run.rec.state
-        run.rec = self.store.transition(run.rec, to, actor=self.monitor_id, reason=reason,
-                                        lease=run.lease, fields=fields, events=events)
+        outage = Outage(f"workset {run.rec.workset_id}: write {reason or to}", log)
+        deadline = time.monotonic() + self.cfg.lease_seconds
+        while True:
+            try:
+                run.rec = self.store.transition(run.rec, to, actor=self.monitor_id,
+                                                reason=reason, lease=run.lease, fields=fields,
+                                                events=events)
+                break
+            except AwsError as exc:
+                if not is_transient(exc):
+                    raise
+                wait = outage.failed(exc)
+                if time.monotonic() + wait >= deadline or run.handed_over:
+                    raise HandOver(f"could not write {reason or to}: {exc}") from exc
+                time.sleep(wait)
+        outage.ok()
         if to != before:
             self.metrics.transition(to, run.rec.customer_id, workset_id=run.rec.workset_id,
                                     reason=reason or None)
@@ -500,6 +546,8 @@ class Monitor:
             outcome = self.executor.wait(ref, req, run.stop)
             if not run.handing_back and outcome.state != "RUNNING":
                 self._step_ended(req, outcome, time.monotonic() - started)
+            if run.handed_over:
+                raise HandOver(f"AWS unreachable during {step}; job {ref} left running")
             if run.lost:
                 self._after_lost(run, ref, outcome)
                 return
@@ -629,5 +677,5 @@ class Monitor:
                 self._sentinel_for(rec, failure.message)
                 log.error("workset %s failed: %s: %s", rec.workset_id, d.explanation,
                           failure.message)
-        except (LeaseLost, StoreError, AwsError) as exc:
+        except (LeaseLost, StoreError, AwsError, HandOver) as exc:
             log.warning("workset %s: could not record failure: %s", run.rec.workset_id, exc)

@@ -105,8 +105,6 @@ def _runs(tmp: Path) -> int:
     return len(marker.read_text().splitlines()) if marker.exists() else 0
 
 
-@pytest.mark.xfail(strict=True, reason="issue 9 item 1: an unreachable endpoint stops the "
-                                       "daemon (EndpointConnectionError escapes)")
 def test_endpoint_down_5s_the_daemon_rides_it_out(env: Env, moto_server: MotoServer,
                                                   tmp_path: Path) -> None:
     env.settings.workset.pipelines["counted-long"] = fake(6.0, 0, f"--marker {tmp_path}/runs.txt")
@@ -143,8 +141,6 @@ def test_claim_race_loser_cannot_free_the_winners_cap_slot(env: Env) -> None:
         "a second workset got a slot while the cap of 1 is held by a running one"
 
 
-@pytest.mark.xfail(strict=True, reason="issue 9 item 3: a failed checkpoint write turns a "
-                                       "finished step into a failed attempt; it runs again")
 def test_finished_step_never_runs_again_when_its_checkpoint_fails(
         env: Env, tmp_path: Path, no_backoff: None) -> None:
     env.upload("ws-ckpt", pipeline="counted")
