@@ -21,10 +21,19 @@ from typing import Any
 from daylib import dependencies, logformat, steplogs
 from daylib import states as S
 from daylib import workdir as workdirs
+from daylib.bounds import clip, too_large
 from daylib.caps import Caps
 from daylib.clusters import local_cluster_name
 from daylib.config import Settings
-from daylib.errors import AwsError, ConflictError, DaylibError, LeaseLost, SpecError, StoreError
+from daylib.errors import (
+    AwsError,
+    AwsInvalidRequest,
+    ConflictError,
+    DaylibError,
+    LeaseLost,
+    SpecError,
+    StoreError,
+)
 from daylib.executors.base import STEPS, Executor, StepOutcome, StepRequest
 from daylib.intake import Intake
 from daylib.intake_events import IntakeQueue
@@ -33,7 +42,7 @@ from daylib.metrics import Metrics
 from daylib.ordering import claim_order, spread
 from daylib.outage import HandOver, Outage, is_transient
 from daylib.outbox import Outbox
-from daylib.policy import Failure, Policy, aws_code_in
+from daylib.policy import Decision, Failure, Policy, aws_code_in
 from daylib.registry import Registry, local_capacity
 from daylib.s3 import S3Objects
 from daylib.sdnotify import notify as sd_notify
@@ -654,28 +663,39 @@ class Monitor:
         now = time.time()
         self.metrics.failure(d.category, d.retry, rec.customer_id, workset_id=rec.workset_id,
                              attempt=rec.attempt)
+        message = clip(failure.message)
         common: dict[str, Any] = {
-            "error": failure.message, "error_category": d.category, "error_rule": d.rule,
+            "error": message, "error_category": d.category, "error_rule": d.rule,
             "stderr_tail": failure.stderr_tail[-2048:] or None, "decision": d.explanation,
             "failed_at": now}
         try:
-            if d.retry:
-                if d.escalated:
-                    common.update(resources=d.resources,
-                                  resource_retries=rec.resource_retries + 1)
-                rec = self._write(run, S.RETRYING, d.explanation,
-                                  (("retrying", failure.message),),
-                                  retry_at=now + d.delay_seconds, **common)
-                self.stats.retrying += 1
-                log.warning("workset %s failed: %s: %s", rec.workset_id, d.explanation,
-                            failure.message)
-            else:
-                rec = self._write(run, S.FAILED, d.explanation,
-                                  (("failed", failure.message),
-                                   ("dead_lettered", d.explanation)), retry_at=None, **common)
-                self.stats.failed += 1
-                self._sentinel_for(rec, failure.message)
-                log.error("workset %s failed: %s: %s", rec.workset_id, d.explanation,
-                          failure.message)
+            try:
+                self._record_failure(run, d, message, common)
+            except AwsInvalidRequest as exc:
+                if not too_large(exc):
+                    raise
+                short = (f"failure too large to record ({len(failure.message)} characters); "
+                         "the monitor log has it")
+                log.error("workset %s: %s: %s", rec.workset_id, short, clip(failure.message))
+                self._record_failure(run, d, short, {**common, "error": short,
+                                                     "stderr_tail": None})
         except (LeaseLost, StoreError, AwsError, HandOver) as exc:
             log.warning("workset %s: could not record failure: %s", run.rec.workset_id, exc)
+
+    def _record_failure(self, run: Running, d: Decision, message: str,
+                        common: dict[str, Any]) -> None:
+        rec = run.rec
+        if d.retry:
+            if d.escalated:
+                common.update(resources=d.resources, resource_retries=rec.resource_retries + 1)
+            rec = self._write(run, S.RETRYING, d.explanation, (("retrying", message),),
+                              retry_at=common["failed_at"] + d.delay_seconds, **common)
+            self.stats.retrying += 1
+            log.warning("workset %s failed: %s: %s", rec.workset_id, d.explanation, message)
+        else:
+            rec = self._write(run, S.FAILED, d.explanation,
+                              (("failed", message), ("dead_lettered", d.explanation)),
+                              retry_at=None, **common)
+            self.stats.failed += 1
+            self._sentinel_for(rec, message)
+            log.error("workset %s failed: %s: %s", rec.workset_id, d.explanation, message)

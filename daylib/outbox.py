@@ -74,10 +74,12 @@ class Outbox:
 
     def __init__(self, *, topic: SnsTopic | None, dlq: DeadLetterQueue | None,
                  stale_seconds: float = 120.0, ack_delay_seconds: float = 5.0,
+                 max_pending: int = 20,
                  clock: Callable[[], float] = time.time) -> None:
         self.topic = topic
         self.dlq = dlq
         self.stale_seconds = stale_seconds
+        self.max_pending = max_pending
         self.ack_delay_seconds = ack_delay_seconds
         self.clock = clock
         self.stats = OutboxStats()

@@ -196,8 +196,6 @@ def test_monitor_60s_behind_takes_over_a_dead_monitor_promptly(env: Env,
     assert _runs(tmp_path) == 1
 
 
-@pytest.mark.xfail(strict=True, reason="issue 9 item 6: a failure too large to record loops "
-                                       "forever (write rejected, lease lapses, re-validated)")
 def test_failure_too_large_to_record_still_ends_failed(env: Env) -> None:
     long = "x" * 960
     samples = [{"sample_id": f"S{i}", "fastq_r1": f"sample_data/{long}-{i}_R1.fq",
@@ -210,8 +208,6 @@ def test_failure_too_large_to_record_still_ends_failed(env: Env) -> None:
     assert rec.error_category == "data" and len(rec.error or "") <= 8192
 
 
-@pytest.mark.xfail(strict=True, reason="issue 9 item 7: the outbox grows without bound while "
-                                       "publishing fails")
 def test_outbox_stays_bounded_while_sns_is_down(env: Env, no_backoff: None) -> None:
     env.wire()
     clients = AwsClients(env.settings.aws)
