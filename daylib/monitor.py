@@ -176,8 +176,7 @@ class Monitor:
         beat = threading.Thread(target=self._heartbeat_loop, name="heartbeat", daemon=True)
         beat.start()
         try:
-            self._paused = self.store.control().paused
-            self.registry.beat(0, self._paused, force=True)
+            self._start_serving()
             if not once:  # intake runs in its own threads, off the claiming path
                 self.intake_service = IntakeService(
                     self.intake, self._intake_queue,
@@ -210,6 +209,21 @@ class Monitor:
                 self.outbox.drain(self.store)
         log.info("monitor %s stopped: %s", self.monitor_id, self.stats)
         return 0
+
+    def _start_serving(self) -> None:
+        """Read the pause flag and register the cluster, waiting out an outage at start:
+        only a signal or a configuration error ends the daemon."""
+        while True:
+            try:
+                self._paused = self.store.control().paused
+                self.registry.beat(0, self._paused, force=True)
+                self._tick_outage.ok()
+                return
+            except DaylibError as exc:
+                if not is_transient(exc):
+                    raise
+                if self._stopping.wait(self._tick_outage.failed(exc)):
+                    return
 
     @staticmethod
     def _quietly(fn: Any) -> None:

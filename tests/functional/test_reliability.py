@@ -223,3 +223,23 @@ def test_outbox_stays_bounded_while_sns_is_down(env: Env, no_backoff: None) -> N
         TableName=env.settings.state.table, Key={"pk": {"S": "ws-chatty"}})["Item"]
     size = len(json.dumps(item))
     assert size < 16 * 1024, f"the workset item grew to {size} bytes with SNS down"
+
+
+def test_monitor_started_during_an_outage_waits_it_out(env: Env, moto_server: MotoServer,
+                                                        tmp_path: Path) -> None:
+    """Issue 9 item 1, at start: only a signal or a configuration error ends the daemon."""
+    env.upload("ws-late", pipeline="counted")
+    proxy = FaultProxy(moto_server.endpoint_url)
+    proxy.down()
+    proc = _monitor_process(env, tmp_path, "early", endpoint=proxy.url,
+                            extra={"DAYLILY_AWS__MAX_ATTEMPTS": "2"})
+    try:
+        time.sleep(4.0)
+        assert proc.poll() is None, f"the monitor exited with {proc.returncode} while AWS was down"
+        proxy.up()
+        env.wait_for(lambda: env.state("ws-late") == S.COMPLETE, timeout=60)
+        assert proc.poll() is None
+    finally:
+        _stop(proc)
+        proxy.close()
+    assert _runs(tmp_path) == 1
