@@ -233,8 +233,11 @@ def test_monitor_started_during_an_outage_waits_it_out(env: Env, moto_server: Mo
     proxy.down()
     proc = _monitor_process(env, tmp_path, "early", endpoint=proxy.url,
                             extra={"DAYLILY_AWS__MAX_ATTEMPTS": "2"})
-    try:
-        time.sleep(4.0)
+    log = tmp_path / "early.log"
+    try:  # down until the monitor has been trying for a while (its start-up may be slow)
+        env.wait_for(lambda: proc.poll() is not None or "serving cluster" in log.read_text(),
+                     timeout=60)
+        time.sleep(3.0)
         assert proc.poll() is None, f"the monitor exited with {proc.returncode} while AWS was down"
         proxy.up()
         env.wait_for(lambda: env.state("ws-late") == S.COMPLETE, timeout=60)
