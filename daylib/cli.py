@@ -105,7 +105,8 @@ class Context:
                                 "`daylily-workset init`, or set dlq.enabled: false)",
                                 d.queue_name)
             outbox = Outbox(topic=topic, dlq=dlq, stale_seconds=n.stale_seconds,
-                            ack_delay_seconds=n.ack_delay_seconds)
+                            ack_delay_seconds=n.ack_delay_seconds,
+                            max_pending=n.max_pending)
             if not outbox.enabled:
                 return None
             self._outbox = outbox

@@ -179,6 +179,7 @@ class NotifySettings(_Section):
     topic_name: str = "daylily-workset-events"
     stale_seconds: float = Field(120.0, gt=0)
     ack_delay_seconds: float = Field(5.0, ge=0)
+    max_pending: int = Field(20, ge=1)  # per workset; beyond it the oldest are dropped
 
 
 class DlqSettings(_Section):

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from daylib.config import Settings
 from daylib.intake import Intake
 from daylib.intake_events import IntakeQueue
+from daylib.outage import Outage, is_transient
 
 log = logging.getLogger(__name__)
 ERROR_PAUSE_SECONDS = 1.0
@@ -50,23 +51,35 @@ class IntakeService:
             self.wake()
         return outcome
 
+    @staticmethod
+    def _failed(outage: Outage, what: str, exc: Exception) -> float:
+        """An outage logs once; anything else each time."""
+        if is_transient(exc):
+            return outage.failed(exc)
+        log.warning("intake %s failed, will retry: %s", what, str(exc)[:300])
+        return 0.0
+
     def _event_loop(self) -> None:
         assert self.queue is not None
+        outage = Outage("intake queue", log)
         while not self._stop.is_set():
             try:
                 self.queue.poll_once(self._handle)
+                outage.ok()
             except Exception as exc:  # intake keeps going through outages
-                log.warning("intake queue: %s", str(exc)[:300])
-                self._stop.wait(ERROR_PAUSE_SECONDS)
+                self._stop.wait(max(ERROR_PAUSE_SECONDS, self._failed(outage, "queue", exc)))
 
     def _listing_loop(self) -> None:
+        outage = Outage("intake listing", log)
         while not self._stop.is_set():
+            pause = 0.0
             try:
                 if self.intake.scan().registered:
                     self.wake()
+                outage.ok()
             except Exception as exc:
-                log.warning("intake listing failed, will retry: %s", str(exc)[:300])
-            self._stop.wait(self.listing_seconds)
+                pause = self._failed(outage, "listing", exc)
+            self._stop.wait(max(self.listing_seconds, pause))
 
 
 def settings_listing_seconds(settings: Settings, with_queue: bool) -> float:

@@ -21,10 +21,19 @@ from typing import Any
 from daylib import dependencies, logformat, steplogs
 from daylib import states as S
 from daylib import workdir as workdirs
+from daylib.bounds import clip, too_large
 from daylib.caps import Caps
 from daylib.clusters import local_cluster_name
 from daylib.config import Settings
-from daylib.errors import AwsError, ConflictError, DaylibError, LeaseLost, SpecError, StoreError
+from daylib.errors import (
+    AwsError,
+    AwsInvalidRequest,
+    ConflictError,
+    DaylibError,
+    LeaseLost,
+    SpecError,
+    StoreError,
+)
 from daylib.executors.base import STEPS, Executor, StepOutcome, StepRequest
 from daylib.intake import Intake
 from daylib.intake_events import IntakeQueue
@@ -32,8 +41,9 @@ from daylib.intake_service import IntakeService, settings_listing_seconds
 from daylib.leases import LeaseWatch
 from daylib.metrics import Metrics
 from daylib.ordering import claim_order, spread
+from daylib.outage import HandOver, Outage, is_transient
 from daylib.outbox import Outbox
-from daylib.policy import Failure, Policy, aws_code_in
+from daylib.policy import Decision, Failure, Policy, aws_code_in
 from daylib.registry import Registry, local_capacity
 from daylib.s3 import S3Objects
 from daylib.sdnotify import notify as sd_notify
@@ -60,7 +70,8 @@ class Running:
     lost: bool = False
     handing_back: bool = False
     finished: bool = False  # its last write is done or under way: no more heartbeats
-    beat_at: float = field(default_factory=time.monotonic)  # last heartbeat, own clock
+    handed_over: bool = False  # AWS unreachable until the lease would lapse: left as it is
+    beat_ok: float = field(default_factory=time.monotonic)  # last lease extension (monotonic)
 
 
 @dataclass
@@ -139,6 +150,8 @@ class Monitor:
         self._contended_until = 0.0
         self._rng = random.Random(self.monitor_id)
         self._routes: dict[str, str] = {}
+        self._tick_outage = Outage("monitor pass", log)
+        self._beat_outage = Outage("heartbeat", log)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -166,9 +179,7 @@ class Monitor:
         beat = threading.Thread(target=self._heartbeat_loop, name="heartbeat", daemon=True)
         beat.start()
         try:
-            self._paused = self.store.control().paused  # no table: configuration error
-            self.s3.require_bucket(self.settings.storage.bucket, self.settings.storage.prefix)
-            self.registry.beat(0, self._paused, force=True)
+            self._start_serving()
             if not once:  # intake runs in its own threads, off the claiming path
                 self.intake_service = IntakeService(
                     self.intake, self._intake_queue,
@@ -187,7 +198,7 @@ class Monitor:
                     passed = self._tick(force=False)
                     if passed and not ready_sent:  # systemd Type=notify: after a good pass
                         ready_sent = sd_notify("READY=1")
-                    self._wake.wait(self.cfg.poll_seconds)
+                    self._wake.wait(max(self.cfg.poll_seconds, self._tick_outage.delay()))
                     self._wake.clear()
         finally:
             if self.intake_service is not None:
@@ -201,6 +212,23 @@ class Monitor:
                 self.outbox.drain(self.store)
         log.info("monitor %s stopped: %s", self.monitor_id, self.stats)
         return 0
+
+    def _start_serving(self) -> None:
+        """Read the pause flag and register the cluster, waiting out an outage at start:
+        only a signal or a configuration error ends the daemon."""
+        while True:
+            try:
+                self._paused = self.store.control().paused  # no table: configuration error
+                self.s3.require_bucket(self.settings.storage.bucket,
+                                       self.settings.storage.prefix)
+                self.registry.beat(0, self._paused, force=True)
+                self._tick_outage.ok()
+                return
+            except DaylibError as exc:
+                if not is_transient(exc):
+                    raise
+                if self._stopping.wait(self._tick_outage.failed(exc)):
+                    return
 
     @staticmethod
     def _quietly(fn: Any) -> None:
@@ -268,8 +296,12 @@ class Monitor:
             if found:
                 self._fill_if_allowed(time.time())
         except DaylibError as exc:
-            log.error("monitor pass failed, will retry: %s", exc)
+            if is_transient(exc):
+                self._tick_outage.failed(exc)
+            else:
+                log.error("monitor pass failed, will retry: %s", exc)
             return False
+        self._tick_outage.ok()
         return True
 
     def _fill_if_allowed(self, now: float) -> None:
@@ -418,11 +450,12 @@ class Monitor:
         while not (self._stopping.is_set() and not self._snapshot()):
             time.sleep(min(self.cfg.heartbeat_seconds, 0.5))
             for run in self._snapshot():
-                if run.finished or time.monotonic() - run.beat_at < self.cfg.heartbeat_seconds:
+                if run.finished or time.monotonic() - run.beat_ok < self.cfg.heartbeat_seconds:
                     continue
                 try:
                     run.lease = self.store.heartbeat(run.lease, self.cfg.lease_seconds)
-                    run.beat_at = time.monotonic()
+                    run.beat_ok = time.monotonic()
+                    self._beat_outage.ok()
                 except LeaseLost:
                     if run.finished:  # raced our own last write
                         continue
@@ -431,7 +464,20 @@ class Monitor:
                     run.lost = True
                     run.stop.set()
                 except DaylibError as exc:
-                    log.error("heartbeat for %s failed: %s", run.rec.workset_id, exc)
+                    self._beat_failed(run, exc)
+
+    def _beat_failed(self, run: Running, exc: DaylibError) -> None:
+        """Keep trying until the lease would lapse, then stop the run without touching its
+        job or its record: whoever claims the expired lease resumes it and adopts the job."""
+        if is_transient(exc):
+            self._beat_outage.failed(exc)
+        else:
+            log.error("heartbeat for %s failed: %s", run.rec.workset_id, exc)
+        if time.monotonic() - run.beat_ok >= self.cfg.lease_seconds and not run.handed_over:
+            log.warning("workset %s: lease not extended for %.0f s; handing it over, its job "
+                        "left running", run.rec.workset_id, self.cfg.lease_seconds)
+            run.handed_over = True
+            run.stop.set()
 
     # ------------------------------------------------------------------ one workset
 
@@ -443,9 +489,17 @@ class Monitor:
                 self._process(run)
         except LeaseLost as exc:
             log.warning("workset %s: %s; this monitor stops touching it", wid, exc)
+        except HandOver as exc:
+            log.warning("workset %s handed over as it is (resumed after the outage): %s",
+                        wid, exc)
         except SpecError as exc:  # found while building a step: unsafe workdir, bad template
             self._fail(run, Failure(message=str(exc), category=exc.category))
         except AwsError as exc:  # AWS kept failing past the client's own retries
+            if is_transient(exc) and (run.rec.steps_done or run.rec.jobs):
+                # steps ran or run: a new attempt would lose them; resume after the outage
+                log.warning("workset %s handed over as it is (resumed after the outage): %s",
+                            wid, exc)
+                return
             log.warning("workset %s: AWS error: %s", wid, exc)
             self._fail(run, Failure(message=f"AWS error: {exc}", aws_code=exc.code or None))
         except Exception as exc:  # the daemon must outlive any one workset
@@ -477,8 +531,22 @@ class Monitor:
                events: tuple[tuple[str, str], ...] = (), **fields: Any) -> WorksetRecord:
         run.finished = to not in S.OWNED
         before = run.rec.state
-        run.rec = self.store.transition(run.rec, to, actor=self.monitor_id, reason=reason,
-                                        lease=run.lease, fields=fields, events=events)
+        outage = Outage(f"workset {run.rec.workset_id}: write {reason or to}", log)
+        deadline = time.monotonic() + self.cfg.lease_seconds
+        while True:
+            try:
+                run.rec = self.store.transition(run.rec, to, actor=self.monitor_id,
+                                                reason=reason, lease=run.lease, fields=fields,
+                                                events=events)
+                break
+            except AwsError as exc:
+                if not is_transient(exc):
+                    raise
+                wait = outage.failed(exc)
+                if time.monotonic() + wait >= deadline or run.handed_over:
+                    raise HandOver(f"could not write {reason or to}: {exc}") from exc
+                time.sleep(wait)
+        outage.ok()
         if to != before:
             self.metrics.transition(to, run.rec.customer_id, workset_id=run.rec.workset_id,
                                     reason=reason or None)
@@ -517,6 +585,8 @@ class Monitor:
             outcome = self.executor.wait(ref, req, run.stop)
             if not run.handing_back and outcome.state != "RUNNING":
                 self._step_ended(req, outcome, time.monotonic() - started)
+            if run.handed_over:
+                raise HandOver(f"AWS unreachable during {step}; job {ref} left running")
             if run.lost:
                 self._after_lost(run, ref, outcome)
                 return
@@ -623,28 +693,39 @@ class Monitor:
         now = time.time()
         self.metrics.failure(d.category, d.retry, rec.customer_id, workset_id=rec.workset_id,
                              attempt=rec.attempt)
+        message = clip(failure.message)
         common: dict[str, Any] = {
-            "error": failure.message, "error_category": d.category, "error_rule": d.rule,
+            "error": message, "error_category": d.category, "error_rule": d.rule,
             "stderr_tail": failure.stderr_tail[-2048:] or None, "decision": d.explanation,
             "failed_at": now}
         try:
-            if d.retry:
-                if d.escalated:
-                    common.update(resources=d.resources,
-                                  resource_retries=rec.resource_retries + 1)
-                rec = self._write(run, S.RETRYING, d.explanation,
-                                  (("retrying", failure.message),),
-                                  retry_at=now + d.delay_seconds, **common)
-                self.stats.retrying += 1
-                log.warning("workset %s failed: %s: %s", rec.workset_id, d.explanation,
-                            failure.message)
-            else:
-                rec = self._write(run, S.FAILED, d.explanation,
-                                  (("failed", failure.message),
-                                   ("dead_lettered", d.explanation)), retry_at=None, **common)
-                self.stats.failed += 1
-                self._sentinel_for(rec, failure.message)
-                log.error("workset %s failed: %s: %s", rec.workset_id, d.explanation,
-                          failure.message)
-        except (LeaseLost, StoreError, AwsError) as exc:
+            try:
+                self._record_failure(run, d, message, common)
+            except AwsInvalidRequest as exc:
+                if not too_large(exc):
+                    raise
+                short = (f"failure too large to record ({len(failure.message)} characters); "
+                         "the monitor log has it")
+                log.error("workset %s: %s: %s", rec.workset_id, short, clip(failure.message))
+                self._record_failure(run, d, short, {**common, "error": short,
+                                                     "stderr_tail": None})
+        except (LeaseLost, StoreError, AwsError, HandOver) as exc:
             log.warning("workset %s: could not record failure: %s", run.rec.workset_id, exc)
+
+    def _record_failure(self, run: Running, d: Decision, message: str,
+                        common: dict[str, Any]) -> None:
+        rec = run.rec
+        if d.retry:
+            if d.escalated:
+                common.update(resources=d.resources, resource_retries=rec.resource_retries + 1)
+            rec = self._write(run, S.RETRYING, d.explanation, (("retrying", message),),
+                              retry_at=common["failed_at"] + d.delay_seconds, **common)
+            self.stats.retrying += 1
+            log.warning("workset %s failed: %s: %s", rec.workset_id, d.explanation, message)
+        else:
+            rec = self._write(run, S.FAILED, d.explanation,
+                              (("failed", message), ("dead_lettered", d.explanation)),
+                              retry_at=None, **common)
+            self.stats.failed += 1
+            self._sentinel_for(rec, message)
+            log.error("workset %s failed: %s: %s", rec.workset_id, d.explanation, message)

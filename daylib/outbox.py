@@ -38,6 +38,7 @@ from daylib import states as S
 from daylib.dlq import DeadLetterQueue, letter_body
 from daylib.errors import DaylibError
 from daylib.notify import CAPTURED, EVENTS, SnsTopic, event_body
+from daylib.outage import Outage, is_transient
 from daylib.store.records import WorksetRecord
 
 log = logging.getLogger(__name__)
@@ -74,13 +75,16 @@ class Outbox:
 
     def __init__(self, *, topic: SnsTopic | None, dlq: DeadLetterQueue | None,
                  stale_seconds: float = 120.0, ack_delay_seconds: float = 5.0,
+                 max_pending: int = 20,
                  clock: Callable[[], float] = time.time) -> None:
         self.topic = topic
         self.dlq = dlq
         self.stale_seconds = stale_seconds
+        self.max_pending = max_pending
         self.ack_delay_seconds = ack_delay_seconds
         self.clock = clock
         self.stats = OutboxStats()
+        self._outage = Outage("outbox housekeeping", log)
         self._lock = threading.Lock()
         self._delivered: dict[str, dict[int, str]] = {}  # workset -> {seq: key} published
         self._owed: dict[str, set[int]] = {}  # workset -> seqs whose publish failed
@@ -171,8 +175,12 @@ class Outbox:
             if force or (now >= self._next_flush and now >= self._down_until):
                 self._next_flush = now + max(1.0, self.stale_seconds / 4)
                 self._flush_stale(store, now)
+            self._outage.ok()
         except DaylibError as exc:
-            log.warning("outbox housekeeping failed, will retry: %s", exc)
+            if is_transient(exc):
+                self._outage.failed(exc)
+            else:
+                log.warning("outbox housekeeping failed, will retry: %s", exc)
 
     def drain(self, store: StoreLike) -> None:
         """Before the process exits: ack everything it published, retry what it owes."""

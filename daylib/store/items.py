@@ -81,6 +81,7 @@ def record_from_item(d: dict[str, Any]) -> WorksetRecord:
         resource_retries=int(d.get("resource_retries", 0)),
         resources=dict(d.get("resources", {})), decision=d.get("decision"),
         failed_at=d.get("failed_at"), outbox=_outbox(d), event_seq=int(d.get("event_seq", 0)),
+        events_dropped=int(d.get("events_dropped", 0)),
     )
 
 

@@ -68,6 +68,7 @@ class WorksetRecord:
     # until published (key -> entry, see daylib/outbox.py); None = attribute absent.
     outbox: dict[str, dict[str, Any]] | None = None
     event_seq: int = 0
+    events_dropped: int = 0  # pending events dropped to keep the item bounded (oldest first)
 
     @property
     def retries_used(self) -> int:

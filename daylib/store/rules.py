@@ -8,6 +8,7 @@ decides *what* to write lives here, once, so the DynamoDB and in-memory stores c
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
@@ -26,6 +27,8 @@ from daylib.store.items import (
 )
 from daylib.store.records import Lease, WorksetRecord, utc_iso
 
+log = logging.getLogger(__name__)
+
 OPERATOR_RETRIES = 8
 _RECORD_FIELDS = {f.name for f in dataclass_fields(WorksetRecord)} - {"owner"}
 _LIST_FIELDS = {"steps_done", "after", "history"}
@@ -36,6 +39,7 @@ class OutboxHook(Protocol):
     """What the store asks of the outbox (daylib/outbox.py) around each write."""
 
     stale_seconds: float
+    max_pending: int
 
     def wants(self, event: str) -> bool: ...
 
@@ -346,6 +350,20 @@ class WorksetRules:
             box[outbox_key(seq)] = sets[outbox_key(seq)] = hook.entry(
                 event, message, by=actor, at=now, seq=seq, rec=new)
             added.append(seq)
+        oldest_first = sorted(box, key=lambda k: (box[k].get("seq") is None,
+                                                  box[k].get("seq") or 0, k))
+        over = oldest_first[:max(0, len(box) - hook.max_pending)]
+        for key in over:  # publishing is failing: the item must stay bounded
+            del box[key]
+            sets.pop(key, None)
+            if rec.outbox is not None and key in rec.outbox:
+                removes.append(key)
+        if over:
+            added = [seq for seq in added if outbox_key(seq) in box]
+            changes.attrs["events_dropped"] = rec.events_dropped + len(over)
+            new = replace(new, events_dropped=rec.events_dropped + len(over))
+            log.warning("workset %s: %d pending event(s) dropped (outbox full while publishing "
+                        "fails)", rec.workset_id, len(over))
         if rec.outbox is None:
             if sets:
                 changes.attrs["outbox"] = box

@@ -106,8 +106,6 @@ def _runs(tmp: Path) -> int:
     return len(marker.read_text().splitlines()) if marker.exists() else 0
 
 
-@pytest.mark.xfail(strict=True, reason="issue 9 item 1: an unreachable endpoint stops the "
-                                       "daemon (EndpointConnectionError escapes)")
 def test_endpoint_down_5s_the_daemon_rides_it_out(env: Env, moto_server: MotoServer,
                                                   tmp_path: Path) -> None:
     env.settings.workset.pipelines["counted-long"] = fake(6.0, 0, f"--marker {tmp_path}/runs.txt")
@@ -142,8 +140,6 @@ def test_claim_race_loser_cannot_free_the_winners_cap_slot(env: Env) -> None:
         "a second workset got a slot while the cap of 1 is held by a running one"
 
 
-@pytest.mark.xfail(strict=True, reason="issue 9 item 3: a failed checkpoint write turns a "
-                                       "finished step into a failed attempt; it runs again")
 def test_finished_step_never_runs_again_when_its_checkpoint_fails(
         env: Env, tmp_path: Path, no_backoff: None) -> None:
     env.upload("ws-ckpt", pipeline="counted")
@@ -195,8 +191,6 @@ def test_monitor_60s_behind_takes_over_a_dead_monitor_promptly(env: Env,
     assert _runs(tmp_path) == 1
 
 
-@pytest.mark.xfail(strict=True, reason="issue 9 item 6: a failure too large to record loops "
-                                       "forever (write rejected, lease lapses, re-validated)")
 def test_failure_too_large_to_record_still_ends_failed(env: Env) -> None:
     long = "x" * 960
     samples = [{"sample_id": f"S{i}", "fastq_r1": f"sample_data/{long}-{i}_R1.fq",
@@ -209,8 +203,6 @@ def test_failure_too_large_to_record_still_ends_failed(env: Env) -> None:
     assert rec.error_category == "data" and len(rec.error or "") <= 8192
 
 
-@pytest.mark.xfail(strict=True, reason="issue 9 item 7: the outbox grows without bound while "
-                                       "publishing fails")
 def test_outbox_stays_bounded_while_sns_is_down(env: Env, no_backoff: None) -> None:
     env.wire()
     clients = AwsClients(env.settings.aws)
@@ -226,3 +218,26 @@ def test_outbox_stays_bounded_while_sns_is_down(env: Env, no_backoff: None) -> N
         TableName=env.settings.state.table, Key={"pk": {"S": "ws-chatty"}})["Item"]
     size = len(json.dumps(item))
     assert size < 16 * 1024, f"the workset item grew to {size} bytes with SNS down"
+
+
+def test_monitor_started_during_an_outage_waits_it_out(env: Env, moto_server: MotoServer,
+                                                        tmp_path: Path) -> None:
+    """Issue 9 item 1, at start: only a signal or a configuration error ends the daemon."""
+    env.upload("ws-late", pipeline="counted")
+    proxy = FaultProxy(moto_server.endpoint_url)
+    proxy.down()
+    proc = _monitor_process(env, tmp_path, "early", endpoint=proxy.url,
+                            extra={"DAYLILY_AWS__MAX_ATTEMPTS": "2"})
+    log = tmp_path / "early.log"
+    try:  # down until the monitor has been trying for a while (its start-up may be slow)
+        env.wait_for(lambda: proc.poll() is not None or "serving cluster" in log.read_text(),
+                     timeout=60)
+        time.sleep(3.0)
+        assert proc.poll() is None, f"the monitor exited with {proc.returncode} while AWS was down"
+        proxy.up()
+        env.wait_for(lambda: env.state("ws-late") == S.COMPLETE, timeout=60)
+        assert proc.poll() is None
+    finally:
+        _stop(proc)
+        proxy.close()
+    assert _runs(tmp_path) == 1
