@@ -1,6 +1,5 @@
-"""Issue 9 items 1, 2, 3, 4, 6 and 7, each reproduced as it was seen. Those still open fail on
-today's code and are marked strict xfail: each flips (and must then lose its mark) when its
-item is fixed (items 2 and 4 are).
+"""Issue 9 items 1, 2, 3, 4, 6 and 7, each reproduced as it was seen (each failed on the code
+before its fix).
 Faults come from outside the product: the chaos suite's HTTP fault proxy, botocore
 ``before-send`` handlers on the test's own clients, and monitor processes whose clock is
 shifted in-process (the system clock is not touched)."""
