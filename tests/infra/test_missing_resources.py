@@ -4,11 +4,11 @@ it, whichever service says so (clients built by daylib, over HTTP to moto)."""
 from __future__ import annotations
 
 import pytest
-from botocore.exceptions import ClientError
 
-from daylib.aws import AwsClients, describe, is_missing_resource
+from daylib.aws import AwsClients, is_missing_resource
 from daylib.config import AwsSettings
 from daylib.emulator import MotoServer
+from daylib.errors import AwsNotFound
 from tests.conftest import REGION
 
 HINT = "create it with `daylily-workset init` or deploy infra/daylib.yaml"
@@ -20,10 +20,11 @@ def clients(moto_server: MotoServer) -> AwsClients:
 
 
 def _error(call: object) -> str:
-    with pytest.raises(ClientError) as info:
+    """The guarded client's error: daylib's not-found family, never a botocore exception."""
+    with pytest.raises(AwsNotFound) as info:
         call()  # type: ignore[operator]
     assert is_missing_resource(info.value)
-    return str(describe(info.value))
+    return str(info.value)
 
 
 def test_table(clients: AwsClients) -> None:

@@ -116,7 +116,7 @@ def test_log_limits_reach_the_job_and_bound_its_live_log(executor: SlurmExecutor
                                                           tmp_path: Path) -> None:
     code = "import sys\nfor i in range(20000): print(f'line {i}')\nsys.exit(3)"
     req = make_req(tmp_path, code, log_max_bytes=4096, log_head_bytes=1024)
-    _, out, _ = run_step(executor, req)
+    _, out = run_step(executor, req)
     assert (out.state, out.exit_code) == ("FAILED", 3)
     log_text = req.log_file.read_text()
     assert len(log_text.encode()) <= 4096 and log_text.startswith("line 0\n")
