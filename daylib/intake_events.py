@@ -17,7 +17,7 @@ from typing import Any
 from urllib.parse import unquote_plus
 
 from daylib import spec as sp
-from daylib.aws import describe
+from daylib.aws import guard
 from daylib.config import Settings
 from daylib.errors import AwsError
 
@@ -63,7 +63,7 @@ class IntakeQueue:
 
     def __init__(self, sqs: Any, queue_url: str, bucket: str, prefix: str, *,
                  wait_seconds: int = 20, batch_size: int = 10) -> None:
-        self.sqs = sqs
+        self.sqs = guard(sqs)  # its failures are daylib's AWS errors, whoever built it
         self.queue_url = queue_url
         self.bucket = bucket
         self.prefix = prefix
@@ -71,12 +71,9 @@ class IntakeQueue:
         self.batch_size = batch_size
 
     def receive(self, wait_seconds: int | None = None) -> list[Message]:
-        try:
-            resp = self.sqs.receive_message(
-                QueueUrl=self.queue_url, MaxNumberOfMessages=self.batch_size,
-                WaitTimeSeconds=self.wait_seconds if wait_seconds is None else wait_seconds)
-        except Exception as exc:  # every client failure becomes AwsError
-            raise describe(exc) from exc
+        resp = self.sqs.receive_message(
+            QueueUrl=self.queue_url, MaxNumberOfMessages=self.batch_size,
+            WaitTimeSeconds=self.wait_seconds if wait_seconds is None else wait_seconds)
         return [Message(m["ReceiptHandle"], folders_in(m.get("Body", ""), self.bucket,
                                                        self.prefix))
                 for m in resp.get("Messages", [])]
@@ -85,10 +82,7 @@ class IntakeQueue:
         for i in range(0, len(receipts), 10):
             entries = [{"Id": str(n), "ReceiptHandle": r}
                        for n, r in enumerate(receipts[i:i + 10])]
-            try:
-                self.sqs.delete_message_batch(QueueUrl=self.queue_url, Entries=entries)
-            except Exception as exc:
-                raise describe(exc) from exc
+            self.sqs.delete_message_batch(QueueUrl=self.queue_url, Entries=entries)
 
     def poll_once(self, handle: Callable[[str], str], wait_seconds: int | None = None) -> int:
         """One receive; each folder handled once per batch; returns folders handled."""
@@ -112,41 +106,38 @@ def ensure_intake(sqs: Any, s3: Any, bucket: str, prefix: str, queue_name: str) 
     """Create the intake queue (if missing), let S3 send to it, and point the bucket's
     ObjectCreated notifications for ``prefix`` at it; other notifications are kept. Returns
     the queue URL. Idempotent."""
-    try:
-        url = str(sqs.create_queue(QueueName=queue_name)["QueueUrl"])
-        arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])[
-            "Attributes"]["QueueArn"]
-        policy = {"Version": "2012-10-17", "Statement": [{
-            "Effect": "Allow", "Principal": {"Service": "s3.amazonaws.com"},
-            "Action": "sqs:SendMessage", "Resource": arn,
-            "Condition": {"ArnLike": {"aws:SourceArn": f"arn:aws:s3:::{bucket}"}}}]}
-        sqs.set_queue_attributes(QueueUrl=url, Attributes={"Policy": json.dumps(policy)})
-        current = s3.get_bucket_notification_configuration(Bucket=bucket)
-        config = {k: v for k, v in current.items()
-                  if k in ("TopicConfigurations", "QueueConfigurations",
-                           "LambdaFunctionConfigurations", "EventBridgeConfiguration")}
-        queues = [q for q in config.get("QueueConfigurations", [])
-                  if q.get("Id") != NOTIFICATION_ID]
-        queues.append({"Id": NOTIFICATION_ID, "QueueArn": arn, "Events": ["s3:ObjectCreated:*"],
-                       "Filter": {"Key": {"FilterRules": [{"Name": "prefix",
-                                                           "Value": prefix}]}}})
-        config["QueueConfigurations"] = queues
-        s3.put_bucket_notification_configuration(Bucket=bucket,
-                                                 NotificationConfiguration=config)
-    except Exception as exc:
-        raise describe(exc) from exc
+    sqs, s3 = guard(sqs), guard(s3)
+    url = str(sqs.create_queue(QueueName=queue_name)["QueueUrl"])
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])[
+        "Attributes"]["QueueArn"]
+    policy = {"Version": "2012-10-17", "Statement": [{
+        "Effect": "Allow", "Principal": {"Service": "s3.amazonaws.com"},
+        "Action": "sqs:SendMessage", "Resource": arn,
+        "Condition": {"ArnLike": {"aws:SourceArn": f"arn:aws:s3:::{bucket}"}}}]}
+    sqs.set_queue_attributes(QueueUrl=url, Attributes={"Policy": json.dumps(policy)})
+    current = s3.get_bucket_notification_configuration(Bucket=bucket)
+    config = {k: v for k, v in current.items()
+              if k in ("TopicConfigurations", "QueueConfigurations",
+                       "LambdaFunctionConfigurations", "EventBridgeConfiguration")}
+    queues = [q for q in config.get("QueueConfigurations", [])
+              if q.get("Id") != NOTIFICATION_ID]
+    queues.append({"Id": NOTIFICATION_ID, "QueueArn": arn, "Events": ["s3:ObjectCreated:*"],
+                   "Filter": {"Key": {"FilterRules": [{"Name": "prefix",
+                                                       "Value": prefix}]}}})
+    config["QueueConfigurations"] = queues
+    s3.put_bucket_notification_configuration(Bucket=bucket,
+                                             NotificationConfiguration=config)
     return url
 
 
 def resolve_queue_url(sqs: Any, name: str) -> str | None:
     """The URL of the queue called ``name``, or None if it does not exist."""
     try:
-        return str(sqs.get_queue_url(QueueName=name)["QueueUrl"])
-    except Exception as exc:
-        err = describe(exc)
-        if "NonExistentQueue" in err.code or "QueueDoesNotExist" in err.code:
+        return str(guard(sqs).get_queue_url(QueueName=name)["QueueUrl"])
+    except AwsError as exc:
+        if "NonExistentQueue" in exc.code or "QueueDoesNotExist" in exc.code:
             return None
-        raise err from exc
+        raise
 
 
 def intake_queue_for(sqs: Any, settings: Settings) -> IntakeQueue | None:
