@@ -14,6 +14,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from daylib import wiring  # noqa: E402
 from daylib.aws import AwsClients  # noqa: E402
 from daylib.config import Settings  # noqa: E402
 from daylib.executors.base import StepOutcome, StepRequest  # noqa: E402
@@ -73,8 +74,8 @@ def bench_settings(endpoint_url: str, workdir: str, **monitor: Any) -> Settings:
 
 def deploy(settings: Settings) -> tuple[AwsClients, DynamoStore, S3Objects]:
     clients = AwsClients(settings.aws, max_pool_connections=64)
-    store = DynamoStore(clients.client("dynamodb"), settings.state.table)
-    s3 = S3Objects(clients.client("s3"))
+    store = wiring.store_for(settings, clients)
+    s3 = wiring.s3_for(clients)
     store.create_table()
     s3.ensure_bucket(settings.storage.bucket, clients.region)
     s3.put_bytes(settings.storage.bucket, "fastq/S1.fq", FASTQ)

@@ -7,15 +7,16 @@ import sys
 
 from _common import InstantExecutor, bench_settings, deploy
 
-from daylib.monitor import Monitor
+from daylib import wiring
 
 
 def main() -> int:
     endpoint, table, bucket, workdir = sys.argv[1:5]
     s = bench_settings(endpoint, workdir, monitor_id="footprint")
     s.state.table, s.storage.bucket = table, bucket
-    _clients, store, s3 = deploy(s)
-    mon = Monitor(s, store, s3, InstantExecutor())
+    clients, store, s3 = deploy(s)
+    mon = wiring.monitor_for(s, clients, store=store, s3=s3, executor=InstantExecutor(),
+                             step_env={})
     mon.install_signal_handlers()
     return mon.run()
 

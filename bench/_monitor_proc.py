@@ -10,9 +10,8 @@ import time
 
 from _common import InstantExecutor, bench_settings, deploy
 
-from daylib.aws import raw_client
-from daylib.monitor import Monitor
-from daylib.store.dynamodb import DynamoStore
+from daylib import wiring
+from daylib.aws import AwsClients
 
 
 def main() -> int:
@@ -22,10 +21,12 @@ def main() -> int:
         s = bench_settings(endpoint, work, max_concurrent=int(slots), poll_seconds=0.5,
                            monitor_id=monitor_id, discovery_seconds=3600)
         s.state.table, s.storage.bucket = table, bucket
-        _clients, store, s3 = deploy(s)
-        if ddb != endpoint:
-            store = DynamoStore(raw_client("dynamodb", endpoint_url=ddb), table)
-        mon = Monitor(s, store, s3, InstantExecutor())
+        clients, store, s3 = deploy(s)
+        if ddb != endpoint:  # the table on another emulator (dynalite)
+            d = s.model_copy(deep=True)
+            d.aws.endpoint_url = ddb
+            store = wiring.store_for(d, AwsClients(d.aws, max_pool_connections=64))
+        mon = wiring.monitor_for(s, clients, store=store, s3=s3, executor=InstantExecutor())
         time.sleep(max(0.0, float(start_at) - time.time()))
         mon.run(once=True)
         print(json.dumps(vars(mon.stats)))

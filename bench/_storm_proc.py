@@ -12,12 +12,11 @@ from pathlib import Path
 
 from _common import bench_settings, deploy
 
+from daylib import wiring
 from daylib.config import RuleSettings
 from daylib.dlq import DeadLetterQueue
 from daylib.executors.base import StepOutcome, StepRequest
-from daylib.monitor import Monitor
 from daylib.notify import SnsTopic
-from daylib.outbox import Outbox
 
 PERMANENT_EXIT = 99
 
@@ -72,14 +71,17 @@ def main() -> int:
         s.policy.rules = [RuleSettings(name="bench-permanent", category="permanent",
                                        exit_codes=[PERMANENT_EXIT])]
         clients, store, s3 = deploy(s)
-        store.outbox = Outbox(topic=SnsTopic(clients.client("sns"), topic),
-                              dlq=DeadLetterQueue(clients.client("sqs"), dlq_url),
-                              ack_delay_seconds=1.0)
-        mon = Monitor(s, store, s3, PlanExecutor(Path(log_dir) / f"{monitor_id}.log"))
+        s.notify.ack_delay_seconds = 1.0
+        outbox = wiring.outbox_for(s, clients,
+                                   topic=SnsTopic(clients.client("sns"), topic),
+                                   dlq=DeadLetterQueue(clients.client("sqs"), dlq_url))
+        assert outbox is not None
+        mon = wiring.monitor_for(s, clients, store=store, s3=s3, outbox=outbox, step_env={},
+                                 executor=PlanExecutor(Path(log_dir) / f"{monitor_id}.log"))
 
         mon.install_signal_handlers()  # the parent sends SIGTERM once nothing is active
         mon.run()
-        print(json.dumps({**vars(mon.stats), **vars(store.outbox.stats)}))
+        print(json.dumps({**vars(mon.stats), **vars(outbox.stats)}))
     return 0
 
 

@@ -19,10 +19,10 @@ import yaml
 from _common import FASTQ, InstantExecutor, bench_settings, deploy
 
 from daylib import states as S
+from daylib import wiring
 from daylib.config import Settings
 from daylib.emulator import start_moto
 from daylib.intake_events import IntakeQueue, ensure_intake
-from daylib.monitor import Monitor
 from daylib.ordering import epoch
 
 
@@ -48,7 +48,8 @@ def run(endpoint: str, n: int, rate: float, events: bool) -> dict[str, Any]:
             lists[0] += 1
 
         s3.client.meta.events.register("before-call.s3.ListObjectsV2", count)
-        mon = Monitor(s, store, s3, InstantExecutor(), intake_queue=queue)  # type: ignore[arg-type]
+        mon = wiring.monitor_for(s, clients, store=store, s3=s3, executor=InstantExecutor(),
+                                 intake_queue=queue, step_env={})
         thread = threading.Thread(target=mon.run, daemon=True)
         thread.start()
         time.sleep(1.0)  # the start-up reconciliation listing is done

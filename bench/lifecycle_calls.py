@@ -20,12 +20,11 @@ from collections import Counter
 
 from _common import CallCounter, bench_settings, deploy
 
+from daylib import wiring
 from daylib.dlq import DeadLetterQueue, ensure_queue
 from daylib.emulator import start_moto
 from daylib.executors.local import LocalExecutor
-from daylib.monitor import Monitor
 from daylib.notify import SnsTopic, ensure_topic
-from daylib.outbox import Outbox
 
 WRITES = {"PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem"}
 
@@ -36,11 +35,13 @@ def lifecycle(n: int, events: bool) -> dict[str, object]:
         with tempfile.TemporaryDirectory() as work:
             s = bench_settings(server.endpoint_url, work, max_concurrent=4, poll_seconds=0.5)
             clients, store, s3 = deploy(s)
+            outbox = None
             if events:
                 topic, _ = ensure_topic(clients.client("sns"), "lifecycle-events")
                 dlq, _ = ensure_queue(clients.client("sqs"), "lifecycle-dlq")
-                store.outbox = Outbox(topic=SnsTopic(clients.client("sns"), topic),
-                                      dlq=DeadLetterQueue(clients.client("sqs"), dlq))
+                outbox = wiring.outbox_for(s, clients,
+                                           topic=SnsTopic(clients.client("sns"), topic),
+                                           dlq=DeadLetterQueue(clients.client("sqs"), dlq))
             for i in range(n):
                 prefix = f"{s.storage.prefix}ws-{i:03d}/"
                 s3.put_bytes(s.storage.bucket, prefix + "r1.fq", b"@r\nACGT\n+\nFFFF\n")
@@ -49,7 +50,8 @@ def lifecycle(n: int, events: bool) -> dict[str, object]:
                             "reference_genome: hg38\n")
             counter = CallCounter(clients.client("dynamodb"), clients.client("s3"),
                                   clients.client("sns"), clients.client("sqs"))
-            mon = Monitor(s, store, s3, LocalExecutor(), step_env=clients.subprocess_env())
+            mon = wiring.monitor_for(s, clients, store=store, s3=s3, executor=LocalExecutor(),
+                                     outbox=outbox)
             mon.run(once=True)
             calls = counter.snapshot()
             recs = store.many([f"ws-{i:03d}" for i in range(n)])

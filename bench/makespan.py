@@ -15,8 +15,8 @@ import time
 
 from _common import RunOnlyExecutor, bench_settings, deploy, register
 
+from daylib import wiring
 from daylib.emulator import start_moto
-from daylib.monitor import Monitor
 from daylib.ordering import epoch
 
 SLOTS = 4
@@ -27,13 +27,14 @@ def run(endpoint: str, order: str) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as work:
         s = bench_settings(endpoint, work, max_concurrent=SLOTS, poll_seconds=1.0)
         s.workset.pipelines = {"long": "sleep 3", "short": "sleep 0.5"}
-        _clients, store, s3 = deploy(s)
+        clients, store, s3 = deploy(s)
         durations = DURATIONS if order == "long first" else DURATIONS[::-1]
         t0 = time.time() - 100
         for i, d in enumerate(durations):
             register(store, s, f"ws-{i:02d}", pipeline="long" if d > 1 else "short",
                      created=t0 + i)
-        mon = Monitor(s, store, s3, RunOnlyExecutor(poll_seconds=0.01))
+        mon = wiring.monitor_for(s, clients, store=store, s3=s3, step_env={},
+                                 executor=RunOnlyExecutor(poll_seconds=0.01))
         start = time.time()
         mon.run(once=True)
         recs = store.many([f"ws-{i:02d}" for i in range(len(durations))])

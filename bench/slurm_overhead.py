@@ -18,9 +18,9 @@ from pathlib import Path
 
 from _common import ROOT, bench_settings, deploy, register
 
+from daylib import wiring
 from daylib.emulator import start_moto
 from daylib.executors.slurm import SlurmExecutor
-from daylib.monitor import Monitor
 from daylib.ordering import epoch
 
 sys.path.insert(0, str(ROOT))
@@ -47,8 +47,8 @@ def main() -> int:
         clients, store, s3 = deploy(s)
         for i in range(n):
             register(store, s, f"ws-{i:03d}", pipeline="sleep1")
-        mon = Monitor(s, store, s3, SlurmExecutor(poll_seconds=0.25),
-                      step_env=clients.subprocess_env(), region=clients.region)
+        mon = wiring.monitor_for(s, clients, store=store, s3=s3,
+                                 executor=SlurmExecutor(poll_seconds=0.25))
         cpu0, start = cpu_seconds(), time.time()
         mon.run(once=True)
         cpu = cpu_seconds() - cpu0

@@ -20,6 +20,7 @@ from daylib.config import MonitorSettings
 from daylib.errors import ConflictError
 from daylib.metrics import Metrics
 from daylib.ordering import claim_order, spread
+from daylib.outbox import Outbox
 from daylib.registry import Registry
 from daylib.running import Stats
 from daylib.store.contract import Store
@@ -37,8 +38,8 @@ class Claimer:
 
     def __init__(self, cfg: MonitorSettings, store: Store, *, monitor_id: str, cluster: str,
                  registry: Registry, caps: Caps, metrics: Metrics, stats: Stats,
-                 rng: random.Random, free: Callable[[], int], active: Callable[[], bool],
-                 owns: Callable[[str], bool],
+                 outbox: Outbox, rng: random.Random, free: Callable[[], int],
+                 active: Callable[[], bool], owns: Callable[[str], bool],
                  start: Callable[[WorksetRecord, Lease], None]) -> None:
         self.cfg = cfg
         self.store = store
@@ -48,6 +49,7 @@ class Claimer:
         self.caps = caps
         self.metrics = metrics
         self.stats = stats
+        self.outbox = outbox
         self._rng = rng
         self._free = free
         self._active = active
@@ -75,9 +77,11 @@ class Claimer:
                 new = self.store.transition(full, S.READY, actor=self.monitor_id,
                                             reason=f"retry {full.attempt + 1} due",
                                             fields={"attempt": full.attempt + 1,
-                                                    "retry_at": None})
+                                                    "retry_at": None},
+                                            drop=self.outbox.delivered(full.workset_id))
             except ConflictError:
                 continue
+            self.outbox.written(new)
             promoted += 1
             log.info("workset %s ready again for attempt %d", new.workset_id, new.attempt)
         return promoted
@@ -96,13 +100,16 @@ class Claimer:
             try:
                 full, lease = self.store.claim(rec.workset_id, self.monitor_id,
                                                self.cfg.lease_seconds, expired=rec,
-                                               fields={"cluster": self.cluster})
+                                               fields={"cluster": self.cluster},
+                                               drop=self.outbox.delivered(rec.workset_id))
             except ConflictError:
                 continue
+            self.outbox.adopt(full)  # the dead owner's pending events are ours to publish
             capped = self.caps.adopt(full.workset_id, full.customer_id)
             if capped:  # it held no slot and the cap is full: queue it again
-                self.store.transition(full, S.READY, actor=self.monitor_id, reason=capped,
-                                      lease=lease)
+                self.outbox.written(self.store.transition(
+                    full, S.READY, actor=self.monitor_id, reason=capped, lease=lease,
+                    drop=self.outbox.delivered(full.workset_id)))
                 continue
             self.stats.taken_over += 1
             self.metrics.emit("LeaseTakeovers", 1, workset_id=full.workset_id)
@@ -136,13 +143,17 @@ class Claimer:
                 rec, lease = self.store.claim(
                     cand.workset_id, self.monitor_id, self.cfg.lease_seconds,
                     fields={"cluster": self.cluster,
-                            "route": self._routes.get(cand.workset_id)})
+                            "route": self._routes.get(cand.workset_id)},
+                    events=self.outbox.recorded(
+                        (("started", f"claimed by {self.monitor_id}"),)),
+                    drop=self.outbox.delivered(cand.workset_id))
             except ConflictError:
                 self.caps.release(cand.workset_id, cand.customer_id)
                 self.stats.conflicts += 1
                 self.metrics.emit("ClaimConflicts", 1, workset_id=cand.workset_id)
                 self._contended_until = time.time() + CONTENTION_MEMORY_SECONDS
                 continue
+            self.outbox.written(rec)
             self.stats.claimed += 1
             self.metrics.transition(rec.state, rec.customer_id, workset_id=rec.workset_id)
             free -= 1

@@ -16,14 +16,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from daylib import __version__, control, logformat
+from daylib import __version__, control, logformat, wiring
 from daylib import states as S
 from daylib.aws import AwsClients, is_missing_resource
 from daylib.config import PRIORITIES, Settings, load_settings
-from daylib.dlq import DeadLetterQueue, ensure_queue, queue_for
+from daylib.dlq import DeadLetterQueue, ensure_queue
 from daylib.errors import AwsError, ConfigError, DaylibError, NotFound, UserError
-from daylib.executors.base import Executor
-from daylib.notify import ensure_topic, topic_for
+from daylib.notify import ensure_topic
 from daylib.outbox import Outbox
 from daylib.progress import Tally, reporter
 from daylib.s3 import S3Objects
@@ -41,13 +40,15 @@ log = logging.getLogger("daylib")
 
 @dataclass
 class Context:
-    """What a command needs, built lazily so ``--help`` and config errors need no AWS."""
+    """What a command needs, built lazily (through daylib/wiring.py) so ``--help`` and config
+    errors need no AWS."""
 
     settings: Settings
     as_json: bool
     _clients: AwsClients | None = None
     _store: DynamoStore | None = None
     _outbox: Outbox | None = None
+    _outbox_built: bool = False
     _dlq: DeadLetterQueue | None = None
 
     @property
@@ -59,58 +60,26 @@ class Context:
     @property
     def store(self) -> DynamoStore:
         if self._store is None:
-            st = self.settings.state
-            self._store = DynamoStore(self.clients.client("dynamodb"), st.table,
-                                      keep_first=st.history_keep_first,
-                                      keep_last=st.history_keep_last)
+            self._store = wiring.store_for(self.settings, self.clients)
         return self._store
 
     @property
     def s3(self) -> S3Objects:
-        return S3Objects(self.clients.client("s3"))
+        return wiring.s3_for(self.clients)
 
     @property
     def dlq(self) -> DeadLetterQueue | None:
-        d = self.settings.dlq
-        if self._dlq is None and d.enabled:
-            self._dlq = queue_for(self.clients.client("sqs"), queue_url=d.queue_url,
-                                  queue_name=d.queue_name)
+        if self._dlq is None:
+            self._dlq = wiring.dlq_for(self.settings, self.clients)
         return self._dlq
 
     @property
     def notifier(self) -> Outbox | None:
-        """The outbox publishing this process's events, attached to ``store`` (None when
-        neither notifications nor the dead-letter queue are configured)."""
-        if self._outbox is None:
-            n, d = self.settings.notify, self.settings.dlq
-            topic = None
-            if n.enabled:
-                try:
-                    topic = topic_for(self.clients.client("sns"), topic_arn=n.topic_arn,
-                                      topic_name=n.topic_name)
-                except AwsError as exc:
-                    log.warning("cannot look up SNS topic %r: %s", n.topic_name, exc)
-                if topic is None:
-                    log.warning("notifications are off: SNS topic %r not found (run "
-                                "`daylily-workset init`, or set notify.enabled: false)",
-                                n.topic_name)
-            dlq = None
-            if d.enabled:
-                try:
-                    dlq = self.dlq
-                except AwsError as exc:
-                    log.warning("cannot look up dead-letter queue %r: %s", d.queue_name, exc)
-                if dlq is None:
-                    log.warning("dead-lettering is off: queue %r not found (run "
-                                "`daylily-workset init`, or set dlq.enabled: false)",
-                                d.queue_name)
-            outbox = Outbox(topic=topic, dlq=dlq, stale_seconds=n.stale_seconds,
-                            ack_delay_seconds=n.ack_delay_seconds,
-                            max_pending=n.max_pending)
-            if not outbox.enabled:
-                return None
-            self._outbox = outbox
-            self.store.outbox = outbox
+        """The outbox publishing this process's events (None when neither notifications nor
+        the dead-letter queue are configured); writers hand it what they wrote."""
+        if not self._outbox_built:
+            self._outbox_built = True
+            self._outbox = wiring.outbox_for(self.settings, self.clients, dlq=self._dlq)
         return self._outbox
 
     def close(self) -> None:
@@ -250,10 +219,9 @@ def cmd_init(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def cmd_submit(ctx: Context, args: argparse.Namespace) -> int:
-    ctx.notifier  # noqa: B018 - attaches the outbox, so the registered event is recorded
     done = control.submit(Path(args.file), ctx.settings, ctx.s3, workset_id=args.id,
                           priority=args.priority, cluster=args.cluster, store=ctx.store,
-                          actor=ctx.actor, progress=reporter())
+                          actor=ctx.actor, progress=reporter(), outbox=ctx.notifier)
     for warning in done.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     if not done.registered:
@@ -455,8 +423,7 @@ def _changed(ctx: Context, rec: WorksetRecord, text: str) -> int:
 
 
 def cmd_cancel(ctx: Context, args: argparse.Namespace) -> int:
-    ctx.notifier  # noqa: B018 - attaches the outbox, so the cancelled event is recorded
-    rec = control.cancel(ctx.store, args.id, ctx.actor)
+    rec = control.cancel(ctx.store, args.id, ctx.actor, outbox=ctx.notifier)
     note = ""
     job = rec.jobs.get(rec.step or "") if rec.step else None
     if job and job.isdigit() and shutil.which("scancel"):
@@ -584,25 +551,7 @@ def cmd_pause(ctx: Context, args: argparse.Namespace) -> int:
     return RET_OK
 
 
-def build_executor(settings: Settings) -> Executor:
-    from daylib.executors.local import LocalExecutor
-    from daylib.executors.slurm import SlurmExecutor
-
-    if settings.monitor.executor == "local":
-        return LocalExecutor()
-    sl = settings.slurm
-    if shutil.which("sbatch") is None:
-        raise UserError("--executor slurm needs sbatch on PATH (on ParallelCluster: "
-                        "/opt/slurm/bin)")
-    return SlurmExecutor(partition=sl.partition, account=sl.account,
-                         poll_seconds=sl.poll_seconds,
-                         command_timeout_seconds=sl.command_timeout_seconds,
-                         extra_sbatch_args=sl.extra_sbatch_args)
-
-
 def cmd_monitor(ctx: Context, args: argparse.Namespace) -> int:
-    from daylib.monitor import Monitor
-
     settings = ctx.settings
     if args.cluster:
         settings.monitor.cluster = args.cluster
@@ -610,10 +559,10 @@ def cmd_monitor(ctx: Context, args: argparse.Namespace) -> int:
         settings.monitor.executor = args.executor
     from daylib.intake_events import intake_queue_for
 
-    monitor = Monitor(settings, ctx.store, ctx.s3, build_executor(settings),
-                      notifier=ctx.notifier, step_env=ctx.clients.subprocess_env(),
-                      region=ctx.clients.region,
-                      intake_queue=intake_queue_for(ctx.clients.client("sqs"), settings))
+    monitor = wiring.monitor_for(settings, ctx.clients, store=ctx.store, s3=ctx.s3,
+                                 outbox=ctx.notifier,
+                                 intake_queue=intake_queue_for(ctx.clients.client("sqs"),
+                                                               settings))
     monitor.install_signal_handlers()
     code = monitor.run(once=args.once)
     if ctx.as_json:

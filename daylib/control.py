@@ -17,6 +17,7 @@ from daylib.config import PRIORITIES, Settings
 from daylib.dlq import DeadLetterQueue
 from daylib.errors import DaylibError, IllegalTransition, SpecError, UserError
 from daylib.intake import Intake, load_folder
+from daylib.outbox import Outbox
 from daylib.progress import Progress, human_bytes, quiet
 from daylib.s3 import S3Objects
 from daylib.store.dynamodb import DynamoStore
@@ -42,9 +43,10 @@ class Submitted:
 def submit(path: Path, settings: Settings, s3: S3Objects, *, workset_id: str | None = None,
            priority: str | None = None, cluster: str | None = None,
            store: DynamoStore | None = None, actor: str = "submit",
-           progress: Progress = quiet) -> Submitted:
+           progress: Progress = quiet, outbox: Outbox | None = None) -> Submitted:
     """Validate locally (spec and FASTQs in S3), upload, then register it in ``store`` with
-    the monitor's own idempotent conditional write, so it is visible at once."""
+    the monitor's own idempotent conditional write, so it is visible at once (and its
+    ``registered`` event goes to ``outbox``)."""
     if not path.exists():
         raise UserError(f"{path}: no such file or directory")
     folder = path if path.is_dir() else None
@@ -96,7 +98,7 @@ def submit(path: Path, settings: Settings, s3: S3Objects, *, workset_id: str | N
                      warnings=list(ws.warnings))
     if store is not None:
         try:
-            outcome = Intake(s3, store, settings, actor).consider(wid)
+            outcome = Intake(s3, store, settings, actor, outbox=outbox).consider(wid)
         except DaylibError as exc:
             outcome = str(exc)
         done.registered = outcome in ("registered", "known")
@@ -113,13 +115,18 @@ def _local_files(folder: Path | None, settings: Settings, wid: str) -> dict[str,
     return {base + p.relative_to(folder).as_posix(): p for p in folder.rglob("*") if p.is_file()}
 
 
-def cancel(store: DynamoStore, workset_id: str, actor: str) -> WorksetRecord:
+def cancel(store: DynamoStore, workset_id: str, actor: str, *,
+           outbox: Outbox | None = None) -> WorksetRecord:
+    """Cancel; the ``cancelled`` event goes to ``outbox`` (published before the CLI exits)."""
     def change(rec: WorksetRecord) -> tuple[str, dict[str, Any]]:
         if rec.state in S.TERMINAL:
             raise IllegalTransition(f"workset {workset_id} is already {rec.state}")
         return S.CANCELLED, {"retry_at": None}
-    return store.edit(workset_id, change, actor=actor, reason="cancelled by operator",
-                      events=(("cancelled", f"cancelled by {actor}"),))
+    box = outbox or Outbox.off()
+    rec = store.edit(workset_id, change, actor=actor, reason="cancelled by operator",
+                     events=box.recorded((("cancelled", f"cancelled by {actor}"),)))
+    box.written(rec)
+    return rec
 
 
 RETRYABLE_FROM = (S.FAILED, S.RETRYING, S.CANCELLED)

@@ -19,11 +19,11 @@ from typing import Any
 
 from daylib import spec as sp
 from daylib import states as S
+from daylib import wiring
 from daylib.aws import AwsClients
 from daylib.config import Settings
 from daylib.emulator import start_moto
 from daylib.executors.local import LocalExecutor
-from daylib.monitor import Monitor
 from daylib.s3 import S3Objects
 from daylib.store.dynamodb import DynamoStore
 
@@ -82,16 +82,16 @@ def run_demo(*, as_json: bool = False, keep_workdir: bool = False) -> int:
     try:
         settings = demo_settings(server.endpoint_url, workdir)
         clients = AwsClients(settings.aws)
-        store = DynamoStore(clients.client("dynamodb"), settings.state.table)
-        s3 = S3Objects(clients.client("s3"))
+        store = wiring.store_for(settings, clients)
+        s3 = wiring.s3_for(clients)
         store.create_table()
         s3.ensure_bucket(settings.storage.bucket, clients.region)
         _say(as_json, f"emulated AWS (moto) at {server.endpoint_url}; table "
                       f"{settings.state.table}, bucket s3://{settings.storage.bucket}")
         ids = upload_examples(s3, settings)
         _say(as_json, f"uploaded {len(ids)} worksets: {', '.join(ids)}")
-        monitor = Monitor(settings, store, s3, LocalExecutor(),
-                          step_env=clients.subprocess_env())
+        monitor = wiring.monitor_for(settings, clients, store=store, s3=s3,
+                                     executor=LocalExecutor())
         thread = threading.Thread(target=monitor.run, kwargs={"once": False}, daemon=True)
         thread.start()
         records = _watch(store, ids, as_json)

@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from daylib import spec as sp
 from daylib.config import Settings
 from daylib.errors import Issue, SpecError
+from daylib.outbox import Outbox
 from daylib.s3 import S3Objects
+from daylib.store.records import WorksetRecord
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +29,8 @@ class RegistryLike(Protocol):
     def existing(self, ids: list[str]) -> set[str]: ...
 
     def register(self, workset_id: str, *, actor: str, priority: str = "normal",
-                 fields: dict[str, Any] | None = None, created: float | None = None) -> bool: ...
+                 fields: dict[str, Any] | None = None, created: float | None = None,
+                 events: Sequence[tuple[str, str]] = ()) -> WorksetRecord | None: ...
 
 
 @dataclass
@@ -131,12 +135,14 @@ class Intake:
     """Registers workset folders, one at a time and each in isolation: whatever one folder
     holds, the others are registered. ``scan`` is the reconciliation listing (one paginated
     LIST of the prefix); ``consider`` is what an S3 event triggers. Remembers the folders it
-    registered and the file list of those still waiting, so a quiet pass reads nothing."""
+    registered and the file list of those still waiting, so a quiet pass reads nothing.
+    Each registration's record goes to ``outbox``, which publishes its ``registered`` event."""
 
     def __init__(self, s3: S3Objects, store: RegistryLike, settings: Settings,
-                 actor: str) -> None:
+                 actor: str, *, outbox: Outbox | None = None) -> None:
         self.s3 = s3
         self.store = store
+        self.outbox = outbox or Outbox.off()
         self.settings = settings
         self.actor = actor
         self._lock = threading.Lock()
@@ -215,15 +221,17 @@ class Intake:
 
     def _register(self, loaded: Loaded) -> str:
         wid = loaded.workset_id
+        events = self.outbox.recorded((("registered", f"registered by {self.actor}"),))
         try:
             priority, fields = loaded.register_fields(self.settings)
-            new = self.store.register(wid, actor=self.actor, priority=priority, fields=fields)
+            new = self.store.register(wid, actor=self.actor, priority=priority, fields=fields,
+                                      events=events)
         except Exception as exc:  # e.g. an item DynamoDB refuses
             try:
                 priority, fields = failed_load(wid, loaded.format, exc).register_fields(
                     self.settings)
                 new = self.store.register(wid, actor=self.actor, priority=priority,
-                                          fields=fields)
+                                          fields=fields, events=events)
             except Exception as again:  # the store itself is failing
                 log.error("workset %s not registered, will try again: %s", wid,
                           str(again)[:300])
@@ -231,6 +239,8 @@ class Intake:
         with self._lock:
             self._known.add(wid)
             self._waiting.pop(wid, None)
+        if new is not None:
+            self.outbox.written(new)
         if new and loaded.error:
             log.warning("workset %s registered with errors: %s", wid, str(loaded.error)[:500])
         elif new:

@@ -68,12 +68,11 @@ class Monitor:
         self.store = store
         self.s3 = s3
         self.executor = executor
-        # Events ride on the store's writes; ``notifier`` attaches an outbox if it has none.
-        if notifier is not None and store.outbox is None:
-            store.outbox = notifier
-        self.outbox = store.outbox if isinstance(store.outbox, Outbox) else None
+        # Events ride on the store's writes; each writer hands what it wrote to ``notifier``.
+        self.outbox = notifier
+        box = notifier or Outbox.off()
         self.monitor_id = self.cfg.resolved_monitor_id()
-        self.intake = Intake(s3, store, settings, self.monitor_id)
+        self.intake = Intake(s3, store, settings, self.monitor_id, outbox=box)
         self.intake_service: IntakeService | None = None
         self._intake_queue = intake_queue
         self.cluster = local_cluster_name(self.cfg.cluster) or "local"
@@ -106,11 +105,11 @@ class Monitor:
         self.claimer = Claimer(
             self.cfg, store, monitor_id=self.monitor_id, cluster=self.cluster,
             registry=self.registry, caps=self.caps, metrics=self.metrics, stats=self.stats,
-            rng=rng, free=self._free, active=self._claiming,
+            outbox=box, rng=rng, free=self._free, active=self._claiming,
             owns=lambda wid: wid in self._running, start=self._start)
         self.runner = Runner(
             settings, store, s3, executor, monitor_id=self.monitor_id, cluster=self.cluster,
-            caps=self.caps, metrics=self.metrics, stats=self.stats, outbox=self.outbox,
+            caps=self.caps, metrics=self.metrics, stats=self.stats, outbox=box,
             step_env={**(step_env or {}), "PYTHONPATH": _package_root()}, rng=rng,
             ended=self._ended)
         self.heartbeat = Heartbeat(self.cfg, store, self._snapshot,

@@ -1,7 +1,8 @@
 """Notifications: the event schema of PRODUCT.md "Notifications" and the SNS topic they go to.
 
-Events are not published from here directly: a transition records them on the workset item
-(see daylib/outbox.py), and the outbox publishes them through ``SnsTopic`` after the write.
+Events are not published from here directly: a write records them on the workset item and
+returns the record; its caller hands that to the outbox (daylib/outbox.py), which publishes
+them through ``SnsTopic``.
 
 Body (JSON): ``schema_version``, ``event``, ``seq`` (per workset, increasing: consumers dedupe
 on ``(workset_id, seq)`` and may order by it), ``workset_id``, ``state``, ``step``,
@@ -21,9 +22,6 @@ from daylib.store.records import WorksetRecord, utc_iso
 SCHEMA_VERSION = 1
 EVENTS = ("registered", "started", "step", "retrying", "completed", "failed", "cancelled",
           "dead_lettered")
-# Fields an outbox entry captures from the record at write time (the rest is read from the
-# record when the event is published).
-CAPTURED = ("state", "step", "cluster", "attempt", "error_category", "error_rule")
 
 
 def event_body(entry: dict[str, Any], rec: WorksetRecord) -> dict[str, Any]:

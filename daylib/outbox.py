@@ -6,6 +6,11 @@ conditional writes only (no transactions on the emulators), the one write that c
 state also appends the event to the item's ``outbox`` map; publishing happens after that
 write succeeds, and a publish failure never reverts it.
 
+One way: W's caller names the events a write records (``recorded``) and the entries it
+already published (``delivered``, dropped by the same write); the write returns the new
+record and the caller hands it to ``written``, which publishes. The store never calls the
+outbox; the outbox writes to the store only for a separate ack when no write follows.
+
 Timeline of one event (entry with sequence number n, written by W):
   t0  W's conditional write: the transition, plus outbox entry n (by W, at t0). If the new
       state is not owned (ready, retrying, terminal), also the sparse marker
@@ -30,18 +35,20 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from daylib import states as S
 from daylib.dlq import DeadLetterQueue, letter_body
 from daylib.errors import DaylibError
-from daylib.notify import CAPTURED, EVENTS, SnsTopic, event_body
+from daylib.notify import EVENTS, SnsTopic, event_body
 from daylib.outage import Outage, is_transient
 from daylib.store.records import WorksetRecord
 
 log = logging.getLogger(__name__)
+
+
 def ordered(outbox: dict[str, dict[str, Any]] | None) -> list[tuple[str, dict[str, Any]]]:
     """Entries in sequence order (an entry without a seq sorts last)."""
     return sorted((outbox or {}).items(), key=lambda kv: (kv[1].get("seq") is None,
@@ -69,9 +76,8 @@ class OutboxStats:
 
 
 class Outbox:
-    """Publishes outbox entries; one per process and store (the store calls it after each
-    write; the monitor calls ``tick`` on its housekeeping passes; the CLI ``drain`` on exit).
-    """
+    """Publishes outbox entries; one per process (writers hand it each record they wrote;
+    the monitor calls ``tick`` on its housekeeping passes; the CLI ``drain`` on exit)."""
 
     def __init__(self, *, topic: SnsTopic | None, dlq: DeadLetterQueue | None,
                  stale_seconds: float = 120.0, ack_delay_seconds: float = 5.0,
@@ -95,7 +101,12 @@ class Outbox:
         self._down_until = 0.0
         self._down_for = 0.0
 
-    # ------------------------------------------------------------------ what the store asks
+    @classmethod
+    def off(cls) -> Outbox:
+        """Publishes nothing and wants no event: for writers when nothing is configured."""
+        return cls(topic=None, dlq=None)
+
+    # ------------------------------------------------------------------ what writers ask
 
     @property
     def enabled(self) -> bool:
@@ -107,28 +118,18 @@ class Outbox:
             raise ValueError(f"unknown event {event!r}")
         return self.topic is not None or (self.dlq is not None and event == "dead_lettered")
 
-    @staticmethod
-    def entry(event: str, message: str, *, by: str, at: float, seq: int | None,
-              rec: WorksetRecord | None = None, **fields: Any) -> dict[str, Any]:
-        """An outbox entry: the event plus what the record said when it was written."""
-        out: dict[str, Any] = {"event": event, "message": message[:1000], "by": by, "at": at}
-        if seq is not None:
-            out["seq"] = seq
-        if rec is not None:
-            out.update({k: getattr(rec, k) for k in CAPTURED if getattr(rec, k) is not None})
-            if event == "dead_lettered":
-                out.update({k: v for k, v in (("error", (rec.error or "")[:1000]),
-                                              ("decision", rec.decision)) if v})
-        out.update({k: v for k, v in fields.items() if v is not None})
-        return out
+    def recorded(self, events: Sequence[tuple[str, str]]) -> tuple[tuple[str, str], ...]:
+        """The (event, message) pairs a write should record: those some sink will take."""
+        return tuple(e for e in events if self.wants(e[0]))
 
     def delivered(self, workset_id: str) -> dict[int, str]:
-        """{seq: key} of this workset's entries this process published and has not removed."""
+        """{seq: key} of this workset's entries this process published and has not removed:
+        what the next write of the workset drops (the piggy-backed acknowledgement)."""
         with self._lock:
             return dict(self._delivered.get(workset_id, {}))
 
     def removed(self, workset_id: str, seqs: Iterable[int]) -> None:
-        """The store removed these entries (piggy-backed or acked)."""
+        """These entries are gone from the item (dropped by a write, or acked)."""
         with self._lock:
             done = self._delivered.get(workset_id, {})
             owed = self._owed.get(workset_id, set())
@@ -141,21 +142,26 @@ class Outbox:
             if not owed:
                 self._owed.pop(workset_id, None)
 
-    def after_write(self, store: StoreLike, rec: WorksetRecord, new_seqs: Iterable[int]) -> None:
-        """Publish what this write added (and anything owed or stale before it), in order.
-        Never raises: a failure is logged and retried by ``tick``."""
-        if not self.enabled or not rec.outbox:
+    def written(self, rec: WorksetRecord, new_seqs: Iterable[int] | None = None) -> None:
+        """A write returned ``rec``: forget what it dropped, then publish what it added
+        (``rec.appended`` unless ``new_seqs``) and anything owed or stale before it, in
+        order. Never raises: a failure is logged and retried by ``tick``."""
+        if not self.enabled:
+            return
+        self._settle(rec)
+        if not rec.outbox:
             return
         try:
-            self._publish_pending(rec, set(new_seqs), force=False)
+            self._publish_pending(rec, set(rec.appended if new_seqs is None else new_seqs),
+                                  force=False)
             if rec.state not in S.OWNED:
                 self._schedule_ack(rec.workset_id)
         except Exception:  # the transition is done; publishing must never undo or block it
             log.exception("outbox of %s: unexpected error while publishing", rec.workset_id)
 
-    def adopt(self, store: StoreLike, rec: WorksetRecord) -> None:
+    def adopt(self, rec: WorksetRecord) -> None:
         """A takeover: the previous owner is presumed dead, so publish all it left pending."""
-        self.after_write(store, rec, [e["seq"] for _, e in ordered(rec.outbox) if "seq" in e])
+        self.written(rec, [e["seq"] for _, e in ordered(rec.outbox) if "seq" in e])
 
     def release(self, workset_id: str) -> None:
         """This process stops writing the workset (lease lost): ack what it published."""
@@ -197,6 +203,18 @@ class Outbox:
             return len(self._acks) + len(self._owed)
 
     # ------------------------------------------------------------------ internals
+
+    def _settle(self, rec: WorksetRecord) -> None:
+        """Published entries missing from the written item were dropped (by this write, or
+        an ack); those still there may have been renamed (a claim's entry)."""
+        with self._lock:
+            done = self._delivered.get(rec.workset_id)
+            if not done:
+                return
+            keys = {e.get("seq"): k for k, e in (rec.outbox or {}).items()}
+            gone = [seq for seq in done if seq not in keys]
+            done.update({seq: keys[seq] for seq in done if seq in keys})
+        self.removed(rec.workset_id, gone)
 
     def _publish_pending(self, rec: WorksetRecord, new: set[int], *, force: bool) -> None:
         wid = rec.workset_id

@@ -41,7 +41,7 @@ class Runner:
 
     def __init__(self, settings: Settings, store: Store, s3: S3Objects, executor: Executor,
                  *, monitor_id: str, cluster: str, caps: Caps, metrics: Metrics,
-                 stats: Stats, outbox: Outbox | None, step_env: dict[str, str],
+                 stats: Stats, outbox: Outbox, step_env: dict[str, str],
                  rng: random.Random, ended: Callable[[str], None]) -> None:
         self.settings = settings
         self.cfg = settings.monitor
@@ -99,8 +99,7 @@ class Runner:
             except DaylibError as exc:
                 log.warning("workset %s: could not release its cap slots (reclaimed later): %s",
                             wid, exc)
-            if self.outbox is not None:
-                self.outbox.release(wid)
+            self.outbox.release(wid)
             self._ended(wid)
 
     def _write(self, run: Running, to: str, reason: str,
@@ -111,9 +110,10 @@ class Runner:
         deadline = time.monotonic() + self.cfg.lease_seconds
         while True:
             try:
-                run.rec = self.store.transition(run.rec, to, actor=self.monitor_id,
-                                                reason=reason, lease=run.lease, fields=fields,
-                                                events=events)
+                run.rec = self.store.transition(
+                    run.rec, to, actor=self.monitor_id, reason=reason, lease=run.lease,
+                    fields=fields, events=self.outbox.recorded(events),
+                    drop=self.outbox.delivered(run.rec.workset_id))
                 break
             except AwsError as exc:
                 if not is_transient(exc):
@@ -123,6 +123,7 @@ class Runner:
                     raise HandOver(f"could not write {reason or to}: {exc}") from exc
                 time.sleep(wait)
         outage.ok()
+        self.outbox.written(run.rec)
         if to != before:
             self.metrics.transition(to, run.rec.customer_id, workset_id=run.rec.workset_id,
                                     reason=reason or None)

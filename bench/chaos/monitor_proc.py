@@ -30,23 +30,20 @@ def main() -> int:
     sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
     from _common import RunOnlyExecutor
 
+    from daylib import wiring
     from daylib.aws import AwsClients
     from daylib.config import Settings
-    from daylib.monitor import Monitor
     from daylib.notify import SnsTopic
-    from daylib.outbox import Outbox
-    from daylib.s3 import S3Objects
-    from daylib.store.dynamodb import DynamoStore
 
     spec = json.loads(args.spec)
     s = Settings.model_validate(spec["settings"])
     clients = AwsClients(s.aws)
-    store = DynamoStore(clients.client("dynamodb"), s.state.table)
+    outbox = None
     if spec.get("topic_arn"):
-        store.outbox = Outbox(topic=SnsTopic(clients.client("sns"), spec["topic_arn"]),
-                              dlq=None, ack_delay_seconds=1.0)
-    mon = Monitor(s, store, S3Objects(clients.client("s3")), RunOnlyExecutor(),
-                  step_env=clients.subprocess_env(), region=clients.region)
+        s.notify.ack_delay_seconds, s.dlq.enabled = 1.0, False  # events to SNS only
+        outbox = wiring.outbox_for(s, clients,
+                                   topic=SnsTopic(clients.client("sns"), spec["topic_arn"]))
+    mon = wiring.monitor_for(s, clients, executor=RunOnlyExecutor(), outbox=outbox)
     mon.install_signal_handlers()
     return mon.run()
 

@@ -7,21 +7,22 @@ multi-item transactions, so a reader may see one item's write before another's."
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
 from daylib.store.records import ControlRecord, Lease, QueueDepth, WorksetRecord
-from daylib.store.rules import OutboxHook
+from daylib.store.rules import Events, Published
 
 
 class Store(Protocol):
     keep_first: int
     keep_last: int
     clock: Callable[[], float]
-    outbox: OutboxHook | None
+    stale_seconds: float
+    max_pending: int
 
     def twin(self, *, clock: Callable[[], float] | None = None,
-             outbox: OutboxHook | None = None) -> Store:
+             stale_seconds: float | None = None) -> Store:
         """Another handle on the same data, as a second monitor would have."""
 
     def create_table(self) -> bool:
@@ -59,12 +60,14 @@ class Store(Protocol):
 
     # -- writes, each atomic on one item
     def register(self, workset_id: str, *, actor: str, priority: str = "normal",
-                 fields: dict[str, Any] | None = None, created: float | None = None) -> bool:
-        """Put-if-absent: False (and nothing changes) if the id exists."""
+                 fields: dict[str, Any] | None = None, created: float | None = None,
+                 events: Events = ()) -> WorksetRecord | None:
+        """Put-if-absent: None (and nothing changes) if the id exists."""
 
     def claim(self, workset_id: str, owner: str, lease_seconds: float,
               *, expired: WorksetRecord | None = None,
-              fields: dict[str, Any] | None = None) -> tuple[WorksetRecord, Lease]:
+              fields: dict[str, Any] | None = None, events: Events = (),
+              drop: Published | None = None) -> tuple[WorksetRecord, Lease]:
         """Compare-and-set on state (ready) or on the lease version the caller saw expire
         (state, owner, token, ``lease_expires``; no clock compared); bumps the fencing
         token. ConflictError when lost."""
@@ -75,14 +78,16 @@ class Store(Protocol):
 
     def transition(self, rec: WorksetRecord, to: str, *, actor: str, reason: str,
                    lease: Lease | None = None, fields: dict[str, Any] | None = None,
-                   release: bool = False,
-                   events: Sequence[tuple[str, str]] = ()) -> WorksetRecord:
-        """Conditional on state and version (and the lease); the events ride on it."""
+                   release: bool = False, events: Events = (),
+                   drop: Published | None = None) -> WorksetRecord:
+        """Conditional on state and version (and the lease); ``events`` ride on it and
+        ``drop`` (entries the caller published) goes with it; the record's ``appended``
+        names the events added, for the caller to hand to the publisher."""
 
     def edit(self, workset_id: str,
              change: Callable[[WorksetRecord], tuple[str, dict[str, Any]]],
-             *, actor: str, reason: str,
-             events: Sequence[tuple[str, str]] = ()) -> WorksetRecord: ...
+             *, actor: str, reason: str, events: Events = (),
+             drop: Published | None = None) -> WorksetRecord: ...
 
     def note_waiting(self, workset_id: str, reason: str) -> None:
         """Conditional on the workset still being ready; silently lost otherwise."""

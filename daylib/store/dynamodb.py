@@ -49,7 +49,7 @@ from daylib.store.items import (
 )
 from daylib.store.queries import QueueReads
 from daylib.store.records import ControlRecord, Lease, WorksetRecord, utc_iso
-from daylib.store.rules import Changes, ClaimPlan, OutboxHook, next_expiry
+from daylib.store.rules import Changes, ClaimPlan, next_expiry
 from daylib.store.slots import DynamoSlots
 
 CONTROL_PK = "#control"
@@ -64,18 +64,20 @@ class DynamoStore(DynamoSlots, QueueReads):
 
     def __init__(self, client: Any, table: str, *, keep_first: int = 5, keep_last: int = 50,
                  clock: Callable[[], float] = time.time,
-                 outbox: OutboxHook | None = None) -> None:
+                 stale_seconds: float = 120.0, max_pending: int = 20) -> None:
         super().__init__(keep_first=keep_first, keep_last=keep_last, clock=clock,
-                         outbox=outbox)
+                         stale_seconds=stale_seconds, max_pending=max_pending)
         self.client = guard(client)
         self.table = table
         self._cap_items: set[str] = set()
 
     def twin(self, *, clock: Callable[[], float] | None = None,
-             outbox: OutboxHook | None = None) -> DynamoStore:
-        """Another handle on the same table (another monitor), with its own clock/outbox."""
+             stale_seconds: float | None = None) -> DynamoStore:
+        """Another handle on the same table (another monitor), with its own clock."""
         return DynamoStore(self.client, self.table, keep_first=self.keep_first,
-                           keep_last=self.keep_last, clock=clock or self.clock, outbox=outbox)
+                           keep_last=self.keep_last, clock=clock or self.clock,
+                           stale_seconds=stale_seconds or self.stale_seconds,
+                           max_pending=self.max_pending)
 
     # ------------------------------------------------------------------ table
 

@@ -22,7 +22,7 @@ from daylib.store.items import (
 )
 from daylib.store.queries import QueueReads
 from daylib.store.records import ControlRecord, Lease, WorksetRecord, utc_iso
-from daylib.store.rules import Changes, ClaimPlan, OutboxHook, next_expiry
+from daylib.store.rules import Changes, ClaimPlan, next_expiry
 
 
 class MemoryTable:
@@ -42,16 +42,18 @@ class MemoryStore(QueueReads):
 
     def __init__(self, table: MemoryTable | None = None, *, keep_first: int = 5,
                  keep_last: int = 50, clock: Callable[[], float] = time.time,
-                 outbox: OutboxHook | None = None) -> None:
+                 stale_seconds: float = 120.0, max_pending: int = 20) -> None:
         super().__init__(keep_first=keep_first, keep_last=keep_last, clock=clock,
-                         outbox=outbox)
+                         stale_seconds=stale_seconds, max_pending=max_pending)
         self.memory = table or MemoryTable()
 
     def twin(self, *, clock: Callable[[], float] | None = None,
-             outbox: OutboxHook | None = None) -> MemoryStore:
-        """Another handle on the same table (another monitor), with its own clock/outbox."""
+             stale_seconds: float | None = None) -> MemoryStore:
+        """Another handle on the same table (another monitor), with its own clock."""
         return MemoryStore(self.memory, keep_first=self.keep_first, keep_last=self.keep_last,
-                           clock=clock or self.clock, outbox=outbox)
+                           clock=clock or self.clock,
+                           stale_seconds=stale_seconds or self.stale_seconds,
+                           max_pending=self.max_pending)
 
     def create_table(self) -> bool:
         with self.memory.lock:

@@ -69,6 +69,9 @@ class WorksetRecord:
     outbox: dict[str, dict[str, Any]] | None = None
     event_seq: int = 0
     events_dropped: int = 0  # pending events dropped to keep the item bounded (oldest first)
+    # Seqs of the events added by the write that returned this record (empty on reads): what
+    # the caller hands to the publisher.
+    appended: tuple[int, ...] = field(default=(), compare=False, repr=False)
 
     @property
     def retries_used(self) -> int:

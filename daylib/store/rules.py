@@ -1,6 +1,11 @@
 """Domain rules above every store backend: which transitions are allowed, what history keeps,
 how events ride on writes, and the owner's retry after an operator edit.
 
+Events ride on writes one way: a caller names the events a write records and the entries
+it already published (dropped in the same write); the write returns the new record, whose
+``appended`` says which events it added, and the caller hands that to the publisher
+(daylib/outbox.py). The store never calls the publisher.
+
 A backend supplies only primitives (``_update``: one conditional write whose condition is a
 set of expected attribute values; ``_put_new``; ``_claim_write``; reads). Everything that
 decides *what* to write lives here, once, so the DynamoDB and in-memory stores cannot drift.
@@ -10,13 +15,14 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from dataclasses import fields as dataclass_fields
-from typing import Any, Protocol
+from typing import Any
 
 from daylib import states as S
 from daylib.errors import ConflictError, IllegalTransition, LeaseLost, NotFound, StoreError
+from daylib.store.events import entry as event_entry
 from daylib.store.items import (
     CLAIM_KEY,
     OUTBOX_PART,
@@ -33,26 +39,8 @@ OPERATOR_RETRIES = 8
 _RECORD_FIELDS = {f.name for f in dataclass_fields(WorksetRecord)} - {"owner"}
 _LIST_FIELDS = {"steps_done", "after", "history"}
 _DICT_FIELDS = {"summary", "jobs", "routing", "resources"}
-
-
-class OutboxHook(Protocol):
-    """What the store asks of the outbox (daylib/outbox.py) around each write."""
-
-    stale_seconds: float
-    max_pending: int
-
-    def wants(self, event: str) -> bool: ...
-
-    def entry(self, event: str, message: str, *, by: str, at: float, seq: int | None,
-              rec: WorksetRecord | None = None, **fields: Any) -> dict[str, Any]: ...
-
-    def delivered(self, workset_id: str) -> dict[int, str]: ...
-
-    def removed(self, workset_id: str, seqs: Iterable[int]) -> None: ...
-
-    def after_write(self, store: Any, rec: WorksetRecord, new_seqs: Iterable[int]) -> None: ...
-
-    def adopt(self, store: Any, rec: WorksetRecord) -> None: ...
+Events = Sequence[tuple[str, str]]  # (event, message) pairs a write records
+Published = Mapping[int, str]  # {seq: key} of entries the caller published: dropped by the write
 
 
 @dataclass
@@ -110,13 +98,15 @@ class WorksetRules:
     """The store's domain half; backends subclass it and implement the primitives."""
 
     def __init__(self, *, keep_first: int = 5, keep_last: int = 50,
-                 clock: Callable[[], float] = time.time,
-                 outbox: OutboxHook | None = None) -> None:
+                 clock: Callable[[], float] = time.time, stale_seconds: float = 120.0,
+                 max_pending: int = 20) -> None:
         self.keep_first = keep_first
         self.keep_last = keep_last
         self.clock = clock
-        # Events are recorded on items only when an outbox is attached (it publishes them).
-        self.outbox = outbox
+        # Pending events become anyone's to publish after ``stale_seconds``; at most
+        # ``max_pending`` stay on an item while publishing fails (the oldest are dropped).
+        self.stale_seconds = stale_seconds
+        self.max_pending = max_pending
 
     # ------------------------------------------------------------------ primitives
 
@@ -171,9 +161,10 @@ class WorksetRules:
     # ------------------------------------------------------------------ writes
 
     def register(self, workset_id: str, *, actor: str, priority: str = "normal",
-                 fields: dict[str, Any] | None = None, created: float | None = None) -> bool:
-        """Record a new workset as ``ready``; a second registration of the same id is a no-op
-        (returns False). With an outbox, the ``registered`` event rides on the same write."""
+                 fields: dict[str, Any] | None = None, created: float | None = None,
+                 events: Events = ()) -> WorksetRecord | None:
+        """Record a new workset as ``ready`` and return it; a second registration of the same
+        id is a no-op (returns None). ``events`` (``registered``) ride on the same write."""
         now = self.clock() if created is None else created
         created_at = utc_iso(now)
         item: dict[str, Any] = {k: v for k, v in (fields or {}).items() if v not in (None, [], {})}
@@ -185,65 +176,57 @@ class WorksetRules:
             "history": [history_entry(self.clock(), None, S.READY, actor, "registered")],
             "history_total": 1, "outbox": {}, "event_seq": 0,
         })
-        hook = self.outbox
-        if hook is not None and hook.wants("registered"):
+        if events:
             written = self.clock()
-            item["outbox"] = {outbox_key(1): hook.entry(
-                "registered", f"registered by {actor}", by=actor, at=written, seq=1,
-                state=S.READY, attempt=1)}
-            item.update(event_seq=1, outbox_part=OUTBOX_PART,
-                        outbox_due=written + hook.stale_seconds)
+            item["outbox"] = {outbox_key(n): event_entry(
+                event, message, by=actor, at=written, seq=n, state=S.READY, attempt=1)
+                for n, (event, message) in enumerate(events, start=1)}
+            item.update(event_seq=len(events), outbox_part=OUTBOX_PART,
+                        outbox_due=written + self.stale_seconds)
         if not self._put_new(item):
-            return False
-        if item["event_seq"]:
-            self._published_after(record_from_item(item), [1])
-        return True
+            return None
+        return replace(record_from_item(item), appended=tuple(range(1, len(events) + 1)))
 
     def claim(self, workset_id: str, owner: str, lease_seconds: float,
               *, expired: WorksetRecord | None = None,
-              fields: dict[str, Any] | None = None) -> tuple[WorksetRecord, Lease]:
+              fields: dict[str, Any] | None = None, events: Events = (),
+              drop: Published | None = None) -> tuple[WorksetRecord, Lease]:
         """Own a workset: ready -> locked, or take over ``expired`` (an owned workset whose
         lease version the caller saw stand still for a lease; state and step are kept so the
         new owner resumes). One conditional write, on that exact version for a takeover;
         raises ConflictError if someone else (or a heartbeat) got there first.
 
-        With an outbox, a fresh claim also records the ``started`` event (its seq is computed
-        in the write, as the claimer does not know the item's) and removes the events this
-        process already published (e.g. ``registered``)."""
+        A fresh claim may record one event (``started``; its seq is computed in the write, as
+        the claimer does not know the item's) and removes ``drop``, the events the caller
+        already published (e.g. ``registered``)."""
         now = self.clock()
-        hook = self.outbox
-        done = hook.delivered(workset_id) if hook is not None else {}
-        started = hook is not None and expired is None and hook.wants("started")
+        if len(events) > 1 or (events and expired is not None):
+            raise ValueError("a claim records at most one event, and a takeover none")
         if expired is not None:
             entry = history_entry(now, expired.state, expired.state, owner,
                                   f"lease of {expired.owner} expired; taken over")
         else:
             entry = history_entry(now, S.READY, S.LOCKED, owner, "claimed")
         plan = ClaimPlan(workset_id, owner, now, lease_seconds, expired, entry, fields or {})
-        if hook is not None and (started or done):
-            plan.drop_keys = list(done.values())
-            if started:
-                plan.started = hook.entry("started", f"claimed by {owner}", by=owner, at=now,
-                                          seq=None, state=S.LOCKED)
+        if events or drop:
+            plan.drop_keys = list((drop or {}).values())
+            for event, message in events:
+                plan.started = event_entry(event, message, by=owner, at=now, seq=None,
+                                           state=S.LOCKED)
         rec, applied = self._claim_write(plan)
-        if hook is not None:
-            hook.removed(workset_id, done if applied else {})
-            if expired is not None:
-                if rec.outbox:
-                    hook.adopt(self, rec)
-            elif applied and started and rec.outbox and CLAIM_KEY in rec.outbox:
-                self._published_after(rec, [rec.outbox[CLAIM_KEY]["seq"]])
+        if applied and plan.started is not None and rec.outbox and CLAIM_KEY in rec.outbox:
+            rec = replace(rec, appended=(rec.outbox[CLAIM_KEY]["seq"],))
         return rec, Lease(workset_id, owner, rec.lease_token, now + lease_seconds)
 
     def transition(self, rec: WorksetRecord, to: str, *, actor: str, reason: str,
                    lease: Lease | None = None, fields: dict[str, Any] | None = None,
-                   release: bool = False,
-                   events: Sequence[tuple[str, str]] = ()) -> WorksetRecord:
+                   release: bool = False, events: Events = (),
+                   drop: Published | None = None) -> WorksetRecord:
         """Move ``rec`` to ``to`` with one conditional write naming the state and version it
         expects (and, for an owner, its fencing token). ``fields`` set (None removes).
-        ``events`` ((event, message) pairs) are recorded in the same write when an outbox is
-        attached, which publishes them after it; the same write drops events this process
-        already published (the piggy-backed half of the outbox).
+        ``events`` ((event, message) pairs) are recorded in the same write (the returned
+        record's ``appended`` names them); the same write drops ``drop``, the entries the
+        caller already published (the piggy-backed acknowledgement).
 
         An owner whose write loses only to an operator edit (same state, same token) retries
         on the fresh item; any other loss raises LeaseLost / ConflictError."""
@@ -251,7 +234,7 @@ class WorksetRules:
             check_allowed(rec, to)
             now = self.clock()
             new, changes = self._plan_transition(rec, to, actor, reason, fields, release, now)
-            new, added, dropped = self._plan_outbox(changes, rec, new, actor, now, events)
+            new = self._plan_outbox(changes, rec, new, actor, now, events, drop or {})
             expect: dict[str, Any] = {"state": rec.state, "version": rec.version}
             if lease is not None:
                 expect.update(owner_id=lease.owner, lease_token=lease.token)
@@ -267,15 +250,12 @@ class WorksetRules:
                                     f"owner {current.owner})") from None
                 rec = current
                 continue
-            if self.outbox is not None:
-                self.outbox.removed(rec.workset_id, dropped)
-            self._published_after(new, added)
             return new
         raise StoreError(f"workset {rec.workset_id}: too many concurrent edits")
 
     def edit(self, workset_id: str, change: Callable[[WorksetRecord], tuple[str, dict[str, Any]]],
-             *, actor: str, reason: str,
-             events: Sequence[tuple[str, str]] = ()) -> WorksetRecord:
+             *, actor: str, reason: str, events: Events = (),
+             drop: Published | None = None) -> WorksetRecord:
         """Operator read-modify-write, safe by version condition: ``change`` returns the
         target state and fields for the current record and is re-run on a lost race."""
         for _ in range(OPERATOR_RETRIES):
@@ -283,7 +263,7 @@ class WorksetRules:
             to, fields = change(rec)
             try:
                 return self.transition(rec, to, actor=actor, reason=reason, fields=fields,
-                                       events=events)
+                                       events=events, drop=drop)
             except ConflictError:
                 continue
         raise StoreError(f"workset {workset_id}: too many concurrent edits; try again")
@@ -318,24 +298,20 @@ class WorksetRules:
         return new, Changes(attrs=attrs)
 
     def _plan_outbox(self, changes: Changes, rec: WorksetRecord, new: WorksetRecord,
-                     actor: str, now: float, events: Sequence[tuple[str, str]]
-                     ) -> tuple[WorksetRecord, list[int], list[int]]:
-        """Add this write's events, drop the ones this process published, rename a claim's
-        entry to its seq, and keep the due marker right. Returns the new record, the seqs
-        added and the seqs dropped."""
-        hook = self.outbox
-        if hook is None:
-            return new, [], []
+                     actor: str, now: float, events: Events,
+                     drop: Published) -> WorksetRecord:
+        """Add this write's events, drop the ones the caller published, rename a claim's
+        entry to its seq, and keep the due marker right. Returns the new record, its
+        ``appended`` naming the seqs added."""
+        if not events and not rec.outbox:
+            return new
         box = dict(rec.outbox or {})
-        done = hook.delivered(rec.workset_id)
         sets: dict[str, dict[str, Any]] = {}
         removes: list[str] = []
-        dropped: list[int] = []
         for key, e in list(box.items()):
             seq = e.get("seq")
-            if seq in done:
+            if seq in drop:
                 removes.append(key)
-                dropped.append(seq)
                 del box[key]
             elif key == CLAIM_KEY and seq is not None:
                 removes.append(key)
@@ -344,15 +320,13 @@ class WorksetRules:
         seq = rec.event_seq
         added: list[int] = []
         for event, message in events:
-            if not hook.wants(event):
-                continue
             seq += 1
-            box[outbox_key(seq)] = sets[outbox_key(seq)] = hook.entry(
+            box[outbox_key(seq)] = sets[outbox_key(seq)] = event_entry(
                 event, message, by=actor, at=now, seq=seq, rec=new)
             added.append(seq)
         oldest_first = sorted(box, key=lambda k: (box[k].get("seq") is None,
                                                   box[k].get("seq") or 0, k))
-        over = oldest_first[:max(0, len(box) - hook.max_pending)]
+        over = oldest_first[:max(0, len(box) - self.max_pending)]
         for key in over:  # publishing is failing: the item must stay bounded
             del box[key]
             sets.pop(key, None)
@@ -374,12 +348,8 @@ class WorksetRules:
             changes.attrs["event_seq"] = seq
         if box and new.state not in S.OWNED:
             oldest = min(float(e.get("at", now)) for e in box.values())
-            changes.attrs.update(outbox_part=OUTBOX_PART, outbox_due=oldest + hook.stale_seconds)
+            changes.attrs.update(outbox_part=OUTBOX_PART, outbox_due=oldest + self.stale_seconds)
         else:
             changes.attrs.update(outbox_part=None, outbox_due=None)
         outbox = box if (rec.outbox is not None or box) else None
-        return replace(new, outbox=outbox, event_seq=seq), added, dropped
-
-    def _published_after(self, rec: WorksetRecord, seqs: list[int]) -> None:
-        if self.outbox is not None and (seqs or rec.outbox):
-            self.outbox.after_write(self, rec, seqs)
+        return replace(new, outbox=outbox, event_seq=seq, appended=tuple(added))

@@ -24,6 +24,7 @@ from daylib.outbox import Outbox
 from daylib.store.contract import Store
 from daylib.store.dynamodb import DynamoStore
 from daylib.store.items import CLAIM_KEY, outbox_key
+from daylib.store.records import Lease, WorksetRecord
 from tests.conftest import client
 from tests.support.deployment import Env
 
@@ -52,9 +53,35 @@ def _outbox(topic: Recorder, dlq: Recorder | None = None, *, stale: float = 60.0
                   ack_delay_seconds=ack_delay, clock=clock)
 
 
-def _twin(store: Store, outbox: Outbox) -> Store:
-    """Another process: same table, its own outbox."""
-    return store.twin(outbox=outbox)
+class Proc:
+    """One process's writes, as the monitor makes them: the events it wants ride on each
+    write, with the entries it published dropped, and the record goes to its outbox."""
+
+    def __init__(self, store: Store, box: Outbox) -> None:
+        self.store, self.box = store, box
+
+    def register(self, wid: str, actor: str) -> WorksetRecord | None:
+        rec = self.store.register(wid, actor=actor, events=self.box.recorded(
+            (("registered", f"registered by {actor}"),)))
+        if rec is not None:
+            self.box.written(rec)
+        return rec
+
+    def claim(self, wid: str, owner: str, lease_seconds: float,
+              expired: WorksetRecord | None = None) -> tuple[WorksetRecord, Lease]:
+        events = () if expired else self.box.recorded((("started", f"claimed by {owner}"),))
+        rec, lease = self.store.claim(wid, owner, lease_seconds, expired=expired,
+                                      events=events, drop=self.box.delivered(wid))
+        (self.box.adopt if expired else self.box.written)(rec)
+        return rec, lease
+
+    def transition(self, rec: WorksetRecord, to: str, *, actor: str, reason: str,
+                   lease: Lease, events: tuple[tuple[str, str], ...] = ()) -> WorksetRecord:
+        new = self.store.transition(rec, to, actor=actor, reason=reason, lease=lease,
+                                    events=self.box.recorded(events),
+                                    drop=self.box.delivered(rec.workset_id))
+        self.box.written(new)
+        return new
 
 
 def _raw(store: DynamoStore, wid: str) -> dict[str, Any]:
@@ -71,27 +98,28 @@ FAR = 10**10
 def test_events_ride_on_writes_and_the_next_write_clears_them(dynamo_store: DynamoStore) -> None:
     store = dynamo_store
     topic = Recorder()
-    store.outbox = box = _outbox(topic)
+    p = Proc(store, box := _outbox(topic))
     writes: list[str] = []
     store.client.meta.events.register(
         "before-call.dynamodb.*",
         lambda model, **_: writes.append(model.name) if model.name in (
             "PutItem", "UpdateItem") else None)
-    assert store.register("ws-a", actor="m1")
+    assert p.register("ws-a", "m1")
     assert topic.events() == [("registered", 1)]
     assert store.outbox_due(FAR) == ["ws-a"]  # ready: nobody owns it, so it is findable
 
-    rec, lease = store.claim("ws-a", "m1", 30)
+    rec, lease = p.claim("ws-a", "m1", 30)
     assert set(rec.outbox or {}) == {CLAIM_KEY}  # registered removed by the claim itself
     assert rec.outbox[CLAIM_KEY]["seq"] == 2 and rec.event_seq == 2
+    assert rec.appended == (2,)  # the write says what it added
     assert topic.events()[-1] == ("started", 2)
     assert store.outbox_due(FAR) == []  # owned: its owner publishes
 
-    rec = store.transition(rec, S.IN_PROGRESS, actor="m1", reason="stage done", lease=lease,
-                           events=[("step", "stage done")])
-    assert list(rec.outbox or {}) == [outbox_key(3)]
-    rec = store.transition(rec, S.COMPLETE, actor="m1", reason="done", lease=lease,
-                           events=[("completed", "results")])
+    rec = p.transition(rec, S.IN_PROGRESS, actor="m1", reason="stage done", lease=lease,
+                       events=(("step", "stage done"),))
+    assert list(rec.outbox or {}) == [outbox_key(3)] and rec.appended == (3,)
+    rec = p.transition(rec, S.COMPLETE, actor="m1", reason="done", lease=lease,
+                       events=(("completed", "results"),))
     assert list(rec.outbox or {}) == [outbox_key(4)]
     assert store.outbox_due(FAR) == ["ws-a"]
     assert topic.events() == [("registered", 1), ("started", 2), ("step", 3), ("completed", 4)]
@@ -110,11 +138,11 @@ def test_events_ride_on_writes_and_the_next_write_clears_them(dynamo_store: Dyna
 def test_publish_failure_keeps_events_and_they_follow_in_order(store: Store) -> None:
     topic = Recorder()
     topic.failing = True
-    store.outbox = box = _outbox(topic)
-    store.register("ws-b", actor="m1")
-    rec, lease = store.claim("ws-b", "m1", 30)
-    rec = store.transition(rec, S.IN_PROGRESS, actor="m1", reason="stage done", lease=lease,
-                           events=[("step", "stage done")])
+    p = Proc(store, box := _outbox(topic))
+    p.register("ws-b", "m1")
+    rec, lease = p.claim("ws-b", "m1", 30)
+    rec = p.transition(rec, S.IN_PROGRESS, actor="m1", reason="stage done", lease=lease,
+                       events=(("step", "stage done"),))
     assert topic.bodies == [] and rec.state == S.IN_PROGRESS  # never blocked nor reverted
     stored = store.require("ws-b")
     assert sorted(e["seq"] for e in (stored.outbox or {}).values()) == [1, 2, 3]
@@ -126,8 +154,8 @@ def test_publish_failure_keeps_events_and_they_follow_in_order(store: Store) -> 
     assert topic.bodies == []
     box.tick(store, now=time.time() + 60)
     assert topic.events() == [("registered", 1), ("started", 2), ("step", 3)]
-    rec = store.transition(store.require("ws-b"), S.IN_PROGRESS, actor="m1",
-                           reason="run done", lease=lease, events=[("step", "run done")])
+    rec = p.transition(store.require("ws-b"), S.IN_PROGRESS, actor="m1",
+                       reason="run done", lease=lease, events=(("step", "run done"),))
     assert list(rec.outbox or {}) == [outbox_key(4)]  # 1-3 cleared by this write
 
 
@@ -140,15 +168,16 @@ def test_stale_events_are_published_by_any_process(store: Store) -> None:
     dead = Recorder()
     dead.failing = True
     # the writer sets when its events go stale
-    writer = store.twin(clock=clock, outbox=_outbox(dead, stale=0.2, clock=clock))
-    writer.register("ws-c", actor="m-dead")
+    writer = Proc(store.twin(clock=clock, stale_seconds=0.2),
+                  _outbox(dead, stale=0.2, clock=clock))
+    writer.register("ws-c", "m-dead")
     rec, lease = writer.claim("ws-c", "m-dead", 30)
     writer.transition(rec, S.FAILED, actor="m-dead", reason="data", lease=lease,
-                      events=[("failed", "bad"), ("dead_lettered", "bad")])
+                      events=(("failed", "bad"), ("dead_lettered", "bad")))
     # The writer died with four events unpublished. Another process finds them once stale.
     topic, dlq = Recorder(), Recorder()
     other = _outbox(topic, dlq, stale=0.2, clock=clock)
-    twin = store.twin(clock=clock, outbox=other)
+    twin = store.twin(clock=clock, stale_seconds=0.2)
     other.tick(twin)
     assert topic.bodies == []  # not stale yet: the writer might still publish them
     now[0] += 0.3
@@ -164,14 +193,14 @@ def test_an_ack_never_conflicts_with_the_new_owner(store: Store) -> None:
     """m1 registers (and publishes) but m2 claims first: m1's ack removes only its own entry,
     and m2's fenced writes go on without a lost race."""
     t1, t2 = Recorder(), Recorder()
-    store.outbox = b1 = _outbox(t1, ack_delay=0.0)
-    store.register("ws-d", actor="m1")
-    s2 = _twin(store, b2 := _outbox(t2))
-    rec, lease = s2.claim("ws-d", "m2", 30)
+    p1 = Proc(store, b1 := _outbox(t1, ack_delay=0.0))
+    p1.register("ws-d", "m1")
+    p2 = Proc(store.twin(), b2 := _outbox(t2))
+    rec, lease = p2.claim("ws-d", "m2", 30)
     assert set(rec.outbox or {}) == {outbox_key(1), CLAIM_KEY}  # m2 cannot know 1 went out
     b1.tick(store)  # m1's ack
-    rec = s2.transition(rec, S.IN_PROGRESS, actor="m2", reason="stage done", lease=lease,
-                        events=[("step", "stage done")])
+    rec = p2.transition(rec, S.IN_PROGRESS, actor="m2", reason="stage done", lease=lease,
+                        events=(("step", "stage done"),))
     assert set(store.require("ws-d").outbox or {}) == {outbox_key(3)}
     assert t1.events() == [("registered", 1)]
     assert t2.events() == [("started", 2), ("step", 3)]  # no duplicate of registered
@@ -180,15 +209,15 @@ def test_an_ack_never_conflicts_with_the_new_owner(store: Store) -> None:
 
 def test_takeover_publishes_what_the_dead_owner_left(store: Store) -> None:
     dead = Recorder()
-    store.outbox = _outbox(dead)
-    store.register("ws-e", actor="m1")
+    p1 = Proc(store, _outbox(dead))
+    p1.register("ws-e", "m1")
     dead.failing = True
-    store.claim("ws-e", "m1", 0.2)  # started: never published
+    p1.claim("ws-e", "m1", 0.2)  # started: never published
     time.sleep(0.3)
     topic = Recorder()
-    s2 = _twin(store, _outbox(topic))
-    expired = next(r for r in s2.owned() if r.workset_id == "ws-e")
-    rec, _ = s2.claim("ws-e", "m2", 30, expired=expired)
+    p2 = Proc(store.twin(), _outbox(topic))
+    expired = next(r for r in p2.store.owned() if r.workset_id == "ws-e")
+    rec, _ = p2.claim("ws-e", "m2", 30, expired=expired)
     assert topic.events() == [("started", 2)]
     assert rec.lease_token == 2
 
@@ -201,21 +230,22 @@ def test_items_written_before_outboxes_still_work(dynamo_store: DynamoStore) -> 
         "history": {"L": []}, "history_total": {"N": "0"}, "created_at": {"S": "2024"},
         "active_state": {"S": "ready"}, "queue_key": {"S": "2#2024#ws-old"}})
     topic = Recorder()
-    store.outbox = _outbox(topic)
-    rec, lease = store.claim("ws-old", "m1", 30)
+    p = Proc(store, _outbox(topic))
+    rec, lease = p.claim("ws-old", "m1", 30)
     assert rec.state == S.LOCKED and rec.outbox is None  # no map to add "started" to
-    rec = store.transition(rec, S.COMPLETE, actor="m1", reason="done", lease=lease,
-                           events=[("completed", "ok")])
+    rec = p.transition(rec, S.COMPLETE, actor="m1", reason="done", lease=lease,
+                       events=(("completed", "ok"),))
     assert topic.events() == [("completed", 1)]
     assert store.require("ws-old").outbox == {outbox_key(1): rec.outbox[outbox_key(1)]}
 
 
 def test_no_outbox_means_no_events_and_no_extra_attributes(dynamo_store: DynamoStore) -> None:
     store = dynamo_store
-    store.register("ws-f", actor="m1")
-    rec, lease = store.claim("ws-f", "m1", 30)
-    rec = store.transition(rec, S.COMPLETE, actor="m1", reason="done", lease=lease,
-                           events=[("completed", "ok")])
+    p = Proc(store, Outbox.off())
+    p.register("ws-f", "m1")
+    rec, lease = p.claim("ws-f", "m1", 30)
+    rec = p.transition(rec, S.COMPLETE, actor="m1", reason="done", lease=lease,
+                       events=(("completed", "ok"),))
     item = _raw(store, "ws-f")
     assert item["outbox"] == {"M": {}} and "outbox_due" not in item and rec.event_seq == 0
 
@@ -296,9 +326,9 @@ def test_sns_outage_never_blocks_a_workset_and_events_follow_in_order(env: Env) 
     s.aws.max_attempts = 1
     clients = AwsClients(s.aws)
     calls = _failing_sns(clients)
-    store = env.events_store(clients)
+    store, outbox = env.events(clients)
     env.upload("ws-outage")
-    mon = env.monitor(store=store)
+    mon = env.monitor(store=store, outbox=outbox)
     mon.run(once=True)
     rec = env.store.require("ws-outage")
     assert rec.state == S.COMPLETE and calls  # complete although nothing could be published
@@ -320,11 +350,12 @@ def test_a_dead_monitors_events_are_published_by_another(env: Env) -> None:
     broken = AwsClients(s.aws)
     _failing_sns(broken)
     env.upload("ws-orphan")
-    env.monitor(store=env.events_store(broken, stale_seconds=0.3)).run(once=True)
+    store, outbox = env.events(broken, stale_seconds=0.3)
+    env.monitor(store=store, outbox=outbox).run(once=True)
     assert wiring.inbox.take() == []
-    healthy = env.events_store(stale_seconds=0.3)
+    healthy, outbox = env.events(stale_seconds=0.3)
     time.sleep(0.4)
-    env.monitor(store=healthy).run(once=True)  # housekeeping finds the stale outbox
+    env.monitor(store=healthy, outbox=outbox).run(once=True)  # finds the stale outbox
     assert [(m["event"], m["seq"]) for m in wiring.inbox.take()] == [
         ("registered", 1), ("started", 2), ("step", 3), ("step", 4), ("completed", 5)]
     assert env.store.require("ws-orphan").outbox == {}
@@ -334,10 +365,9 @@ def test_operator_cancel_is_announced(env: Env) -> None:
     wiring = env.wire()
     env.upload("ws-stop")
     env.monitor().intake.scan()
-    operator = env.events_store()
-    control.cancel(operator, "ws-stop", "user:op")
-    assert operator.outbox is not None
-    operator.outbox.drain(operator)  # what the CLI does before it exits
+    operator, outbox = env.events()
+    control.cancel(operator, "ws-stop", "user:op", outbox=outbox)
+    outbox.drain(operator)  # what the CLI does before it exits
     msgs = wiring.inbox.take()
     assert [(m["event"], m["state"]) for m in msgs] == [("registered", "ready"),
                                                          ("cancelled", "cancelled")]
@@ -347,7 +377,7 @@ def test_operator_cancel_is_announced(env: Env) -> None:
 
 def test_disabled_notifications_record_nothing(env: Env) -> None:
     env.upload("ws-quiet")
-    env.monitor().run(once=True)  # no wiring: the store has no outbox
+    env.monitor().run(once=True)  # no wiring: the monitor has no outbox
     rec = env.store.require("ws-quiet")
     assert rec.state == S.COMPLETE and rec.outbox == {} and rec.event_seq == 0
 

@@ -206,13 +206,15 @@ def test_outbox_stays_bounded_while_sns_is_down(env: Env, no_backoff: None) -> N
     env.wire()
     clients = AwsClients(env.settings.aws)
     _throttle_when(clients.client("sns"), "Publish", lambda body: True)
-    store = env.events_store(clients)
-    store.register("ws-chatty", actor="test")
+    store, outbox = env.events(clients)
+    first = store.register("ws-chatty", actor="test", events=(("registered", "by test"),))
+    assert first is not None
+    outbox.written(first)
     for _ in range(40):  # 80 transitions, each with its event, none published
-        store.edit("ws-chatty", lambda r: (S.CANCELLED, {}), actor="op", reason="stop",
-                   events=(("cancelled", "cancelled by op"),))
-        store.edit("ws-chatty", lambda r: (S.READY, {}), actor="op", reason="again",
-                   events=(("retrying", "retried by op"),))
+        outbox.written(store.edit("ws-chatty", lambda r: (S.CANCELLED, {}), actor="op",
+                                  reason="stop", events=(("cancelled", "cancelled by op"),)))
+        outbox.written(store.edit("ws-chatty", lambda r: (S.READY, {}), actor="op",
+                                  reason="again", events=(("retrying", "retried by op"),)))
     item = env.clients.client("dynamodb").get_item(
         TableName=env.settings.state.table, Key={"pk": {"S": "ws-chatty"}})["Item"]
     size = len(json.dumps(item))

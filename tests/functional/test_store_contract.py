@@ -25,8 +25,8 @@ def _clone(store: Store, clock: Any) -> Store:
 
 def test_registration_is_idempotent(store: Store) -> None:
     assert store.register("ws-001", actor="m1", priority="high",
-                          fields={"customer_id": "lab-a"}) is True
-    assert store.register("ws-001", actor="m2", priority="low") is False
+                          fields={"customer_id": "lab-a"}) is not None
+    assert store.register("ws-001", actor="m2", priority="low") is None
     rec = store.require("ws-001")
     assert (rec.state, rec.priority, rec.customer_id, rec.version) == ("ready", "high",
                                                                        "lab-a", 1)

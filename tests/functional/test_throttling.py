@@ -97,7 +97,8 @@ def test_every_workset_completes_exactly_once_under_throttling(
         for service in ("dynamodb", "s3", "sns"):
             f.attach(clients.client(service))
         faults.append(f)
-        monitors.append(env.monitor(store=env.events_store(clients),
+        store, outbox = env.events(clients)
+        monitors.append(env.monitor(store=store, outbox=outbox,
                                     s3=S3Objects(clients.client("s3")), monitor_id=f"m{n}",
                                     max_concurrent=4))
     threads = [threading.Thread(target=m.run, daemon=True) for m in monitors]

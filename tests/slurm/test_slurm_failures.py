@@ -78,7 +78,8 @@ def outcome(slurm_cluster: SlurmCluster, moto_server: MotoServer,
                    **({"resources": case["resources"]} if "resources" in case else {}))
     executor = SlurmExecutor(partition=slurm_cluster.partition, env=slurm_cluster.env,
                              poll_seconds=0.3, lost_grace_seconds=3.0, settle_seconds=10.0)
-    monitor = Monitor(s, env.events_store(), env.s3, executor,
+    store, outbox = env.events()
+    monitor = Monitor(s, store, env.s3, executor, notifier=outbox,
                       step_env=env.clients.subprocess_env())
     thread = threading.Thread(target=monitor.run, daemon=True)
     thread.start()

@@ -14,6 +14,7 @@ from typing import Any
 
 import yaml
 
+from daylib import wiring as wire
 from daylib.aws import AwsClients
 from daylib.config import Settings
 from daylib.dlq import DeadLetterQueue, ensure_queue
@@ -78,8 +79,8 @@ class Env:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.clients = AwsClients(settings.aws)
-        self.store = DynamoStore(self.clients.client("dynamodb"), settings.state.table)
-        self.s3 = S3Objects(self.clients.client("s3"))
+        self.store = wire.store_for(settings, self.clients)
+        self.s3 = wire.s3_for(self.clients)
         self.store.create_table()
         self.s3.ensure_bucket(settings.storage.bucket, self.clients.region)
         self.bucket = settings.storage.bucket
@@ -108,17 +109,18 @@ class Env:
         self.wiring = Wiring(arn, inboxes[0], inboxes[1], DeadLetterQueue(sqs, dlq_url))
         return self.wiring
 
-    def events_store(self, clients: AwsClients | None = None,
-                     stale_seconds: float | None = None) -> DynamoStore:
-        """A store with its own outbox (one per monitor or operator process)."""
+    def events(self, clients: AwsClients | None = None,
+               stale_seconds: float | None = None) -> tuple[DynamoStore, Outbox]:
+        """A store and the outbox its writers hand their records to (one pair per monitor or
+        operator process)."""
         assert self.wiring is not None, "call env.wire() first"
         c = clients or self.clients
-        n = self.settings.notify
-        outbox = Outbox(topic=SnsTopic(c.client("sns"), self.wiring.topic_arn),
-                        dlq=DeadLetterQueue(c.client("sqs"), self.wiring.dlq.queue_url),
-                        stale_seconds=stale_seconds or n.stale_seconds,
-                        ack_delay_seconds=n.ack_delay_seconds)
-        return DynamoStore(c.client("dynamodb"), self.settings.state.table, outbox=outbox)
+        s = self.settings.model_copy(deep=True)
+        s.notify.stale_seconds = stale_seconds or s.notify.stale_seconds
+        outbox = wire.outbox_for(s, c, topic=SnsTopic(c.client("sns"), self.wiring.topic_arn),
+                                 dlq=DeadLetterQueue(c.client("sqs"), self.wiring.dlq.queue_url))
+        assert outbox is not None
+        return wire.store_for(s, c), outbox
 
     def put(self, workset_id: str, name: str, body: str | bytes) -> None:
         data = body.encode() if isinstance(body, str) else body
@@ -132,14 +134,16 @@ class Env:
         self.put(workset_id, "daylily_work.yaml", yaml.safe_dump(doc))
 
     def monitor(self, *, executor: Executor | None = None, store: DynamoStore | None = None,
-                s3: S3Objects | None = None, **overrides: Any) -> Monitor:
+                outbox: Outbox | None = None, s3: S3Objects | None = None,
+                **overrides: Any) -> Monitor:
+        """A monitor through daylib/wiring.py; once wired, with its own store and outbox."""
         s = self.settings.model_copy(deep=True)
         for key, value in overrides.items():
             setattr(s.monitor, key, value)
         if store is None:
-            store = self.events_store() if self.wiring else self.store
-        return Monitor(s, store, s3 or self.s3, executor or LocalExecutor(),
-                       step_env=self.clients.subprocess_env())
+            store, outbox = self.events() if self.wiring else (self.store, None)
+        return wire.monitor_for(s, self.clients, store=store, s3=s3 or self.s3,
+                                executor=executor or LocalExecutor(), outbox=outbox)
 
     @contextmanager
     def running(self, **overrides: Any) -> Iterator[Monitor]:

@@ -28,13 +28,15 @@ def test_a_long_message_is_clipped_with_a_count_of_the_rest() -> None:
 
 def test_the_outbox_stays_capped_while_publishing_fails() -> None:
     outbox = Outbox(topic=_DownTopic(), dlq=None, max_pending=5)  # type: ignore[arg-type]
-    store = MemoryStore(outbox=outbox)
-    store.register("ws-chatty", actor="test")
+    store = MemoryStore(max_pending=5)
+    first = store.register("ws-chatty", actor="test", events=(("registered", "by test"),))
+    assert first is not None
+    outbox.written(first)
     for _ in range(10):  # 20 transitions, each with its event, none published
-        store.edit("ws-chatty", lambda r: (S.CANCELLED, {}), actor="op", reason="stop",
-                   events=(("cancelled", "cancelled by op"),))
-        store.edit("ws-chatty", lambda r: (S.READY, {}), actor="op", reason="again",
-                   events=(("retrying", "retried by op"),))
+        outbox.written(store.edit("ws-chatty", lambda r: (S.CANCELLED, {}), actor="op",
+                                  reason="stop", events=(("cancelled", "cancelled by op"),)))
+        outbox.written(store.edit("ws-chatty", lambda r: (S.READY, {}), actor="op",
+                                  reason="again", events=(("retrying", "retried by op"),)))
     rec = store.require("ws-chatty")
     seqs = sorted(e["seq"] for e in (rec.outbox or {}).values())
     assert len(seqs) == 5 and seqs == list(range(rec.event_seq - 4, rec.event_seq + 1))
