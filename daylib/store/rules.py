@@ -291,7 +291,7 @@ class WorksetRules:
                            self.keep_first, self.keep_last)
             attrs.update(history=hist, history_total=rec.history_total + 1)
             changes.update(history=hist, history_total=rec.history_total + 1)
-        new = replace(rec, state=to, version=rec.version + 1, updated_at=updated_at,
+        new = replace(rec, state=to, version=rec.version + 1, updated_at=updated_at, appended=(),
                       **{k: ([] if v is None and k in _LIST_FIELDS else
                              {} if v is None and k in _DICT_FIELDS else v)
                          for k, v in changes.items()})

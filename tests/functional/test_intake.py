@@ -19,6 +19,7 @@ from daylib import states as S
 from daylib.executors.local import LocalExecutor
 from daylib.intake_events import IntakeQueue, ensure_intake
 from daylib.monitor import Monitor
+from daylib.wiring import monitor_for
 from tests.support.deployment import FASTQ, HANG_GUARD_SECONDS, Env
 
 DAYLILY = Path(__file__).resolve().parents[1] / "data" / "daylily" / "ws-daylily-example"
@@ -189,8 +190,8 @@ def test_events_register_without_listing(env: Env) -> None:
     queue = _wire_events(env)
     env.settings.intake.reconcile_seconds = 3600
     env.upload("ws-evt1")
-    mon = Monitor(env.settings, env.store, env.s3, LocalExecutor(),
-                  step_env=env.clients.subprocess_env(), intake_queue=queue)
+    mon = monitor_for(env.settings, env.clients, store=env.store, s3=env.s3,
+                      executor=LocalExecutor(), intake_queue=queue)
     lists = _count(env, "ListObjectsV2")
     with _running(mon):
         env.wait_for(lambda: env.at("ws-evt1", S.COMPLETE))

@@ -23,9 +23,9 @@ import pytest
 from daylib import states as S
 from daylib.emulator import MotoServer
 from daylib.executors.slurm import SlurmExecutor
-from daylib.monitor import Monitor
 from daylib.policy import backoff_ceiling
 from daylib.store.records import WorksetRecord
+from daylib.wiring import monitor_for
 from tests.conftest import make_settings
 from tests.support.deployment import Env, fake
 from tests.support.slurm import SlurmCluster
@@ -79,8 +79,8 @@ def outcome(slurm_cluster: SlurmCluster, moto_server: MotoServer,
     executor = SlurmExecutor(partition=slurm_cluster.partition, env=slurm_cluster.env,
                              poll_seconds=0.3, lost_grace_seconds=3.0, settle_seconds=10.0)
     store, outbox = env.events()
-    monitor = Monitor(s, store, env.s3, executor, notifier=outbox,
-                      step_env=env.clients.subprocess_env())
+    monitor = monitor_for(s, env.clients, store=store, s3=env.s3, executor=executor,
+                          outbox=outbox)
     thread = threading.Thread(target=monitor.run, daemon=True)
     thread.start()
     try:

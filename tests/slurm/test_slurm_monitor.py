@@ -19,6 +19,7 @@ from daylib import states as S
 from daylib.executors.slurm import SlurmExecutor
 from daylib.monitor import Monitor
 from daylib.store.records import WorksetRecord
+from daylib.wiring import monitor_for
 from tests.conftest import ROOT
 from tests.support.deployment import Env
 from tests.support.slurm import SlurmCluster
@@ -43,8 +44,8 @@ def slurm_monitor(env: Env, cluster: str, **overrides: object) -> Monitor:
     s.monitor.monitor_id = f"mon-{cluster}"
     for key, value in overrides.items():
         setattr(s.monitor, key, value)
-    return Monitor(s, env.store, env.s3, SlurmExecutor(poll_seconds=0.2),
-                   step_env=env.clients.subprocess_env())
+    return monitor_for(s, env.clients, store=env.store, s3=env.s3,
+                       executor=SlurmExecutor(poll_seconds=0.2))
 
 
 def jobs_of(env: Env, workset_id: str) -> dict[str, str]:

@@ -92,8 +92,8 @@ def test_stacks_are_built_in_one_place() -> None:
     store = wiring.store_for(settings, AwsClients(settings.aws))
     assert (store.keep_first, store.keep_last) == (3, 7)
     assert (store.stale_seconds, store.max_pending) == (9.0, 4)
-    builders = {p for p, text in _sources("daylib", "bench", "tests/support").items()
-                if re.search(r"\bMonitor\(", text)}
+    builders = {p for p, text in _sources("daylib", "bench", "tests").items()
+                if re.search(r"\bMonitor\(", text)} - {"tests/unit/test_one_way.py"}
     assert builders == {"daylib/wiring.py"}
     stores = {p for p, text in _sources("daylib").items() if "DynamoStore(" in text}
     assert stores == {"daylib/wiring.py", "daylib/store/dynamodb.py"}
