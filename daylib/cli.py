@@ -38,9 +38,10 @@ from daylib.commands.setup import (
 )
 from daylib.commands.submit import cmd_submit, cmd_validate
 from daylib.commands.views import cmd_clusters, cmd_list, cmd_logs, cmd_queue, cmd_report, cmd_show
-from daylib.config import PRIORITIES, Settings, load_settings
+from daylib.config import EXECUTORS, PRIORITIES, Settings, load_settings
 from daylib.dlq import DeadLetterQueue, queue_for
 from daylib.errors import AwsError, ConfigError, DaylibError, UserError
+from daylib.executors.base import STEPS
 from daylib.notify import topic_for
 from daylib.outbox import Outbox
 from daylib.s3 import S3Objects
@@ -162,7 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
                             help="machine-readable output on stdout")
         parser.add_argument("-v", "--verbose", action="store_true", default=d(False),
                             help="debug logging on stderr")
-        parser.add_argument("--log-format", choices=("json", "text"), default=d(None),
+        parser.add_argument("--log-format", choices=logformat.FORMATS, default=d(None),
                             help="log lines on stderr (default: text on a terminal, json "
                             "under systemd)")
 
@@ -212,7 +213,7 @@ def build_parser() -> argparse.ArgumentParser:
     watch_opts(sp)
     sp = add("logs", cmd_logs, "what a step printed (from S3, or live on its head node)")
     sp.add_argument("id")
-    sp.add_argument("--step", choices=("stage", "run", "export"))
+    sp.add_argument("--step", choices=STEPS)
     sp.add_argument("--attempt", type=int)
     sp.add_argument("--follow", "-f", action="store_true",
                     help="follow the live log until the step ends")
@@ -247,7 +248,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--once", action="store_true", help="one pass: claim what is ready, run "
                     "it to the end, exit")
     sp.add_argument("--cluster", help="this monitor's cluster name")
-    sp.add_argument("--executor", choices=("local", "slurm"))
+    sp.add_argument("--executor", choices=EXECUTORS)
     dlq = sub.add_parser("dlq", help="the dead-letter queue: list, redrive",
                          description="Worksets that ended failed, in the SQS dead-letter queue.",
                          parents=[common])

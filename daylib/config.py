@@ -22,6 +22,8 @@ from daylib.states import ErrorCategory
 ENV_PREFIX = "DAYLILY_"
 Priority = Literal["urgent", "high", "normal", "low"]
 PRIORITIES: tuple[Priority, ...] = typing.get_args(Priority)
+ExecutorName = Literal["local", "slurm"]
+EXECUTORS: tuple[ExecutorName, ...] = typing.get_args(ExecutorName)
 
 
 class _Section(BaseModel):
@@ -52,7 +54,7 @@ class StateSettings(_Section):
 class MonitorSettings(_Section):
     monitor_id: str | None = None
     cluster: str | None = None
-    executor: Literal["local", "slurm"] = "local"
+    executor: ExecutorName = "local"
     max_concurrent: int = Field(4, ge=1)
     poll_seconds: float = Field(2.0, gt=0)
     discovery_seconds: float = Field(10.0, gt=0)

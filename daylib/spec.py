@@ -16,6 +16,7 @@ from daylib import yamlstrict
 from daylib.config import PRIORITIES, Priority, Settings
 from daylib.errors import Issue, SpecError
 
+Affinity = Literal["hard", "soft"]
 WORKSET_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{2,63}")
 SAMPLE_ID_RE = re.compile(r"[A-Za-z0-9_.-]+")
 MAX_ISSUES = 20
@@ -83,7 +84,7 @@ class Workset(Strict):
     priority: Priority = "normal"
     max_retries: int = 3
     preferred_cluster: str | None = None
-    affinity: Literal["hard", "soft"] = "hard"
+    affinity: Affinity = "hard"
     customer_id: str | None = None
     after: list[str] = Field(default_factory=list)
     export_uri: str

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import Field, ValidationError, field_validator
 
 from daylib.config import Priority, Settings
 from daylib.errors import Issue, SpecError
 from daylib.spec import (
+    Affinity,
     Lane,
     Resources,
     Sample,
@@ -43,7 +44,7 @@ class _DaylibIn(Strict):
     priority: Priority | None = None
     max_retries: int | None = Field(None, ge=0, le=10)
     preferred_cluster: str | None = None
-    affinity: Literal["hard", "soft"] = "hard"
+    affinity: Affinity = "hard"
     customer_id: str | None = None
     after: list[str] = Field(default_factory=list)
     export_uri: str | None = None
