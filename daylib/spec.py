@@ -128,12 +128,13 @@ def bounded(issues: list[Issue], keep: int = MAX_ISSUES) -> list[Issue]:
                                   "configuration" if cats == {"configuration"} else "data")]
 
 
-def default_export_uri(settings: Settings, workset_id: str) -> str:
-    return f"s3://{settings.storage.bucket}/{settings.storage.prefix}{workset_id}/results/"
-
-
 def folder_uri(settings: Settings, workset_id: str) -> str:
+    """Where a workset's uploaded folder lies; everything about it is found from here."""
     return f"s3://{settings.storage.bucket}/{settings.storage.prefix}{workset_id}/"
+
+
+def default_export_uri(settings: Settings, workset_id: str) -> str:
+    return folder_uri(settings, workset_id) + "results/"
 
 
 def detect_format(doc: Any, files: Iterable[str]) -> Literal["daylib", "daylily"]:

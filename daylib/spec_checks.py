@@ -103,14 +103,13 @@ def export_uri(value: str, workset_id: str, path: str, settings: Settings,
 
 
 def check_names(spec: dict[str, Any], settings: Settings, issues: list[Issue]) -> None:
-    ref = spec.get("reference_genome")
-    if ref is not None and ref not in settings.workset.references:
-        issues.append(Issue("reference_genome", f"unknown reference {ref!r}; configured: "
-                            f"{', '.join(settings.workset.references)}", "configuration"))
-    pipe = spec.get("pipeline")
-    if pipe is not None and pipe not in settings.workset.pipelines:
-        issues.append(Issue("pipeline", f"unknown pipeline {pipe!r}; configured: "
-                            f"{', '.join(settings.workset.pipelines)}", "configuration"))
+    """The reference and pipeline must be ones this deployment configured."""
+    for key, noun, known in (("reference_genome", "reference", settings.workset.references),
+                             ("pipeline", "pipeline", list(settings.workset.pipelines))):
+        value = spec.get(key)
+        if value is not None and value not in known:
+            issues.append(Issue(key, f"unknown {noun} {value!r}; configured: "
+                                f"{', '.join(known)}", "configuration"))
 
 
 def check_after(workset_id: str, after: list[str], issues: list[Issue]) -> None:

@@ -127,13 +127,13 @@ def _warnings(rec: WorksetRecord) -> list[str]:
 
 
 def _show_unregistered(ctx: Context, workset_id: str) -> int:
-    from daylib.spec import WORK_FILE, is_valid_id
+    from daylib.spec import WORK_FILE, folder_uri, is_valid_id
 
     st = ctx.settings.storage
     prefix = f"{st.prefix}{workset_id}/"
     if not is_valid_id(workset_id) or WORK_FILE not in ctx.s3.files(st.bucket, prefix):
         raise NotFound(f"no workset {workset_id!r}")
-    uri = f"s3://{st.bucket}/{prefix}"
+    uri = folder_uri(ctx.settings, workset_id)
     ctx.emit({"workset_id": workset_id, "state": None, "registered": False, "s3_uri": uri,
               "status": "uploaded, not registered yet"},
              f"{workset_id}: uploaded, not registered yet ({uri})")
