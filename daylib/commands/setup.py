@@ -54,6 +54,7 @@ def cmd_doctor(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def doctor_bad_config(exc: ConfigError, as_json: bool) -> int:
+    """``doctor`` still reports when the settings cannot load: that is what it is for."""
     from daylib.doctor import config_failure, report
 
     checks = config_failure(str(exc))
