@@ -17,9 +17,13 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, ValidationError
 
 from daylib.errors import ConfigError
+from daylib.states import ErrorCategory
 
 ENV_PREFIX = "DAYLILY_"
-PRIORITIES = ("urgent", "high", "normal", "low")
+Priority = Literal["urgent", "high", "normal", "low"]
+PRIORITIES: tuple[Priority, ...] = typing.get_args(Priority)
+ExecutorName = Literal["local", "slurm"]
+EXECUTORS: tuple[ExecutorName, ...] = typing.get_args(ExecutorName)
 
 
 class _Section(BaseModel):
@@ -50,7 +54,7 @@ class StateSettings(_Section):
 class MonitorSettings(_Section):
     monitor_id: str | None = None
     cluster: str | None = None
-    executor: Literal["local", "slurm"] = "local"
+    executor: ExecutorName = "local"
     max_concurrent: int = Field(4, ge=1)
     poll_seconds: float = Field(2.0, gt=0)
     discovery_seconds: float = Field(10.0, gt=0)
@@ -117,7 +121,7 @@ class WorksetSettings(_Section):
             for name in ("germline", "somatic", "rna-seq")
         }
     )
-    default_priority: Literal["urgent", "high", "normal", "low"] = "normal"
+    default_priority: Priority = "normal"
     default_max_retries: int = Field(3, ge=0, le=10)
 
 
@@ -144,14 +148,11 @@ class RetrySettings(_Section):
     cap_seconds: float = Field(3600.0, ge=0)
 
 
-ERROR_CATEGORY = Literal["transient", "resource", "configuration", "data", "permanent"]
-
-
 class RuleSettings(_Section):
     """One classification rule; every criterion given must hold (see daylib/policy.py)."""
 
     name: str = Field(min_length=1)
-    category: ERROR_CATEGORY
+    category: ErrorCategory
     steps: list[str] = Field(default_factory=list)
     exit_codes: list[int] = Field(default_factory=list)
     signals: list[int] = Field(default_factory=list)
@@ -163,7 +164,7 @@ class RuleSettings(_Section):
 
 class PolicySettings(_Section):
     rules: list[RuleSettings] = Field(default_factory=list)
-    unmatched_category: ERROR_CATEGORY = "transient"
+    unmatched_category: ErrorCategory = "transient"
     unmatched_max_retries: int = Field(1, ge=0, le=10)
     memory_factor: float = Field(2.0, ge=1)
     walltime_factor: float = Field(2.0, ge=1)

@@ -24,6 +24,7 @@ from daylib.aws import AwsClients
 from daylib.config import Settings
 from daylib.emulator import start_moto
 from daylib.executors.local import LocalExecutor
+from daylib.formatters import format_list, format_queue
 from daylib.s3 import S3Objects
 from daylib.store.dynamodb import DynamoStore
 
@@ -74,8 +75,6 @@ def _say(as_json: bool, text: str) -> None:
 
 
 def run_demo(*, as_json: bool = False, keep_workdir: bool = False) -> int:
-    from daylib.cli import format_list, format_queue
-
     started = time.monotonic()
     workdir = Path(tempfile.mkdtemp(prefix="daylib-demo-"))
     server = start_moto(in_process=True)

@@ -18,6 +18,7 @@ from daylib.config import Settings
 from daylib.errors import Issue, SpecError
 from daylib.outbox import Outbox
 from daylib.s3 import S3Objects
+from daylib.s3uri import split_uri
 from daylib.store.records import WorksetRecord
 
 log = logging.getLogger(__name__)
@@ -85,7 +86,7 @@ def _too_large(ws: sp.Workset) -> SpecError | None:
 def routing_facts(ws: sp.Workset, settings: Settings) -> dict[str, Any]:
     """What the router needs, stored on the item so candidates can be routed from the index."""
     default = settings.routing.region or settings.aws.region or ""
-    regions = sorted({settings.routing.bucket_regions.get(sp.split_s3_uri(u)[0], default)
+    regions = sorted({settings.routing.bucket_regions.get(split_uri(u)[0], default)
                       for u in ws.fastq_uris()} - {""})
     return {"affinity": ws.affinity, "regions": regions, "vcpus": ws.resources.vcpus,
             "memory_gb": ws.resources.memory_gb}

@@ -19,6 +19,7 @@ from collections.abc import Iterator, Mapping
 from types import MappingProxyType
 from typing import Any, TextIO
 
+FORMATS = ("json", "text")
 FIELDS = ("workset_id", "attempt", "step", "actor", "monitor_id", "reason")
 _context: contextvars.ContextVar[Mapping[str, Any]] = contextvars.ContextVar(
     "daylib_log", default=MappingProxyType({}))
@@ -90,7 +91,7 @@ def default_format(stream: TextIO = sys.stderr) -> str:
     """Text on a terminal; JSON when journald reads the stream (systemd sets JOURNAL_STREAM)
     or anywhere else that is not a terminal and asks for it via DAYLILY_LOG_FORMAT."""
     chosen = os.environ.get("DAYLILY_LOG_FORMAT")
-    if chosen in ("json", "text"):
+    if chosen in FORMATS:
         return chosen
     if stream.isatty():
         return "text"

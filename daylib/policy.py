@@ -14,15 +14,15 @@ import math
 import random
 import re
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from daylib.config import PolicySettings, RetrySettings, Settings
 from daylib.errors import ConfigError
 
-if TYPE_CHECKING:
-    from daylib.config import Settings
+_RETRY = RetrySettings()  # the documented defaults: config.py is where they are defined
+_POLICY = PolicySettings()
 
 RETRYABLE = ("transient", "resource")
-ESCALATABLE = ("memory", "walltime")
 
 
 @dataclass(frozen=True)
@@ -99,8 +99,8 @@ DEFAULT_RULES: tuple[Rule, ...] = (
          stderr=r"memory specification can not be satisfied|requested node configuration "
                 r"is not available|requested time limit is invalid"),
 )
-DEFAULT_RULE = Rule("unmatched", "transient")
-UNMATCHED_MAX_RETRIES = 1
+DEFAULT_RULE = Rule("unmatched", _POLICY.unmatched_category)
+UNMATCHED_MAX_RETRIES = _POLICY.unmatched_max_retries
 
 _AWS_CODE = re.compile(r"An error occurred \(([A-Za-z0-9._-]+)\)")
 _BOTO_ERRORS = ("EndpointConnectionError", "ConnectionClosedError", "ReadTimeoutError",
@@ -183,15 +183,15 @@ class Policy:
     rules: tuple[Rule, ...] = DEFAULT_RULES
     unmatched: Rule = DEFAULT_RULE
     unmatched_max_retries: int = UNMATCHED_MAX_RETRIES
-    base_seconds: float = 30.0
-    factor: float = 2.0
-    cap_seconds: float = 3600.0
-    memory_factor: float = 2.0
-    walltime_factor: float = 2.0
-    base_memory_gb: float = 4.0
-    base_walltime_minutes: int = 60
-    max_memory_gb: float | None = None
-    max_walltime_minutes: int | None = None
+    base_seconds: float = _RETRY.base_seconds
+    factor: float = _RETRY.factor
+    cap_seconds: float = _RETRY.cap_seconds
+    memory_factor: float = _POLICY.memory_factor
+    walltime_factor: float = _POLICY.walltime_factor
+    base_memory_gb: float = _POLICY.base_memory_gb
+    base_walltime_minutes: int = _POLICY.base_walltime_minutes
+    max_memory_gb: float | None = _POLICY.max_memory_gb
+    max_walltime_minutes: int | None = _POLICY.max_walltime_minutes
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Policy:

@@ -25,7 +25,6 @@ from daylib.progress import Tally
 from daylib.store.records import WorksetRecord
 from daylib.textable import table
 
-STEPS = ("stage", "run", "export")
 _DONE = re.compile(r"^(stage|run) done$")
 
 

@@ -9,13 +9,7 @@ from typing import Any
 
 from daylib.aws import guard
 from daylib.errors import AwsError, AwsInvalidRequest, AwsNotFound
-
-
-def split_uri(uri: str) -> tuple[str, str]:
-    if not uri.startswith("s3://"):
-        raise ValueError(f"not an S3 URI: {uri!r}")
-    bucket, _, key = uri[5:].partition("/")
-    return bucket, key
+from daylib.s3uri import split_uri
 
 
 @dataclass(frozen=True)

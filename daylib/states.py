@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import typing
+from typing import Literal
+
 READY = "ready"
 LOCKED = "locked"
 IN_PROGRESS = "in_progress"
@@ -25,7 +28,8 @@ TRANSITIONS: dict[str, frozenset[str]] = {
     COMPLETE: frozenset(),
 }
 
-ERROR_CATEGORIES = ("transient", "resource", "configuration", "data", "permanent")
+ErrorCategory = Literal["transient", "resource", "configuration", "data", "permanent"]
+ERROR_CATEGORIES: tuple[ErrorCategory, ...] = typing.get_args(ErrorCategory)
 
 
 def allowed(src: str, dst: str) -> bool:

@@ -19,9 +19,9 @@ from typing import BinaryIO
 
 from daylib.config import Settings
 from daylib.errors import AwsError
+from daylib.executors.base import STEPS
 from daylib.s3 import S3Objects
 
-STEP_ORDER = ("stage", "run", "export")
 _NAME = re.compile(r"^(stage|run|export)\.a([0-9]+)\.log$")
 
 
@@ -39,7 +39,7 @@ class LogRef:
 
 
 def ref(step: str, attempt: int) -> LogRef:
-    return LogRef(attempt, STEP_ORDER.index(step), step)
+    return LogRef(attempt, STEPS.index(step), step)
 
 
 def folder_key(settings: Settings, workset_id: str) -> str:

@@ -16,10 +16,10 @@ from typing import Any
 import pytest
 
 from daylib import states as S
-from daylib.cli import format_show
 from daylib.config import RuleSettings
 from daylib.executors.base import StepOutcome, StepRequest
 from daylib.executors.local import LocalExecutor
+from daylib.formatters import format_show
 from daylib.ordering import epoch
 from daylib.policy import backoff_ceiling
 from daylib.report import step_seconds
