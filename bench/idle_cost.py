@@ -138,9 +138,10 @@ def main() -> int:
     ns = parser.parse_args()
     window = ns.seconds or (20.0 if ns.quick else 120.0)
     history = ns.history if ns.history is not None else (1_000 if ns.quick else 10_000)
-    results: dict[str, Counter[str]] = {}
+    results: dict[str, dict[str, float]] = {}
     for label, n in (("empty table", 0), (f"{history} finished", history)):
-        ops_seen, startup, reconcile_s = measure(n, window)
+        counted, startup, reconcile_s = measure(n, window)
+        ops_seen: dict[str, float] = dict(counted)
         listing = startup.get("s3:ListBucket", 0)
         if listing and not ops_seen.get("s3:ListBucket"):  # amortised over its interval
             ops_seen["s3:ListBucket (amortised)"] = round(listing * window / reconcile_s, 2)
