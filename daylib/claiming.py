@@ -1,0 +1,191 @@
+"""Claiming: which ready worksets this monitor takes, in what order, and when.
+
+Candidates come from the ready index (routed to this cluster, dependencies met, the
+customer's cap not full), in claim order; under contention they are spread so monitors do
+not race for the same head of the queue. Expired leases (a dead monitor's work) are taken
+over before new work, and retries that are due become ready again. The claim itself is a
+conditional write on the item, so a stale candidate only costs a lost race."""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable
+
+from daylib import dependencies
+from daylib import states as S
+from daylib.caps import Caps
+from daylib.config import MonitorSettings
+from daylib.errors import ConflictError
+from daylib.metrics import Metrics
+from daylib.ordering import claim_order, spread
+from daylib.registry import Registry
+from daylib.running import Stats
+from daylib.store.contract import Store
+from daylib.store.records import Lease, WorksetRecord
+
+log = logging.getLogger(__name__)
+CONTENTION_MEMORY_SECONDS = 10.0
+CONTENDED_WINDOW_FACTOR = 4
+MAX_CANDIDATE_PAGES = 10
+
+
+class Claimer:
+    """Claims up to ``free()`` worksets and hands each to ``start``; claims nothing while
+    ``active()`` is false (paused or stopping)."""
+
+    def __init__(self, cfg: MonitorSettings, store: Store, *, monitor_id: str, cluster: str,
+                 registry: Registry, caps: Caps, metrics: Metrics, stats: Stats,
+                 rng: random.Random, free: Callable[[], int], active: Callable[[], bool],
+                 owns: Callable[[str], bool],
+                 start: Callable[[WorksetRecord, Lease], None]) -> None:
+        self.cfg = cfg
+        self.store = store
+        self.monitor_id = monitor_id
+        self.cluster = cluster
+        self.registry = registry
+        self.caps = caps
+        self.metrics = metrics
+        self.stats = stats
+        self._rng = rng
+        self._free = free
+        self._active = active
+        self._owns = owns
+        self._start = start
+        self.orphans: list[WorksetRecord] = []  # dead leases seen, awaiting a free slot
+        self.aged: list[WorksetRecord] = []
+        self.saw_ready = False
+        self._cands: list[WorksetRecord] = []
+        self._cands_expire = 0.0
+        self._contended_until = 0.0
+        self._routes: dict[str, str] = {}
+
+    def forget(self, workset_id: str) -> None:
+        """The run ended: its routing reason is no longer needed."""
+        self._routes.pop(workset_id, None)
+
+    def promote_retries(self, now: float) -> int:
+        promoted = 0
+        for rec in self.store.due_retries(now):
+            full = self.store.get(rec.workset_id)
+            if full is None or full.state != S.RETRYING or (full.retry_at or 0) > now:
+                continue
+            try:
+                new = self.store.transition(full, S.READY, actor=self.monitor_id,
+                                            reason=f"retry {full.attempt + 1} due",
+                                            fields={"attempt": full.attempt + 1,
+                                                    "retry_at": None})
+            except ConflictError:
+                continue
+            promoted += 1
+            log.info("workset %s ready again for attempt %d", new.workset_id, new.attempt)
+        return promoted
+
+    def take_over_expired(self) -> None:
+        """Adopt worksets whose lease version stood still for a lease on this monitor's
+        monotonic clock (daylib/leases.py); the claim is conditioned on that version, so one
+        kept until a slot frees is still safe to try."""
+        while self.orphans and self._active():
+            if self._free() <= 0:
+                return
+            rec = self.orphans.pop(0)
+            # only this cluster can adopt its jobs; a workset not yet placed may go anywhere
+            if self._owns(rec.workset_id) or rec.cluster not in (None, self.cluster):
+                continue
+            try:
+                full, lease = self.store.claim(rec.workset_id, self.monitor_id,
+                                               self.cfg.lease_seconds, expired=rec,
+                                               fields={"cluster": self.cluster})
+            except ConflictError:
+                continue
+            capped = self.caps.adopt(full.workset_id, full.customer_id)
+            if capped:  # it held no slot and the cap is full: queue it again
+                self.store.transition(full, S.READY, actor=self.monitor_id, reason=capped,
+                                      lease=lease)
+                continue
+            self.stats.taken_over += 1
+            self.metrics.emit("LeaseTakeovers", 1, workset_id=full.workset_id)
+            log.warning("took over workset %s from %s (lease expired); resuming at %s",
+                        full.workset_id, rec.owner, full.step)
+            self._start(full, lease)
+
+    def fill(self, now: float) -> None:
+        """Claim up to the free slots. Candidates come from one index Query, kept for up to
+        a poll interval so a refill usually costs just the claim."""
+        free = self._free()
+        if free <= 0:
+            return
+        if not self._cands or now >= self._cands_expire:
+            self._refresh_candidates(now, free)
+        refreshed = False
+        while free > 0 and self._active():
+            if not self._cands:
+                if refreshed:
+                    return
+                self._refresh_candidates(now, free)
+                refreshed = True
+                continue
+            cand = self._cands.pop(0)
+            self.aged = [r for r in self.aged if r.workset_id != cand.workset_id]
+            capped = self.caps.acquire(cand.workset_id, cand.customer_id)
+            if capped:
+                self._note(cand, capped)
+                continue
+            try:
+                rec, lease = self.store.claim(
+                    cand.workset_id, self.monitor_id, self.cfg.lease_seconds,
+                    fields={"cluster": self.cluster,
+                            "route": self._routes.get(cand.workset_id)})
+            except ConflictError:
+                self.caps.release(cand.workset_id, cand.customer_id)
+                self.stats.conflicts += 1
+                self.metrics.emit("ClaimConflicts", 1, workset_id=cand.workset_id)
+                self._contended_until = time.time() + CONTENTION_MEMORY_SECONDS
+                continue
+            self.stats.claimed += 1
+            self.metrics.transition(rec.state, rec.customer_id, workset_id=rec.workset_id)
+            free -= 1
+            log.info("claimed workset %s (priority %s, attempt %d)", rec.workset_id,
+                     rec.priority, rec.attempt)
+            self._start(rec, lease)
+
+    def _refresh_candidates(self, now: float, free: int) -> None:
+        contended = now < self._contended_until
+        window = free * self.cfg.claim_spread * (CONTENDED_WINDOW_FACTOR if contended else 1)
+        head = self._routable(window + 4, now)
+        merged = {r.workset_id: r for r in [*head, *self.aged]
+                  if r.workset_id in self._routes}
+        ordered = claim_order(merged.values(), now, self.cfg.promote_after_seconds)
+        blocked = dependencies.blocked(ordered, self.store.many)
+        cands = [r for r in ordered if r.workset_id not in blocked]
+        self.saw_ready = bool(cands)
+        if contended:
+            cands = spread(cands, window, now, self.cfg.promote_after_seconds, self._rng)
+        self._cands = cands
+        self._cands_expire = now + self.cfg.poll_seconds
+
+    def _routable(self, want: int, now: float) -> list[WorksetRecord]:
+        """The first ``want`` ready worksets routed to this cluster, in queue order. Those
+        routed nowhere get the reason noted on them; those routed elsewhere are skipped."""
+        mine: list[WorksetRecord] = []
+        for pages, page in enumerate(self.store.ready_pages(want), start=1):
+            for rec in page:
+                decision = self.registry.route(rec, now)
+                if decision.cluster == self.cluster:
+                    self._routes[rec.workset_id] = decision.reason
+                    mine.append(rec)
+                elif decision.cluster is None:
+                    self._note(rec, decision.reason)
+            if len(mine) >= want or pages >= MAX_CANDIDATE_PAGES:
+                break
+        for rec in self.aged:
+            decision = self.registry.route(rec, now)
+            if decision.cluster == self.cluster:
+                self._routes[rec.workset_id] = decision.reason
+        return mine
+
+    def _note(self, rec: WorksetRecord, reason: str) -> None:
+        if rec.reason != reason:
+            self.store.note_waiting(rec.workset_id, reason)
+            log.info("workset %s %s", rec.workset_id, reason)
