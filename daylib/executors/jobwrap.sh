@@ -24,6 +24,9 @@ size_of() { wc -c <"$1" 2>/dev/null || echo 0; }
 # Reads the command's output on stdin; appends to LOG until it holds MAX bytes; at
 # MAX, replaces LOG (write, then rename) by its head, a marker line and its newest bytes.
 pump() {
+    # Signals are the wrapper's to forward (a scancel reaches every process of the job): the
+    # pump keeps draining until the wrapper ends it.
+    trap '' TERM INT HUP USR1 USR2
     log=$1 max=$2 hb=$3
     [ "$hb" -gt $((max / 2)) ] && hb=$((max / 2))
     keep=$(((max - hb - MARKER_ROOM) / 2))
@@ -186,6 +189,10 @@ while :; do
     rc=$?
     [ -n "$caught" ] || break  # a forwarded signal interrupted the wait: wait again
 done
+# The command is gone: nothing left to forward to. No trap may run from here on (bash can
+# abort when one interrupts a command substitution), and the status file must be written.
+trap '' TERM INT HUP USR1 USR2
+trap - CONT
 
 if [ -n "$pump_pid" ]; then
     # The pump ends at end of output. A grandchild still holding the pipe must not keep the
