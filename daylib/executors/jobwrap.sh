@@ -11,8 +11,10 @@
 # output appended to the log; the status file is always left (write, then rename). Signals to
 # the wrapper are forwarded to the command's process group. With --max-bytes the output goes
 # through a pipe to a pump (this script again, with --pump, in its own process group) that
-# keeps the log bounded exactly as jobwrap.BoundedLog does. Exit code: the command's; killed by signal N: 128+N; 127: could not
-# start. One limit of sh: a command that itself exits with 129-192 reads as killed by a signal.
+# keeps the log bounded exactly as jobwrap.BoundedLog does. Exit code: the command's; killed
+# by signal N: 128+N; 127: could not start. How the command ended (exit code or signal) is
+# read from bash's job table, which keeps them apart where $? does not (exit 137 and SIGKILL
+# are both 137 there).
 
 MARKER_ROOM=120  # bytes kept free for the marker line (as in jobwrap.py and steplogs)
 
@@ -167,6 +169,10 @@ for sig in TERM INT HUP CONT USR1 USR2; do
 done
 
 set -m  # job control: the command and the pump each in a process group of their own
+jobs_file=${TMPDIR:-/tmp}/jobwrap.$$.jobs
+: >"$jobs_file" 2>/dev/null
+# The job table says "Exit N" or "Done" for an exit, the signal's name for a kill.
+trap 'jobs -l >>"$jobs_file" 2>/dev/null; caught=1' CHLD
 pump_pid= fifo=
 if [ -n "$max" ]; then
     fifo=${TMPDIR:-/tmp}/jobwrap.$$.fifo
@@ -191,8 +197,19 @@ while :; do
 done
 # The command is gone: nothing left to forward to. No trap may run from here on (bash can
 # abort when one interrupts a command substitution), and the status file must be written.
+trap - CHLD CONT
 trap '' TERM INT HUP USR1 USR2
-trap - CONT
+killed=
+if [ "$rc" -gt 128 ]; then
+    killed=1
+    while IFS= read -r line; do
+        case $line in
+            *" $pid "*"Exit "*|*" $pid "*Done*) killed= ;;
+            *" $pid "*) killed=1 ;;
+        esac
+    done <"$jobs_file" 2>/dev/null
+fi
+rm -f -- "$jobs_file"
 
 if [ -n "$pump_pid" ]; then
     # The pump ends at end of output. A grandchild still holding the pipe must not keep the
@@ -211,7 +228,7 @@ if [ -n "$pump_pid" ]; then
     rm -f -- "$fifo"
 fi
 
-if [ "$rc" -gt 128 ] && [ "$rc" -le 192 ]; then
+if [ -n "$killed" ]; then
     write_status null $((rc - 128))
 else
     write_status "$rc" null

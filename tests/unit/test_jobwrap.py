@@ -109,6 +109,13 @@ def test_child_killed_by_signal(tmp_path: Path) -> None:
     assert (st["exit_code"], st["signal"]) == (None, signal.SIGKILL)
 
 
+def test_exit_code_above_128_is_an_exit_not_a_signal(tmp_path: Path) -> None:
+    """A command exiting 137 (as an OOM-aware tool may) is not one killed by SIGKILL."""
+    rc, st, _ = finish(tmp_path, *py("import sys; sys.exit(137)"))
+    assert rc == 137
+    assert (st["exit_code"], st["signal"]) == (137, None)
+
+
 def test_argv_is_not_interpreted_by_a_shell(tmp_path: Path) -> None:
     rc, _, log = finish(tmp_path, *py("import sys; print(sys.argv[1:])"), "$HOME; echo hi",
                         "--status", "*")
