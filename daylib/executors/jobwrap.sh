@@ -18,7 +18,10 @@
 
 MARKER_ROOM=120  # bytes kept free for the marker line (as in jobwrap.py and steplogs)
 
-now() { date -u +%Y-%m-%dT%H:%M:%S.%6N+00:00; }
+now() {  # into $stamp, with no process started (the end of a job may be short of time)
+    local t=${EPOCHREALTIME/,/.}  # the locale may use a decimal comma
+    TZ=UTC printf -v stamp '%(%Y-%m-%dT%H:%M:%S)T.%s+00:00' "${t%.*}" "${t#*.}"
+}
 
 size_of() { wc -c <"$1" 2>/dev/null || echo 0; }
 
@@ -97,8 +100,10 @@ json() {  # a JSON string for $1 (control characters other than tab and newline 
     esac
 }
 
-started=$(now)
-host=$(cat /proc/sys/kernel/hostname 2>/dev/null || uname -n)
+now
+started=$stamp
+read -r host </proc/sys/kernel/hostname 2>/dev/null || host=$(uname -n)
+host=$(json "$host")
 argv0=null
 [ $# -gt 0 ] && argv0=$(json "$1")
 job=null
@@ -106,12 +111,13 @@ job=null
 pid=
 
 write_status() {  # exit code or null, signal or null
+    now
     dir=${status%/*}
     [ "$dir" = "$status" ] || mkdir -p -- "$dir" 2>/dev/null
     tmp=$status.$$.tmp
     if printf '{"exit_code": %s, "signal": %s, "started_at": "%s", "ended_at": "%s", %s}\n' \
-            "$1" "$2" "$started" "$(now)" \
-            "\"argv0\": $argv0, \"host\": $(json "$host"), \"job_id\": $job, \"pid\": ${pid:-null}" \
+            "$1" "$2" "$started" "$stamp" \
+            "\"argv0\": $argv0, \"host\": $host, \"job_id\": $job, \"pid\": ${pid:-null}" \
             >"$tmp" 2>/dev/null && { sync -- "$tmp" 2>/dev/null; mv -f -- "$tmp" "$status" \
             2>/dev/null; }; then
         return 0
@@ -199,17 +205,30 @@ done
 # abort when one interrupts a command substitution), and the status file must be written.
 trap - CHLD CONT
 trap '' TERM INT HUP USR1 USR2
-killed=
-if [ "$rc" -gt 128 ]; then
-    killed=1
-    while IFS= read -r line; do
-        case $line in
-            *" $pid "*"Exit "*|*" $pid "*Done*) killed= ;;
-            *" $pid "*) killed=1 ;;
-        esac
-    done <"$jobs_file" 2>/dev/null
-fi
+# The job table's last word on the command. A signal interrupting `wait` while the job table
+# was being listed can leave $? without the status (-1): the table then decides it.
+ended=
+while IFS= read -r line; do
+    case $line in *" $pid "*) ended=${line#*" $pid "} ;; esac
+done <"$jobs_file" 2>/dev/null
 rm -f -- "$jobs_file"
+killed=
+case $ended in
+    Exit\ *|Done*) ;;
+    ?*) [ "$rc" -gt 128 ] && [ "$rc" -le 255 ] && killed=1 ;;
+esac
+if [ "$rc" -lt 0 ] || [ "$rc" -gt 255 ] || { [ "$rc" -eq 127 ] && [ -n "$ended" ]; }; then
+    case $ended in
+        Exit\ *) rc=${ended#Exit } rc=${rc%% *} ;;
+        Done*) rc=0 ;;
+        *) killed=1
+           case $ended in
+               Hangup*) rc=129 ;; Interrupt*) rc=130 ;; Quit*) rc=131 ;; Killed*) rc=137 ;;
+               User\ defined\ signal\ 1*) rc=138 ;; User\ defined\ signal\ 2*) rc=140 ;;
+               Aborted*) rc=134 ;; Segmentation*) rc=139 ;; *) rc=143 ;;
+           esac ;;
+    esac
+fi
 
 if [ -n "$pump_pid" ]; then
     # The pump ends at end of output. A grandchild still holding the pipe must not keep the
