@@ -6,33 +6,44 @@ that are amortised across worksets (queue queries, pause flag). Step subprocesse
 data (S3 GetObject/PutObject of FASTQs and results); those are data transfer, not control,
 and are listed separately from their own counters where relevant.
 
-    python bench/lifecycle_calls.py [N]
+    python bench/lifecycle_calls.py [N] [--no-slurm]
 
-Runs twice: without notifications, and with the SNS topic and dead-letter queue attached
-through the outbox (daylib/outbox.py), to show what events cost.
+Runs three times: local executor without notifications; local executor with the SNS topic
+and dead-letter queue attached through the outbox (daylib/outbox.py), to show what events
+cost; and the Slurm executor (a real single-node Slurm, as the tests start it) with
+notifications. Each run also prints the write capacity units per lifecycle as DynamoDB
+bills them (bench/_wcu.py): item size rounded up to 1 KB per write, plus each index write.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 import tempfile
 from collections import Counter
+from pathlib import Path
+from typing import Any
 
-from _common import CallCounter, bench_settings, deploy
+from _common import ROOT, CallCounter, bench_settings, deploy
+from _wcu import WriteCost
 
 from daylib import wiring
+from daylib.aws import raw_client
 from daylib.dlq import DeadLetterQueue, ensure_queue
 from daylib.emulator import start_moto
+from daylib.executors.base import Executor
 from daylib.executors.local import LocalExecutor
+from daylib.executors.slurm import SlurmExecutor
 from daylib.notify import SnsTopic, ensure_topic
 
 WRITES = {"PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem"}
 
 
-def lifecycle(n: int, events: bool) -> dict[str, object]:
+def lifecycle(n: int, events: bool, executor: Executor) -> dict[str, Any]:
     server = start_moto(in_process=False)
     try:
-        with tempfile.TemporaryDirectory() as work:
+        with tempfile.TemporaryDirectory(dir="/tmp") as work:
+            os.chmod(work, 0o755)  # Slurm's steps run as this user, but keep it traversable
             s = bench_settings(server.endpoint_url, work, max_concurrent=4, poll_seconds=0.5)
             clients, store, s3 = deploy(s)
             outbox = None
@@ -50,7 +61,9 @@ def lifecycle(n: int, events: bool) -> dict[str, object]:
                             "reference_genome: hg38\n")
             counter = CallCounter(clients.client("dynamodb"), clients.client("s3"),
                                   clients.client("sns"), clients.client("sqs"))
-            mon = wiring.monitor_for(s, clients, store=store, s3=s3, executor=LocalExecutor(),
+            cost = WriteCost(clients.client("dynamodb"),
+                             raw_client("dynamodb", endpoint_url=server.endpoint_url), store.table)
+            mon = wiring.monitor_for(s, clients, store=store, s3=s3, executor=executor,
                                      outbox=outbox)
             mon.run(once=True)
             calls = counter.snapshot()
@@ -59,23 +72,60 @@ def lifecycle(n: int, events: bool) -> dict[str, object]:
             pending = sum(len(r.outbox or {}) for r in recs.values())
     finally:
         server.stop()
-    return {"calls": calls, "states": states, "pending": pending}
+    return {"calls": calls, "states": states, "pending": pending, "wcu": cost.wcu}
+
+
+def runs(slurm: bool) -> list[tuple[str, bool, Any]]:
+    """(title, notifications, executor factory); the Slurm one starts a real Slurm."""
+    out: list[tuple[str, bool, Any]] = [
+        ("local executor, without notifications", False, LocalExecutor),
+        ("local executor, with notifications (SNS topic + dead-letter queue, outbox)", True,
+         LocalExecutor)]
+    if slurm:
+        out.append(("Slurm executor, with notifications", True,
+                    lambda: SlurmExecutor(poll_seconds=0.25)))
+    return out
 
 
 def main() -> int:
-    n = int(sys.argv[1]) if len(sys.argv) > 1 else 10
-    for events in (False, True):
-        r = lifecycle(n, events)
-        calls: Counter[str] = r["calls"]  # type: ignore[assignment]
-        print("\n== with notifications (SNS topic + dead-letter queue, through the outbox) =="
-              if events else "\n== without notifications ==")
-        report(n, calls, r["states"])  # type: ignore[arg-type]
-        if events:
-            print(f"events still pending on the items: {r['pending']}")
+    args = [a for a in sys.argv[1:] if not a.startswith("--")]
+    n = int(args[0]) if args else 10
+    sys.path.insert(0, str(ROOT))
+    from tests.support.slurm import slurm_unavailable_reason, start_slurm
+
+    reason = None if "--no-slurm" not in sys.argv else "--no-slurm"
+    reason = reason or slurm_unavailable_reason()
+    cluster = None
+    if reason is None:
+        cluster = start_slurm(Path(tempfile.mkdtemp(prefix="lcb-", dir="/tmp")))
+        os.environ.update(cluster.env)
+    try:
+        for title, events, make in runs(cluster is not None):
+            r = lifecycle(n, events, make())
+            print(f"\n== {title} ==")
+            report(n, r["calls"], r["states"])
+            report_wcu(n, r["wcu"])
+            if events:
+                print(f"events still pending on the items: {r['pending']}")
+    finally:
+        if cluster is not None:
+            cluster.stop()
+    if reason:
+        print(f"\nSlurm executor not run: {reason}")
     print("\ntarget: <= 5 DynamoDB writes per lifecycle; no per-transition CloudWatch call."
           "\nWith notifications, one more small write per workset clears the last event "
           "(the outbox ack), after it was published.")
     return 0
+
+
+def report_wcu(n: int, wcu: Counter[str]) -> None:
+    mine = {k.removeprefix("workset "): v for k, v in wcu.items() if k.startswith("workset ")}
+    print(f"write capacity units per workset lifecycle (as billed: 1 KB rounding, index "
+          f"writes): {sum(mine.values()) / n:.2f}  "
+          + ", ".join(f"{k} {v / n:.2f}" for k, v in sorted(mine.items())))
+    other = {k: v for k, v in wcu.items() if not k.startswith("workset ")}
+    print(f"write capacity units on registry/control items (periodic, not per workset): "
+          f"{dict(other)}")
 
 
 def report(n: int, calls: Counter[str], states: Counter[str]) -> None:

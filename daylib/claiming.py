@@ -58,6 +58,8 @@ class Claimer:
         self.orphans: list[WorksetRecord] = []  # dead leases seen, awaiting a free slot
         self.aged: list[WorksetRecord] = []
         self.saw_ready = False
+        self.ready_any = False  # the last look at the ready index found anything, ours or not
+        self.next_retry_at: float | None = None  # earliest retry not yet due (the last look)
         self._cands: list[WorksetRecord] = []
         self._cands_expire = 0.0
         self._contended_until = 0.0
@@ -69,7 +71,10 @@ class Claimer:
 
     def promote_retries(self, now: float) -> int:
         promoted = 0
-        for rec in self.store.due_retries(now):
+        waiting = self.store.active(S.RETRYING)
+        self.next_retry_at = min((r.retry_at for r in waiting
+                                  if r.retry_at is not None and r.retry_at > now), default=None)
+        for rec in (r for r in waiting if (r.retry_at or 0) <= now):
             full = self.store.get(rec.workset_id)
             if full is None or full.state != S.RETRYING or (full.retry_at or 0) > now:
                 continue
@@ -123,9 +128,10 @@ class Claimer:
         free = self._free()
         if free <= 0:
             return
+        refreshed = False
         if not self._cands or now >= self._cands_expire:
             self._refresh_candidates(now, free)
-        refreshed = False
+            refreshed = not self._cands  # nothing ready just now: not asked again below
         while free > 0 and self._active():
             if not self._cands:
                 if refreshed:
@@ -180,7 +186,9 @@ class Claimer:
         """The first ``want`` ready worksets routed to this cluster, in queue order. Those
         routed nowhere get the reason noted on them; those routed elsewhere are skipped."""
         mine: list[WorksetRecord] = []
+        self.ready_any = False
         for pages, page in enumerate(self.store.ready_pages(want), start=1):
+            self.ready_any = self.ready_any or bool(page)
             for rec in page:
                 decision = self.registry.route(rec, now)
                 if decision.cluster == self.cluster:

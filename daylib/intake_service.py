@@ -46,8 +46,11 @@ class IntakeService:
             thread.join(timeout)
 
     def _handle(self, folder: str) -> str:
+        """A folder event wakes the monitor when it registered the workset, or found it
+        registered already (``submit`` registers before it uploads): an idle monitor then
+        looks at the queue at once instead of at its next idle pass."""
         outcome = self.intake.consider(folder)
-        if outcome == "registered":
+        if outcome in ("registered", "known"):
             self.wake()
         return outcome
 

@@ -125,14 +125,16 @@ class Metrics:
             self.emit("DeadLetters", 1, {"category": category, "customer": customer or ""},
                       **props)
 
-    def sample_queue(self, store: ReadyCounts, running: int) -> None:
-        """Ready depth and oldest-ready age per priority, plus totals (each a few reads)."""
+    def sample_queue(self, store: ReadyCounts, running: int, *,
+                     known_empty: bool = False) -> None:
+        """Ready depth and oldest-ready age per priority, plus totals (each a few reads;
+        none when the caller just saw the ready index empty)."""
         if not self.enabled:
             return
         now = self.clock()
         total, oldest = 0, 0.0
         for name in PRIORITIES:
-            count, first = store.ready_summary(priority_rank(name))
+            count, first = (0, None) if known_empty else store.ready_summary(priority_rank(name))
             age = max(0.0, now - iso_epoch(first)) if first else 0.0
             total += count
             oldest = max(oldest, age)

@@ -26,6 +26,7 @@ from daylib.config import Settings
 from daylib.errors import DaylibError
 from daylib.executors.base import Executor
 from daylib.heartbeat import Heartbeat
+from daylib.idle import IdlePacer
 from daylib.intake import Intake
 from daylib.intake_events import IntakeQueue
 from daylib.intake_service import IntakeService, settings_listing_seconds
@@ -99,6 +100,9 @@ class Monitor:
         self._next_reap = 0.0
         self._paused = False
         self._next_control = 0.0
+        self.pacer = IdlePacer(self.cfg.poll_seconds, self.cfg.idle_max_seconds)
+        self._next_pass = 0.0
+        self._owned_seen = False  # the last lease check found owned worksets (anyone's)
         self._finished = self._finished_seen = 0  # worksets ended; as of the last tick
         rng = random.Random(self.monitor_id)
         self._tick_outage = Outage("monitor pass", log)
@@ -157,10 +161,17 @@ class Monitor:
             else:
                 ready_sent = False
                 while not self._stopping.is_set():
-                    passed = self._tick(force=False)
-                    if passed and not ready_sent:  # systemd Type=notify: after a good pass
-                        ready_sent = sd_notify("READY=1")
-                    self._wake.wait(max(self.cfg.poll_seconds, self._tick_outage.delay()))
+                    if time.time() >= self._next_pass:
+                        passed = self._tick(force=False)
+                        if passed and not ready_sent:  # systemd Type=notify: after a good pass
+                            ready_sent = sd_notify("READY=1")
+                        self._next_pass = self.pacer.due(time.time(),
+                                                         self.claimer.next_retry_at)
+                    else:  # idle: between passes only the cluster heartbeat is due
+                        self._beat_quietly()
+                    due = min(self._next_pass, self.registry.next_beat_at)
+                    if self._wake.wait(max(due - time.time(), self._tick_outage.delay())):
+                        self._woken()
                     self._wake.clear()
         finally:
             if self.intake_service is not None:
@@ -174,6 +185,22 @@ class Monitor:
                 self.outbox.drain(self.store)
         log.info("monitor %s stopped: %s", self.monitor_id, self.stats)
         return 0
+
+    def _woken(self) -> None:
+        """An event (registration, finished run): a pass now, at the busy pace, reading the
+        pause flag before claiming however long the idle pause was."""
+        self._next_pass = 0.0
+        if self.pacer.idle:
+            self.pacer.busy()
+            self._next_control = 0.0
+            self._next_reap = min(self._next_reap, time.time() + self.cfg.reap_seconds)
+
+    def _beat_quietly(self) -> None:
+        try:
+            self.registry.beat(self.cfg.max_concurrent - self._free(), self._paused,
+                               idle=self.pacer.idle)
+        except DaylibError as exc:
+            log.warning("cluster heartbeat failed, will retry: %s", exc)
 
     def _start_serving(self) -> None:
         """Read the pause flag and register the cluster, waiting out an outage at start:
@@ -227,15 +254,18 @@ class Monitor:
         """Claim first (cheap, and what latency depends on), then housekeeping; claim again
         if housekeeping made work ready. False if the pass failed."""
         now = time.time()
+        idle = self.pacer.idle
         with self._lock:
             self._finished_seen = self._finished
         try:
             if force or now >= self._next_control:
-                self._next_control = now + self.cfg.poll_seconds
+                self._next_control = now + self.pacer.interval
                 self._paused = self.store.control().paused
-            self.registry.beat(self.cfg.max_concurrent - self._free(), self._paused)
+            self.registry.beat(self.cfg.max_concurrent - self._free(), self._paused, idle=idle)
             if (force or now >= self._next_reap) and not self._paused:
-                self.claimer.orphans = self.leases.expired(self.store.owned())
+                owned = self.store.owned()
+                self._owned_seen = bool(owned)
+                self.claimer.orphans = self.leases.expired(owned)
             self.claimer.take_over_expired()  # a dead monitor's work before new work: it is older
             self._fill_if_allowed(now)
             found = 0
@@ -243,20 +273,25 @@ class Monitor:
                                                              now >= self._next_discovery):
                 self._next_discovery = now + self.cfg.discovery_seconds
                 found += len(self.intake.scan().registered)
-            if force or now >= self._next_reap:
-                self._next_reap = now + self.cfg.reap_seconds
+            retry_due = (self.claimer.next_retry_at or float("inf")) <= now
+            if force or now >= self._next_reap or retry_due:
+                self._next_reap = now + max(self.cfg.reap_seconds, self.pacer.interval)
                 found += self.claimer.promote_retries(now)
                 if self.outbox is not None:
                     self.outbox.tick(self.store, now=now)
-                self.claimer.aged = self.store.aged(self.cfg.max_concurrent,
-                                                    now - self.cfg.promote_after_seconds)
+                # nothing ready at all: nothing to age (skip one read per priority level)
+                self.claimer.aged = [] if idle and not self.claimer.ready_any else \
+                    self.store.aged(self.cfg.max_concurrent,
+                                    now - self.cfg.promote_after_seconds)
                 self.caps.reconcile()
                 found += len(self.claimer.aged)
             if now >= self._next_metrics:
                 self._next_metrics = now + self.settings.metrics.interval_seconds
-                self.metrics.sample_queue(self.store, self.cfg.max_concurrent - self._free())
+                self.metrics.sample_queue(self.store, self.cfg.max_concurrent - self._free(),
+                                          known_empty=idle and not self.claimer.ready_any)
             if found:
                 self._fill_if_allowed(time.time())
+            self._pace(found)
         except DaylibError as exc:
             if is_transient(exc):
                 self._tick_outage.failed(exc)
@@ -265,6 +300,16 @@ class Monitor:
             return False
         self._tick_outage.ok()
         return True
+
+    def _pace(self, found: int) -> None:
+        """Slow down after a pass with nothing to do; back to ``poll_seconds`` otherwise."""
+        with self._lock:
+            working = bool(self._running)
+        if (working or found or self.claimer.ready_any or self.claimer.orphans
+                or self._owned_seen or self.claimer.next_retry_at is not None):
+            self.pacer.busy()
+        else:
+            self.pacer.quiet()
 
     def _claiming(self) -> bool:
         return not self._paused and not self._stopping.is_set()

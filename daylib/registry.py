@@ -70,16 +70,28 @@ class Registry:
             monitor_id=self.monitor_id, heartbeat_at=time.time(),
             lease_seconds=r.cluster_stale_seconds, paused=paused)
 
-    def beat(self, running: int, paused: bool, *, force: bool = False) -> None:
-        """Publish this cluster and refresh the view of the others (one put, one query)."""
+    def beat(self, running: int, paused: bool, *, force: bool = False,
+             idle: bool = False) -> None:
+        """Publish this cluster and refresh the view of the others (one put, one query).
+        ``idle``: nothing to route, so no query, and a put only as often as staying fresh
+        needs (half of ``cluster_stale_seconds``)."""
         now = time.time()
         if not force and now < self._next_beat:
             return
-        self._next_beat = now + self.settings.routing.cluster_heartbeat_seconds
+        r = self.settings.routing
+        self._next_beat = now + (max(r.cluster_heartbeat_seconds, r.cluster_stale_seconds / 2)
+                                 if idle and not force else r.cluster_heartbeat_seconds)
         mine = self.me(running, paused)
         self.store.put_cluster(mine.to_item())
+        if idle and not force and self.clusters:
+            self.clusters = [c for c in self.clusters if c.name != self.name] + [mine]
+            return
         others = [ClusterInfo.from_item(c) for c in self.store.clusters()]
         self.clusters = [c for c in others if c.name != self.name] + [mine]
+
+    @property
+    def next_beat_at(self) -> float:
+        return self._next_beat
 
     def route(self, rec: WorksetRecord, now: float) -> Route:
         since = rec.routing.get("since") or (epoch(rec.created_at) if rec.created_at else now)

@@ -2,8 +2,9 @@
 
 Why: without Slurm accounting a finished job vanishes from ``squeue``/``scontrol`` after
 ``MinJobAge``, taking its exit code with it. The status file is the durable record the executor
-reads instead. Standard library only and no daylib imports, so it starts fast on a compute node
-(the Slurm executor runs this file by path with ``python -I``; ``python -m`` works too)::
+reads instead. The executors run its POSIX sh twin, ``jobwrap.sh`` (same arguments, same
+files, no interpreter start per step); this module is the contract's reference, and the
+tests hold both to it. Standard library only, no daylib imports::
 
     python -m daylib.executors.jobwrap --status FILE --log FILE [--max-bytes N] -- argv...
 

@@ -1,10 +1,10 @@
 """Runs steps as processes on this machine (argv, no shell), for the demo and tests.
 
-Each step runs under the same wrapper as on Slurm (``jobwrap``), detached in its own
-session, leaving a pid record and an exit-status file in the work directory. So a monitor
-restarted or taken over at any instant finds the step still running (or its result) and
-adopts it instead of starting it twice. For the same reason ``wait`` leaves a step running
-when told to stop (a takeover or hand-back): only ``cancel`` ends one.
+Each step runs under the same wrapper as on Slurm (``jobwrap.sh``: no interpreter start),
+detached in its own session, leaving a pid record and an exit-status file in the work
+directory. So a monitor restarted or taken over at any instant finds the step still running
+(or its result) and adopts it instead of starting it twice. For the same reason ``wait``
+leaves a step running when told to stop (a takeover or hand-back): only ``cancel`` ends one.
 
 Every wrapper started here gets a thread blocked in ``waitpid`` on it, so a step that ends
 is reaped at once, whoever is (or is no longer) waiting for it: no ``<defunct>`` entries.
@@ -16,7 +16,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -24,7 +23,7 @@ from pathlib import Path
 from daylib.executors.base import StepOutcome, StepRequest
 
 TAIL_BYTES = 4096
-JOBWRAP = Path(__file__).resolve().with_name("jobwrap.py")
+JOBWRAP = Path(__file__).resolve().with_name("jobwrap.sh")
 DONE_REF = "done"
 LOST_GRACE_SECONDS = 2.0
 
@@ -87,7 +86,7 @@ class LocalExecutor:
     def submit(self, req: StepRequest) -> str:
         req.workdir.mkdir(parents=True, exist_ok=True)
         req.status_file.unlink(missing_ok=True)
-        argv = [sys.executable, "-I", str(JOBWRAP), *req.wrapper_args()]
+        argv = ["/bin/bash", str(JOBWRAP), *req.wrapper_args()]
         proc = subprocess.Popen(argv, cwd=req.workdir, env={**os.environ, **req.env},
                                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL, start_new_session=True,

@@ -1,6 +1,7 @@
 """Runs steps as Slurm batch jobs (sbatch, scontrol, squeue, scancel, sinfo).
 
-How a step's end is known: each batch job runs ``jobwrap``, which writes the request's status
+How a step's end is known: each batch job runs ``jobwrap.sh`` (a POSIX sh wrapper, so no
+interpreter starts per step), which writes the request's status
 file when the command ends. Without Slurm accounting that file is the only durable record
 (Slurm forgets a job ``MinJobAge`` seconds after it ends), so it decides the outcome; Slurm's
 JobState refines a failure into TIMEOUT, OUT_OF_MEMORY, CANCELLED, NODE_FAIL and the like.
@@ -31,7 +32,6 @@ import os
 import re
 import shlex
 import subprocess
-import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -44,7 +44,7 @@ from daylib.executors.local import TAIL_BYTES, tail
 
 log = logging.getLogger(__name__)
 
-JOBWRAP = Path(__file__).resolve().with_name("jobwrap.py")
+JOBWRAP = Path(__file__).resolve().with_name("jobwrap.sh")
 # Slurm states after which the job will not run again (we submit with --no-requeue).
 TERMINAL = frozenset({"COMPLETED", "FAILED", "TIMEOUT", "OUT_OF_MEMORY", "CANCELLED",
                       "NODE_FAIL", "BOOT_FAIL", "DEADLINE", "PREEMPTED", "REVOKED"})
@@ -95,8 +95,8 @@ class SlurmExecutor:
     """Submits each step as one batch job running ``jobwrap`` around the step's argv.
 
     ``env`` is added to the environment of every Slurm command (e.g. ``SLURM_CONF``); the
-    job gets that environment plus ``req.env`` through ``--export=ALL``. ``python`` (and this
-    package's ``jobwrap.py``) must exist at the same path on the compute nodes.
+    job gets that environment plus ``req.env`` through ``--export=ALL``. This package's
+    ``jobwrap.sh`` must exist at the same path on the compute nodes.
     """
 
     name = "slurm"
@@ -104,7 +104,7 @@ class SlurmExecutor:
 
     def __init__(self, *, partition: str | None = None, account: str | None = None,
                  poll_seconds: float = 1.0, command_timeout_seconds: float = 30.0,
-                 env: dict[str, str] | None = None, python: str = sys.executable,
+                 env: dict[str, str] | None = None,
                  extra_sbatch_args: list[str] | None = None, lost_grace_seconds: float = 10.0,
                  settle_seconds: float = 30.0) -> None:
         self.partition = partition
@@ -112,7 +112,6 @@ class SlurmExecutor:
         self.poll_seconds = poll_seconds
         self.command_timeout_seconds = command_timeout_seconds
         self.env = dict(env or {})
-        self.python = python
         self.extra_sbatch_args = list(extra_sbatch_args or [])
         # How long a job Slurm calls ended may lack its status file (shared-FS latency).
         self.lost_grace_seconds = lost_grace_seconds
@@ -160,7 +159,7 @@ class SlurmExecutor:
         return None
 
     def batch_script(self, req: StepRequest) -> str:
-        wrap = [self.python, "-I", str(JOBWRAP), *req.wrapper_args()]
+        wrap = ["/bin/bash", str(JOBWRAP), *req.wrapper_args()]
         return (f"#!/bin/sh\n# daylib step {req.job_key}\n"
                 f"exec {' '.join(shlex.quote(a) for a in wrap)}\n")
 

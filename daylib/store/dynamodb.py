@@ -263,6 +263,9 @@ class DynamoStore(DynamoSlots, QueueReads):
             expr.set(attr, v, key)
         for attr, key in changes.entry_removes:
             expr.remove(attr, key)
+        for attr, items in changes.appends.items():
+            expr.set_expr(attr, f"list_append(if_not_exists({expr.name(attr)}, "
+                                f"{expr.value([])}), {expr.value(items)})")
         try:
             self._write(workset_id, expr, ReturnValues="NONE",
                         ReturnValuesOnConditionCheckFailure="ALL_OLD")

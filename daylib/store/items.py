@@ -38,12 +38,20 @@ def queue_key(priority: str, created_at: str, workset_id: str) -> str:
 
 
 def index_fields(rec: WorksetRecord, state: str, priority: str) -> dict[str, Any]:
-    """Attributes that put an item in exactly one of the active and done indexes
-    (None = remove)."""
+    """Attributes that put an item in exactly one of the active and done indexes (None =
+    remove); only those that change, so a write stays small and leaves index keys alone."""
+    was_active = rec.state in S.ACTIVE
     if state in S.ACTIVE:
-        return {"active_state": state,
-                "queue_key": queue_key(priority, rec.created_at, rec.workset_id),
-                "done_state": None, "created_key": None}
+        out: dict[str, Any] = {}
+        if state != rec.state or not was_active:
+            out["active_state"] = state
+        if priority != rec.priority or not was_active:
+            out["queue_key"] = queue_key(priority, rec.created_at, rec.workset_id)
+        if not was_active:
+            out.update(done_state=None, created_key=None)
+        return out
+    if not was_active:
+        return {"done_state": state} if state != rec.state else {}
     return {"done_state": state, "created_key": f"{rec.created_at}#{rec.workset_id}",
             "active_state": None, "queue_key": None}
 

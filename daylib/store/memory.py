@@ -127,6 +127,8 @@ class MemoryStore(QueueReads):
                 item.setdefault(attr, {})[key] = copy.deepcopy(v)
             for attr, key in changes.entry_removes:
                 item.get(attr, {}).pop(key, None)
+            for attr, items in changes.appends.items():
+                item.setdefault(attr, []).extend(copy.deepcopy(items))
 
     def _put_new(self, item: dict[str, Any]) -> bool:
         with self.memory.lock:

@@ -51,6 +51,7 @@ class Changes:
     attrs: dict[str, Any] = field(default_factory=dict)
     entry_sets: dict[tuple[str, str], Any] = field(default_factory=dict)
     entry_removes: list[tuple[str, str]] = field(default_factory=list)
+    appends: dict[str, list[Any]] = field(default_factory=dict)  # list attributes grown
 
 
 @dataclass
@@ -286,16 +287,21 @@ class WorksetRules:
         if release or to not in S.OWNED:
             attrs.update(owner_id=None, lease_expires=None)
             changes.update(owner=None, lease_expires=None)
+        appends: dict[str, list[Any]] = {}
         if to != rec.state or reason:
-            hist = bounded(rec.history, history_entry(now, rec.state, to, actor, reason),
-                           self.keep_first, self.keep_last)
-            attrs.update(history=hist, history_total=rec.history_total + 1)
+            entry = history_entry(now, rec.state, to, actor, reason)
+            hist = bounded(rec.history, entry, self.keep_first, self.keep_last)
+            if len(hist) > len(rec.history):  # nothing trimmed: append, not rewrite the list
+                appends["history"] = [entry]
+            else:
+                attrs["history"] = hist
+            attrs["history_total"] = rec.history_total + 1
             changes.update(history=hist, history_total=rec.history_total + 1)
         new = replace(rec, state=to, version=rec.version + 1, updated_at=updated_at, appended=(),
                       **{k: ([] if v is None and k in _LIST_FIELDS else
                              {} if v is None and k in _DICT_FIELDS else v)
                          for k, v in changes.items()})
-        return new, Changes(attrs=attrs)
+        return new, Changes(attrs=attrs, appends=appends)
 
     def _plan_outbox(self, changes: Changes, rec: WorksetRecord, new: WorksetRecord,
                      actor: str, now: float, events: Events,

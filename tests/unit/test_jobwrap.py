@@ -1,4 +1,6 @@
-"""jobwrap without Slurm: exit codes, signals, unstartable commands; the status file always."""
+"""jobwrap without Slurm: exit codes, signals, unstartable commands; the status file always.
+Every test runs against both wrappers: ``jobwrap.sh`` (what the executors start) and the
+Python reference ``jobwrap.py``."""
 
 from __future__ import annotations
 
@@ -10,22 +12,35 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from daylib.executors import jobwrap
+from daylib.executors.base import StepRequest
+from daylib.executors.local import LocalExecutor
+from daylib.executors.slurm import SlurmExecutor
 
 JOBWRAP = Path(jobwrap.__file__)
+JOBWRAP_SH = JOBWRAP.with_name("jobwrap.sh")
 HANG_GUARD_SECONDS = 120.0
+WRAPPERS = {"sh": ["/bin/bash", str(JOBWRAP_SH)], "python": [sys.executable, "-I", str(JOBWRAP)]}
+WRAPPER: list[str] = []
+
+
+@pytest.fixture(autouse=True, params=sorted(WRAPPERS))
+def wrapper(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    monkeypatch.setattr(sys.modules[__name__], "WRAPPER", WRAPPERS[request.param])
+    yield request.param
 
 
 BOUNDS = ["--max-bytes", "8192", "--head-bytes", "1024"]
 
 
 def wrap(tmp_path: Path, *argv: str, limits: list[str] | None = None) -> subprocess.Popen[bytes]:
-    """Start the wrapper the way the Slurm batch script does (isolated, by path)."""
-    return subprocess.Popen([sys.executable, "-I", str(JOBWRAP), "--status",
+    """Start the wrapper the way the executors do (by path)."""
+    return subprocess.Popen([*WRAPPER, "--status",
                              str(tmp_path / "st" / "status.json"), "--log",
                              str(tmp_path / "logs" / "step.log"), *(limits or []), "--", *argv],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -92,6 +107,13 @@ def test_child_killed_by_signal(tmp_path: Path) -> None:
     rc, st, _ = finish(tmp_path, *py("import os, signal; os.kill(os.getpid(), signal.SIGKILL)"))
     assert rc == 128 + signal.SIGKILL
     assert (st["exit_code"], st["signal"]) == (None, signal.SIGKILL)
+
+
+def test_exit_code_above_128_is_an_exit_not_a_signal(tmp_path: Path) -> None:
+    """A command exiting 137 (as an OOM-aware tool may) is not one killed by SIGKILL."""
+    rc, st, _ = finish(tmp_path, *py("import sys; sys.exit(137)"))
+    assert rc == 137
+    assert (st["exit_code"], st["signal"]) == (137, None)
 
 
 def test_argv_is_not_interpreted_by_a_shell(tmp_path: Path) -> None:
@@ -238,3 +260,44 @@ print("bye", flush=True)
     finally:
         with contextlib.suppress(OSError, ValueError):
             os.kill(int((tmp_path / "pids").read_text()), signal.SIGKILL)
+
+
+def _request(tmp_path: Path) -> StepRequest:
+    ready = tmp_path / "ready"
+    return StepRequest("ws-1", 1, "run", ["sh", "-c", f"touch {ready}; exec sleep 30"],
+                       tmp_path / "work")
+
+
+def _exe(pid: int) -> str:
+    return os.path.basename(os.readlink(f"/proc/{pid}/exe"))
+
+
+def test_local_executor_starts_no_interpreter_per_step(tmp_path: Path, wrapper: str) -> None:
+    """Slot refill: the wrapper around each step is sh, not a Python interpreter start."""
+    if wrapper != "sh":
+        pytest.skip("about the executors, not a wrapper")
+    ex = LocalExecutor()
+    req = _request(tmp_path)
+    ref = ex.submit(req)
+    try:
+        wait_for(tmp_path / "ready")
+        assert "python" not in _exe(int(ref))
+        assert ex.find(req) == ref  # adoption still finds the running step by its pid file
+    finally:
+        ex.cancel(ref)
+    assert status_of(req)["signal"] == signal.SIGTERM
+
+
+def status_of(req: StepRequest) -> dict[str, object]:
+    wait_for(req.status_file)
+    data = json.loads(req.status_file.read_text())
+    assert isinstance(data, dict)
+    return data
+
+
+def test_slurm_batch_script_starts_no_interpreter(tmp_path: Path, wrapper: str) -> None:
+    if wrapper != "sh":
+        pytest.skip("about the executors, not a wrapper")
+    script = SlurmExecutor().batch_script(_request(tmp_path))
+    assert "python" not in script
+    assert f"exec /bin/bash {JOBWRAP_SH} --status" in script
