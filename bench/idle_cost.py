@@ -29,13 +29,12 @@ from typing import Any
 from _common import ROOT, bench_settings, deploy
 from queue_depth import item
 
+from daylib import wiring
 from daylib.dlq import DeadLetterQueue, ensure_queue
 from daylib.emulator import start_moto
 from daylib.executors.local import LocalExecutor
 from daylib.intake_events import IntakeQueue, ensure_intake
-from daylib.monitor import Monitor
 from daylib.notify import SnsTopic, ensure_topic
-from daylib.outbox import Outbox
 
 sys.path.insert(0, str(ROOT))
 from tests.support.iamrecord import calls
@@ -106,11 +105,10 @@ def measure(history: int, window_s: float) -> tuple[Counter[str], Counter[str], 
                                 batch_size=s.intake.batch_size)
             topic, _ = ensure_topic(clients.client("sns"), f"events-{s.storage.bucket}")
             dlq, _ = ensure_queue(sqs, f"dlq-{s.storage.bucket}")
-            outbox = Outbox(topic=SnsTopic(clients.client("sns"), topic),
-                            dlq=DeadLetterQueue(sqs, dlq))
-            mon = Monitor(s, store, s3, LocalExecutor(), notifier=outbox,
-                          step_env=clients.subprocess_env(), region=clients.region,
-                          intake_queue=queue)
+            outbox = wiring.outbox_for(s, clients, topic=SnsTopic(clients.client("sns"), topic),
+                                       dlq=DeadLetterQueue(sqs, dlq))
+            mon = wiring.monitor_for(s, clients, store=store, s3=s3, executor=LocalExecutor(),
+                                     outbox=outbox, intake_queue=queue)
             before = len(_recording_lines(recording))
             thread = threading.Thread(target=mon.run, name="idle-monitor", daemon=True)
             thread.start()
