@@ -12,7 +12,7 @@ import shutil
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,7 @@ from daylib.config import PRIORITIES, Settings, load_settings
 from daylib.dlq import DeadLetterQueue, ensure_queue, queue_for
 from daylib.errors import AwsError, ConfigError, DaylibError, NotFound, UserError
 from daylib.executors.base import Executor
+from daylib.late_setup import LateSetup
 from daylib.notify import ensure_topic, topic_for
 from daylib.outbox import Outbox
 from daylib.progress import Tally, reporter
@@ -49,6 +50,7 @@ class Context:
     _store: DynamoStore | None = None
     _outbox: Outbox | None = None
     _dlq: DeadLetterQueue | None = None
+    late: LateSetup = field(default_factory=LateSetup)
 
     @property
     def clients(self) -> AwsClients:
@@ -80,34 +82,34 @@ class Context:
     @property
     def notifier(self) -> Outbox | None:
         """The outbox publishing this process's events, attached to ``store`` (None when
-        neither notifications nor the dead-letter queue are configured)."""
+        neither notifications nor the dead-letter queue are configured). A lookup that AWS
+        did not answer is kept in ``late`` for the monitor to retry."""
         if self._outbox is None:
             n, d = self.settings.notify, self.settings.dlq
-            topic = None
-            if n.enabled:
-                try:
-                    topic = topic_for(self.clients.client("sns"), topic_arn=n.topic_arn,
-                                      topic_name=n.topic_name)
-                except AwsError as exc:
-                    log.warning("cannot look up SNS topic %r: %s", n.topic_name, exc)
-                if topic is None:
+            outbox = Outbox(topic=None, dlq=None, stale_seconds=n.stale_seconds,
+                            ack_delay_seconds=n.ack_delay_seconds,
+                            max_pending=n.max_pending)
+
+            def find_topic() -> None:
+                outbox.topic = topic_for(self.clients.client("sns"), topic_arn=n.topic_arn,
+                                         topic_name=n.topic_name)
+                if outbox.topic is None:
                     log.warning("notifications are off: SNS topic %r not found (run "
                                 "`daylily-workset init`, or set notify.enabled: false)",
                                 n.topic_name)
-            dlq = None
-            if d.enabled:
-                try:
-                    dlq = self.dlq
-                except AwsError as exc:
-                    log.warning("cannot look up dead-letter queue %r: %s", d.queue_name, exc)
-                if dlq is None:
+
+            def find_dlq() -> None:
+                outbox.dlq = self.dlq
+                if outbox.dlq is None:
                     log.warning("dead-lettering is off: queue %r not found (run "
                                 "`daylily-workset init`, or set dlq.enabled: false)",
                                 d.queue_name)
-            outbox = Outbox(topic=topic, dlq=dlq, stale_seconds=n.stale_seconds,
-                            ack_delay_seconds=n.ack_delay_seconds,
-                            max_pending=n.max_pending)
-            if not outbox.enabled:
+
+            if n.enabled:
+                self.late.attempt(f"notifications (SNS topic {n.topic_name!r})", find_topic)
+            if d.enabled:
+                self.late.attempt(f"dead-lettering (queue {d.queue_name!r})", find_dlq)
+            if not outbox.enabled and not self.late.pending:
                 return None
             self._outbox = outbox
             self.store.outbox = outbox
@@ -612,8 +614,15 @@ def cmd_monitor(ctx: Context, args: argparse.Namespace) -> int:
 
     monitor = Monitor(settings, ctx.store, ctx.s3, build_executor(settings),
                       notifier=ctx.notifier, step_env=ctx.clients.subprocess_env(),
-                      region=ctx.clients.region,
-                      intake_queue=intake_queue_for(ctx.clients.client("sqs"), settings))
+                      region=ctx.clients.region, late=ctx.late)
+
+    def find_intake() -> None:
+        queue = intake_queue_for(ctx.clients.client("sqs"), settings)
+        if queue is not None:
+            monitor.use_intake_queue(queue)
+
+    if settings.intake.enabled:
+        ctx.late.attempt(f"event intake (queue {settings.intake.queue_name!r})", find_intake)
     monitor.install_signal_handlers()
     code = monitor.run(once=args.once)
     if ctx.as_json:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from bench.chaos.harness import Figures, Scenario, as_json, run_scenario
 
@@ -47,6 +48,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true", help="small sizes, as CI runs them")
     p.add_argument("--json", action="store_true")
     p.add_argument("--verbose", action="store_true", help="print the monitors' log tails")
+    p.add_argument("--keep", type=Path, metavar="DIR",
+                   help="copy each scenario's monitor logs and step run log into DIR")
     args = p.parse_args(argv)
     table = scenarios(args.quick)
     unknown = [n for n in args.names if n not in table]
@@ -54,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"unknown scenario {unknown[0]!r}; known: {', '.join(table)}")
     results: list[Figures] = []
     for name in args.names or list(table):
-        fig = run_scenario(table[name], verbose=args.verbose)
+        fig = run_scenario(table[name], verbose=args.verbose, keep=args.keep)
         results.append(fig)
         print(as_json(fig) if args.json else fig.line(), flush=True)
     return 0 if all(f.clean for f in results) else 1

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import shutil
 import signal
 import statistics
 import subprocess
@@ -193,7 +194,8 @@ def max_concurrent(spans: list[tuple[float, float]]) -> int:
     return best
 
 
-def run_scenario(sc: Scenario, *, verbose: bool = False) -> Figures:
+def run_scenario(sc: Scenario, *, verbose: bool = False, keep: Path | None = None) -> Figures:
+    """``keep``: a folder to copy the monitors' logs and the steps' run log into."""
     server = start_moto(in_process=False)
     proxy = FaultProxy(server.endpoint_url)
     fig = Figures(sc.name, sc.worksets, cap=sc.global_max)
@@ -254,9 +256,15 @@ def run_scenario(sc: Scenario, *, verbose: bool = False) -> Figures:
             fig.daemon_exits, fig.kills = mons.exits, mons.kills
             _count(fig, store, ids, runs, sc.sns_down, mons.killed_at)
             fig.injected = dict(proxy.injected)
+            if keep is not None:
+                keep.mkdir(parents=True, exist_ok=True)
+                for log in [*work.glob("m*.log"), runs]:
+                    if log.exists():
+                        shutil.copy(log, keep / f"{sc.name}-{log.name}")
             if verbose:
                 for log in sorted(work.glob("m*.log")):
-                    sys.stderr.write(f"--- {log.name}\n{log.read_text()[-3000:]}\n")
+                    lines = [x for x in log.read_text().splitlines() if '"_aws"' not in x]
+                    sys.stderr.write(f"--- {log.name}\n" + "\n".join(lines[-40:]) + "\n")
     finally:
         proxy.close()
         server.stop()
