@@ -2,13 +2,16 @@
 steps' own side effects (a line per run step start and end, written by the step itself).
 
 Figures per scenario: completed; lost (ended without completing: failed, cancelled or gone);
-duplicate runs (run-step starts beyond the first, per workset); stuck (still active once the
-faults are over and the scenario's settle time has passed); time to drain; daemon exits
+duplicate runs (run-step starts beyond the first, per workset); stuck (still active at the end:
+the faults are over and nothing progressed, no workset changed state and no step started or
+ended, for ``stall_seconds`` (at least 2 leases), or the scenario's settle time ran out; a
+workset merely queued behind busy slots on a slow machine is not stuck while others
+progress); time to drain; daemon exits
 (monitors that exited on their own; the harness restarts them as systemd would); the most
 run steps alive at once, sampled every 50 ms from their timestamps, against the cap;
 takeovers, and the time from a kill -9 to each takeover of the killed monitor's work (p50 and
 max, from the taker's history entry); and the largest workset item seen (bytes of its
-JSON)."""
+JSON) with the transitions made (``history_total``) while SNS was down."""
 
 from __future__ import annotations
 
@@ -63,7 +66,8 @@ class Scenario:
     global_max: int = 0
     skews: list[float] = field(default_factory=list)
     sns_down: bool = False
-    settle_seconds: float = 60.0
+    settle_seconds: float = 60.0  # the most time after the faults, progress or not
+    stall_seconds: float = 120.0  # no progress for this long after the faults: the end
 
 
 @dataclass
@@ -83,6 +87,7 @@ class Figures:
     takeover_p50: float | None = None  # seconds from a kill -9 to the takeover
     takeover_max: float | None = None
     max_item_bytes: int = 0
+    transitions: int = 0
     injected: dict[str, int] = field(default_factory=dict)
 
     @property
@@ -100,7 +105,8 @@ class Figures:
                 f"{self.lost:>3}  dup {self.duplicates:>3}  stuck {self.stuck:>3}  drain "
                 f"{drain:>7}  exits {self.daemon_exits:>3}  max/cap {cap:>6}  kills "
                 f"{self.kills:>3}  takeovers {self.takeovers:>3} (p50/max {took})  item "
-                f"{self.max_item_bytes:>6}B")
+                f"{self.max_item_bytes:>6}B" + (f" after {self.transitions} transitions"
+                                                 if self.transitions else ""))
 
 
 class _Monitors:
@@ -233,6 +239,8 @@ def run_scenario(sc: Scenario, *, verbose: bool = False, keep: Path | None = Non
             next_kill = sc.kill_every_seconds or None
             deadline = start + faults_end + sc.settle_seconds
             active: set[str] = set(ids)
+            seen: dict[str, tuple[str, str | None]] = {}
+            last_progress, runs_size = time.monotonic(), 0
             while time.monotonic() < deadline:
                 elapsed = time.monotonic() - start
                 while faults and faults[0][0] <= elapsed:
@@ -243,7 +251,12 @@ def run_scenario(sc: Scenario, *, verbose: bool = False, keep: Path | None = Non
                     owners = {r.owner for r in recs.values() if r.owner}
                     if mons.kill_one(rng, owners):
                         next_kill += sc.kill_every_seconds
+                size = runs.stat().st_size if runs.exists() else 0
+                if size != runs_size or any(seen.get(w) != (r.state, r.step)
+                                            for w, r in recs.items()):
+                    last_progress, runs_size = time.monotonic(), size
                 for wid, rec in recs.items():
+                    seen[wid] = (rec.state, rec.step)
                     if rec.state in S.TERMINAL:
                         active.discard(wid)
                     if sc.sns_down:
@@ -251,6 +264,9 @@ def run_scenario(sc: Scenario, *, verbose: bool = False, keep: Path | None = Non
                 if not active and not faults and elapsed >= faults_end:
                     fig.drain_seconds = time.monotonic() - start
                     break
+                if elapsed >= faults_end and time.monotonic() - last_progress > max(
+                        sc.stall_seconds, 2 * sc.lease_seconds):
+                    break  # nothing moves: what is still active is stuck
                 time.sleep(0.2)
             mons.stop()
             fig.daemon_exits, fig.kills = mons.exits, mons.kills
@@ -302,6 +318,7 @@ def _count(fig: Figures, store: Any, ids: list[str], runs: Path, sizes: bool,
             waits += _takeover_waits(rec.history, killed_at)
         if sizes:
             fig.max_item_bytes = max(fig.max_item_bytes, _item_bytes(store, wid))
+            fig.transitions += max(0, rec.history_total - 1) if rec is not None else 0
     if waits:
         fig.takeover_p50, fig.takeover_max = statistics.median(waits), max(waits)
     starts, spans = _intervals(runs)

@@ -7,7 +7,9 @@ touched). Serves until SIGTERM or until it dies."""
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import json
+import signal
 import sys
 import time
 from pathlib import Path
@@ -27,9 +29,11 @@ def main() -> int:
     p.add_argument("--skew", type=float, default=0.0)
     args = p.parse_args()
     _skew(args.skew)
+    faulthandler.register(signal.SIGUSR1, all_threads=True)  # `kill -USR1`: thread stacks
     sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
     from _common import RunOnlyExecutor
 
+    from daylib import logformat
     from daylib.aws import AwsClients
     from daylib.config import Settings
     from daylib.monitor import Monitor
@@ -38,6 +42,7 @@ def main() -> int:
     from daylib.s3 import S3Objects
     from daylib.store.dynamodb import DynamoStore
 
+    logformat.setup("text", verbose=False)  # the monitor's INFO lines, as `monitor` logs them
     spec = json.loads(args.spec)
     s = Settings.model_validate(spec["settings"])
     clients = AwsClients(s.aws)
