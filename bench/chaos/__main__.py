@@ -55,6 +55,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--verbose", action="store_true", help="print the monitors' log tails")
     p.add_argument("--keep", type=Path, metavar="DIR",
                    help="copy each scenario's monitor logs and step run log into DIR")
+    p.add_argument("--max-seconds", type=float, metavar="S",
+                   help="cut each scenario after S seconds and print its figures so far")
     args = p.parse_args(argv)
     table = scenarios(args.quick)
     unknown = [n for n in args.names if n not in table]
@@ -62,7 +64,8 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"unknown scenario {unknown[0]!r}; known: {', '.join(table)}")
     results: list[Figures] = []
     for name in args.names or list(table):
-        fig = run_scenario(table[name], verbose=args.verbose, keep=args.keep)
+        fig = run_scenario(table[name], verbose=args.verbose, keep=args.keep,
+                           max_seconds=args.max_seconds)
         results.append(fig)
         print(as_json(fig) if args.json else fig.line(), flush=True)
     return 0 if all(f.clean for f in results) else 1

@@ -92,12 +92,14 @@ class Figures:
     takeover_max: float | None = None
     max_item_bytes: int = 0
     transitions: int = 0
+    cut_seconds: float | None = None  # cut by --max-seconds: ``open`` were still active
+    open: int = 0
     injected: dict[str, int] = field(default_factory=dict)
 
     @property
     def clean(self) -> bool:
-        return (self.completed == self.worksets and not (self.lost or self.duplicates
-                                                         or self.stuck or self.daemon_exits)
+        return (self.cut_seconds is None and self.completed == self.worksets
+                and not (self.lost or self.duplicates or self.stuck or self.daemon_exits)
                 and (not self.cap or self.max_concurrent <= self.cap))
 
     def line(self) -> str:
@@ -110,7 +112,9 @@ class Figures:
                 f"{drain:>7}  exits {self.daemon_exits:>3}  max/cap {cap:>6}  kills "
                 f"{self.kills:>3}  takeovers {self.takeovers:>3} (p50/max {took})  item "
                 f"{self.max_item_bytes:>6}B" + (f" after {self.transitions} transitions"
-                                                 if self.transitions else ""))
+                                                 if self.transitions else "")
+                + (f"  CUT at {self.cut_seconds:.0f}s, {self.open} still active"
+                   if self.cut_seconds is not None else ""))
 
 
 class _Monitors:
@@ -204,8 +208,11 @@ def max_concurrent(spans: list[tuple[float, float]]) -> int:
     return best
 
 
-def run_scenario(sc: Scenario, *, verbose: bool = False, keep: Path | None = None) -> Figures:
-    """``keep``: a folder to copy the monitors' logs and the steps' run log into."""
+def run_scenario(sc: Scenario, *, verbose: bool = False, keep: Path | None = None,
+                 max_seconds: float | None = None) -> Figures:
+    """``keep``: a folder to copy the monitors' logs and the steps' run log into.
+    ``max_seconds``: cut the run there (figures so far; what is active is ``open``, not
+    stuck, and the run is not clean)."""
     server = start_moto(in_process=False)
     proxy = FaultProxy(server.endpoint_url)
     fig = Figures(sc.name, sc.worksets, cap=sc.global_max)
@@ -242,10 +249,11 @@ def run_scenario(sc: Scenario, *, verbose: bool = False, keep: Path | None = Non
             faults_end = max(faults[-1][0] if faults else 0.0, sc.storm_seconds)
             next_kill = sc.kill_every_seconds or None
             deadline = start + faults_end + sc.settle_seconds
+            cut_at = start + max_seconds if max_seconds else deadline
             active: set[str] = set(ids)
             seen: dict[str, tuple[str, str | None]] = {}
             last_progress, runs_size, next_size = time.monotonic(), 0, 0.0
-            while time.monotonic() < deadline:
+            while time.monotonic() < min(deadline, cut_at):
                 elapsed = time.monotonic() - start
                 while faults and faults[0][0] <= elapsed:
                     _apply(proxy, faults.pop(0)[1])
@@ -278,6 +286,9 @@ def run_scenario(sc: Scenario, *, verbose: bool = False, keep: Path | None = Non
             mons.stop()
             fig.daemon_exits, fig.kills = mons.exits, mons.kills
             _count(fig, store, ids, runs, sc.sns_down, mons.killed_at)
+            if fig.drain_seconds is None and time.monotonic() >= cut_at < deadline:
+                fig.cut_seconds = time.monotonic() - start
+                fig.open, fig.stuck = fig.stuck, 0
             fig.injected = dict(proxy.injected)
             if keep is not None:
                 keep.mkdir(parents=True, exist_ok=True)
