@@ -54,8 +54,9 @@ SIZE_SECONDS = 5.0
 
 @dataclass
 class Scenario:
-    """``faults``: (seconds after start, action) with action ``down``, ``up`` or a
-    ``{service: share}`` mapping for the proxy (``{}`` ends throttling)."""
+    """``faults``: (seconds after the first run step started, action) with action ``down``,
+    ``up`` or a ``{service: share}`` mapping for the proxy (``{}`` ends throttling); the kill
+    storm runs from that moment too."""
 
     name: str
     worksets: int = 40
@@ -253,13 +254,19 @@ def run_scenario(sc: Scenario, *, verbose: bool = False, keep: Path | None = Non
             active: set[str] = set(ids)
             seen: dict[str, tuple[str, str | None]] = {}
             last_progress, runs_size, next_size = time.monotonic(), 0, 0.0
+            mid_run: float | None = None  # when the first run step started
             while time.monotonic() < min(deadline, cut_at):
-                elapsed = time.monotonic() - start
-                while faults and faults[0][0] <= elapsed:
+                if mid_run is None and runs.exists() and runs.stat().st_size:
+                    mid_run = time.monotonic()
+                    deadline = mid_run + faults_end + sc.settle_seconds
+                # Faults and kills are timed from the first run step: mid-run, however long
+                # the monitors take to start on a loaded machine.
+                elapsed = time.monotonic() - (start if mid_run is None else mid_run)
+                while mid_run is not None and faults and faults[0][0] <= elapsed:
                     _apply(proxy, faults.pop(0)[1])
                 mons.check()
                 recs = store.many(sorted(active)[:100]) if active else {}
-                if next_kill and elapsed >= next_kill and elapsed < sc.storm_seconds:
+                if mid_run is not None and next_kill and next_kill <= elapsed < sc.storm_seconds:
                     owners = {r.owner for r in recs.values() if r.owner}
                     if mons.kill_one(rng, owners):
                         next_kill += sc.kill_every_seconds
