@@ -41,6 +41,7 @@ from _common import bench_settings, deploy, register  # noqa: E402
 from bench.chaos.proxy import FaultProxy  # noqa: E402
 from daylib import states as S  # noqa: E402
 from daylib.emulator import start_moto  # noqa: E402
+from daylib.errors import AwsError  # noqa: E402
 from daylib.notify import ensure_topic  # noqa: E402
 
 STEP = ('echo "start $1 $(date +%s.%N)" >> "$3"; sleep "$2"; '
@@ -265,7 +266,7 @@ def run_scenario(sc: Scenario, *, verbose: bool = False, keep: Path | None = Non
                 while mid_run is not None and faults and faults[0][0] <= elapsed:
                     _apply(proxy, faults.pop(0)[1])
                 mons.check()
-                recs = store.many(sorted(active)[:100]) if active else {}
+                recs = (_look(store, sorted(active)[:100]) or {}) if active else {}
                 if mid_run is not None and next_kill and next_kill <= elapsed < sc.storm_seconds:
                     owners = {r.owner for r in recs.values() if r.owner}
                     if mons.kill_one(rng, owners):
@@ -312,6 +313,17 @@ def run_scenario(sc: Scenario, *, verbose: bool = False, keep: Path | None = Non
     return fig
 
 
+def _look(store: Any, ids: list[str]) -> dict[str, Any] | None:
+    """The records of ``ids``, or None when the emulator is too busy to answer (the harness
+    shares it with the monitors under test and must outlive its stalls too)."""
+    try:
+        return dict(store.many(ids))
+    except AwsError as exc:
+        sys.stderr.write(f"harness: no look at the table this time: {str(exc)[:200]}\n")
+        time.sleep(LOOK_SECONDS)
+        return None
+
+
 def _apply(proxy: FaultProxy, action: Any) -> None:
     if action == "down":
         proxy.down()
@@ -322,13 +334,18 @@ def _apply(proxy: FaultProxy, action: Any) -> None:
 
 
 def _item_bytes(store: Any, wid: str) -> int:
-    item = store.client.get_item(TableName=store.table, Key={"pk": {"S": wid}}).get("Item")
+    try:
+        item = store.client.get_item(TableName=store.table, Key={"pk": {"S": wid}}).get("Item")
+    except AwsError:
+        return 0  # too busy to answer: the next look measures it
     return len(json.dumps(item)) if item else 0
 
 
 def _count(fig: Figures, store: Any, ids: list[str], runs: Path, sizes: bool,
            killed_at: dict[str, float]) -> None:
-    recs = store.many(ids)
+    recs = _look(store, ids)
+    while recs is None:  # the emulator may be too busy to answer for a while
+        recs = _look(store, ids)
     waits: list[float] = []
     for wid in ids:
         rec = recs.get(wid)
