@@ -218,6 +218,7 @@ def run_scenario(sc: Scenario, *, verbose: bool = False, keep: Path | None = Non
     server = start_moto(in_process=False)
     proxy = FaultProxy(server.endpoint_url)
     fig = Figures(sc.name, sc.worksets, cap=sc.global_max)
+    mons: _Monitors | None = None
     try:
         with tempfile.TemporaryDirectory(prefix=f"chaos-{sc.name}-") as tmp:
             work = Path(tmp)
@@ -311,6 +312,8 @@ def run_scenario(sc: Scenario, *, verbose: bool = False, keep: Path | None = Non
                     lines = [x for x in log.read_text().splitlines() if '"_aws"' not in x]
                     sys.stderr.write(f"--- {log.name}\n" + "\n".join(lines[-40:]) + "\n")
     finally:
+        if mons is not None:  # the harness failing must not leave monitors behind
+            mons.stop()
         proxy.close()
         server.stop()
     return fig
