@@ -11,7 +11,7 @@ import json
 import logging
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from daylib import __version__, logformat, wiring
@@ -42,6 +42,7 @@ from daylib.config import EXECUTORS, PRIORITIES, Settings, load_settings
 from daylib.dlq import DeadLetterQueue
 from daylib.errors import AwsError, ConfigError, DaylibError, UserError
 from daylib.executors.base import STEPS
+from daylib.late_setup import LateSetup
 from daylib.outbox import Outbox
 from daylib.s3 import S3Objects
 from daylib.store.dynamodb import DynamoStore
@@ -61,6 +62,7 @@ class Context:
     _outbox: Outbox | None = None
     _outbox_built: bool = False
     _dlq: DeadLetterQueue | None = None
+    late: LateSetup = field(default_factory=LateSetup)
 
     @property
     def clients(self) -> AwsClients:
@@ -87,10 +89,12 @@ class Context:
     @property
     def notifier(self) -> Outbox | None:
         """The outbox publishing this process's events (None when neither notifications nor
-        the dead-letter queue are configured); writers hand it what they wrote."""
+        the dead-letter queue are configured); writers hand it what they wrote. A lookup AWS
+        did not answer is kept in ``late`` for the monitor to retry."""
         if not self._outbox_built:
             self._outbox_built = True
-            self._outbox = wiring.outbox_for(self.settings, self.clients, dlq=self._dlq)
+            self._outbox = wiring.outbox_for(self.settings, self.clients, dlq=self._dlq,
+                                              late=self.late)
         return self._outbox
 
     def close(self) -> None:

@@ -141,16 +141,12 @@ def resolve_queue_url(sqs: Any, name: str) -> str | None:
 
 
 def intake_queue_for(sqs: Any, settings: Settings) -> IntakeQueue | None:
-    """The configured intake queue, or None (listing only) when it is off or missing."""
+    """The configured intake queue, or None (listing only) when it is off or missing; an
+    AwsError when it cannot be looked up (the monitor retries: daylib/late_setup.py)."""
     cfg = settings.intake
     if not cfg.enabled:
         return None
-    try:
-        url = cfg.queue_url or resolve_queue_url(sqs, cfg.queue_name)
-    except AwsError as exc:
-        log.warning("intake queue %r cannot be looked up (%s); listing only", cfg.queue_name,
-                    exc)
-        return None
+    url = cfg.queue_url or resolve_queue_url(sqs, cfg.queue_name)
     if url is None:
         log.info("no intake queue %r (run `daylily-workset init`); listing every %.0f s",
                  cfg.queue_name, settings.monitor.discovery_seconds)

@@ -39,6 +39,17 @@ class IntakeService:
         for thread in self._threads:
             thread.start()
 
+    def use_queue(self, queue: IntakeQueue, listing_seconds: float) -> None:
+        """Start polling a queue found after start (the listing slows to reconciliation)."""
+        if self.queue is not None or self._stop.is_set():
+            return
+        self.queue, self.listing_seconds = queue, listing_seconds
+        if self._threads:
+            thread = threading.Thread(target=self._event_loop, name="intake-events",
+                                      daemon=True)
+            self._threads.append(thread)
+            thread.start()
+
     def stop(self, timeout: float = 5.0) -> None:
         """Stops both loops; a long poll in flight ends by itself within its wait."""
         self._stop.set()

@@ -30,6 +30,7 @@ from daylib.idle import IdlePacer
 from daylib.intake import Intake
 from daylib.intake_events import IntakeQueue
 from daylib.intake_service import IntakeService, settings_listing_seconds
+from daylib.late_setup import LateSetup
 from daylib.leases import LeaseWatch
 from daylib.metrics import Metrics
 from daylib.outage import Outage, is_transient
@@ -63,7 +64,8 @@ class Monitor:
     def __init__(self, settings: Settings, store: DynamoStore, s3: S3Objects,
                  executor: Executor, *, notifier: Outbox | None = None,
                  step_env: dict[str, str] | None = None, region: str = "",
-                 intake_queue: IntakeQueue | None = None) -> None:
+                 intake_queue: IntakeQueue | None = None,
+                 late: LateSetup | None = None) -> None:
         self.settings = settings
         self.cfg = settings.monitor
         self.store = store
@@ -76,6 +78,7 @@ class Monitor:
         self.intake = Intake(s3, store, settings, self.monitor_id, outbox=box)
         self.intake_service: IntakeService | None = None
         self._intake_queue = intake_queue
+        self.late = late  # set-up lookups an outage at start left undone
         self.cluster = local_cluster_name(self.cfg.cluster) or "local"
 
         def capacity() -> dict[str, Any]:
@@ -137,6 +140,12 @@ class Monitor:
     def install_signal_handlers(self) -> None:
         signal.signal(signal.SIGTERM, self.request_stop)
         signal.signal(signal.SIGINT, self.request_stop)
+
+    def use_intake_queue(self, queue: IntakeQueue) -> None:
+        """Event intake found late (after an outage at start): the running service takes it."""
+        self._intake_queue = queue
+        if self.intake_service is not None:
+            self.intake_service.use_queue(queue, settings_listing_seconds(self.settings, True))
 
     def run(self, *, once: bool = False) -> int:
         """Serve until stopped. ``once``: one pass (discover, claim, run to the end)."""
@@ -279,6 +288,8 @@ class Monitor:
                 found += self.claimer.promote_retries(now)
                 if self.outbox is not None:
                     self.outbox.tick(self.store, now=now)
+                if self.late is not None:
+                    self.late.retry()
                 # nothing ready at all: nothing to age (skip one read per priority level)
                 self.claimer.aged = [] if idle and not self.claimer.ready_any else \
                     self.store.aged(self.cfg.max_concurrent,

@@ -12,8 +12,9 @@ from typing import TYPE_CHECKING
 from daylib.aws import AwsClients
 from daylib.config import Settings
 from daylib.dlq import DeadLetterQueue, queue_for
-from daylib.errors import AwsError, UserError
+from daylib.errors import UserError
 from daylib.executors.base import Executor
+from daylib.late_setup import LateSetup
 from daylib.notify import SnsTopic, topic_for
 from daylib.outbox import Outbox
 from daylib.s3 import S3Objects
@@ -48,30 +49,34 @@ def dlq_for(settings: Settings, clients: AwsClients) -> DeadLetterQueue | None:
 
 
 def outbox_for(settings: Settings, clients: AwsClients, *,
-               topic: SnsTopic | None = None, dlq: DeadLetterQueue | None = None) -> Outbox | None:
+               topic: SnsTopic | None = None, dlq: DeadLetterQueue | None = None,
+               late: LateSetup | None = None) -> Outbox | None:
     """The publisher of this process's events: the SNS topic and the dead-letter queue as
-    configured (looked up unless given); None when neither is on or found."""
+    configured (looked up unless given); None when neither is on or found. A lookup AWS did
+    not answer stays in ``late`` (daylib/late_setup.py) and fills the outbox in later."""
     n, d = settings.notify, settings.dlq
-    if topic is None and n.enabled:
-        try:
-            topic = topic_for(clients.client("sns"), topic_arn=n.topic_arn,
-                              topic_name=n.topic_name)
-        except AwsError as exc:
-            log.warning("cannot look up SNS topic %r: %s", n.topic_name, exc)
-        if topic is None:
-            log.warning("notifications are off: SNS topic %r not found (run "
-                        "`daylily-workset init`, or set notify.enabled: false)", n.topic_name)
-    if dlq is None and d.enabled:
-        try:
-            dlq = dlq_for(settings, clients)
-        except AwsError as exc:
-            log.warning("cannot look up dead-letter queue %r: %s", d.queue_name, exc)
-        if dlq is None:
-            log.warning("dead-lettering is off: queue %r not found (run "
-                        "`daylily-workset init`, or set dlq.enabled: false)", d.queue_name)
     outbox = Outbox(topic=topic, dlq=dlq, stale_seconds=n.stale_seconds,
                     ack_delay_seconds=n.ack_delay_seconds, max_pending=n.max_pending)
-    return outbox if outbox.enabled else None
+    late = late or LateSetup()
+
+    def find_topic() -> None:
+        outbox.topic = topic_for(clients.client("sns"), topic_arn=n.topic_arn,
+                                 topic_name=n.topic_name)
+        if outbox.topic is None:
+            log.warning("notifications are off: SNS topic %r not found (run "
+                        "`daylily-workset init`, or set notify.enabled: false)", n.topic_name)
+
+    def find_dlq() -> None:
+        outbox.dlq = dlq_for(settings, clients)
+        if outbox.dlq is None:
+            log.warning("dead-lettering is off: queue %r not found (run "
+                        "`daylily-workset init`, or set dlq.enabled: false)", d.queue_name)
+
+    if topic is None and n.enabled:
+        late.attempt(f"notifications (SNS topic {n.topic_name!r})", find_topic)
+    if dlq is None and d.enabled:
+        late.attempt(f"dead-lettering (queue {d.queue_name!r})", find_dlq)
+    return outbox if outbox.enabled or late.pending else None
 
 
 def executor_for(settings: Settings) -> Executor:
@@ -94,7 +99,8 @@ def executor_for(settings: Settings) -> Executor:
 def monitor_for(settings: Settings, clients: AwsClients, *, store: DynamoStore | None = None,
                 s3: S3Objects | None = None, executor: Executor | None = None,
                 outbox: Outbox | None = None, intake_queue: IntakeQueue | None = None,
-                step_env: dict[str, str] | None = None) -> Monitor:
+                step_env: dict[str, str] | None = None,
+                late: LateSetup | None = None) -> Monitor:
     """A monitor over the configured table, bucket and executor; ``outbox`` publishes its
     events (None: none are recorded). Steps get the clients' endpoint and credentials."""
     from daylib.monitor import Monitor
@@ -102,4 +108,4 @@ def monitor_for(settings: Settings, clients: AwsClients, *, store: DynamoStore |
     return Monitor(settings, store or store_for(settings, clients), s3 or s3_for(clients),
                    executor or executor_for(settings), notifier=outbox,
                    step_env=clients.subprocess_env() if step_env is None else step_env,
-                   region=clients.region, intake_queue=intake_queue)
+                   region=clients.region, intake_queue=intake_queue, late=late)

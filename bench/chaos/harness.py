@@ -2,19 +2,23 @@
 steps' own side effects (a line per run step start and end, written by the step itself).
 
 Figures per scenario: completed; lost (ended without completing: failed, cancelled or gone);
-duplicate runs (run-step starts beyond the first, per workset); stuck (still active once the
-faults are over and the scenario's settle time has passed); time to drain; daemon exits
+duplicate runs (run-step starts beyond the first, per workset); stuck (still active at the end:
+the faults are over and nothing progressed, no workset changed state and no step started or
+ended, for ``stall_seconds`` (at least 2 leases), or the scenario's settle time ran out; a
+workset merely queued behind busy slots on a slow machine is not stuck while others
+progress); time to drain; daemon exits
 (monitors that exited on their own; the harness restarts them as systemd would); the most
 run steps alive at once, sampled every 50 ms from their timestamps, against the cap;
 takeovers, and the time from a kill -9 to each takeover of the killed monitor's work (p50 and
 max, from the taker's history entry); and the largest workset item seen (bytes of its
-JSON)."""
+JSON) with the transitions made (``history_total``) while SNS was down."""
 
 from __future__ import annotations
 
 import json
 import os
 import random
+import shutil
 import signal
 import statistics
 import subprocess
@@ -37,17 +41,23 @@ from _common import bench_settings, deploy, register  # noqa: E402
 from bench.chaos.proxy import FaultProxy  # noqa: E402
 from daylib import states as S  # noqa: E402
 from daylib.emulator import start_moto  # noqa: E402
+from daylib.errors import AwsError  # noqa: E402
 from daylib.notify import ensure_topic  # noqa: E402
 
 STEP = ('echo "start $1 $(date +%s.%N)" >> "$3"; sleep "$2"; '
         'echo "end $1 $(date +%s.%N)" >> "$3"')
 SAMPLE_SECONDS = 0.05
+# The harness shares the one emulator with the monitors: it looks at the table once a second
+# (and measures items every 5 s) so that its own reads do not slow the monitors it measures.
+LOOK_SECONDS = 1.0
+SIZE_SECONDS = 5.0
 
 
 @dataclass
 class Scenario:
-    """``faults``: (seconds after start, action) with action ``down``, ``up`` or a
-    ``{service: share}`` mapping for the proxy (``{}`` ends throttling)."""
+    """``faults``: (seconds after the first run step started, action) with action ``down``,
+    ``up`` or a ``{service: share}`` mapping for the proxy (``{}`` ends throttling); the kill
+    storm runs from that moment too."""
 
     name: str
     worksets: int = 40
@@ -62,7 +72,8 @@ class Scenario:
     global_max: int = 0
     skews: list[float] = field(default_factory=list)
     sns_down: bool = False
-    settle_seconds: float = 60.0
+    settle_seconds: float = 60.0  # the most time after the faults, progress or not
+    stall_seconds: float = 120.0  # no progress for this long after the faults: the end
 
 
 @dataclass
@@ -82,12 +93,15 @@ class Figures:
     takeover_p50: float | None = None  # seconds from a kill -9 to the takeover
     takeover_max: float | None = None
     max_item_bytes: int = 0
+    transitions: int = 0
+    cut_seconds: float | None = None  # cut by --max-seconds: ``open`` were still active
+    open: int = 0
     injected: dict[str, int] = field(default_factory=dict)
 
     @property
     def clean(self) -> bool:
-        return (self.completed == self.worksets and not (self.lost or self.duplicates
-                                                         or self.stuck or self.daemon_exits)
+        return (self.cut_seconds is None and self.completed == self.worksets
+                and not (self.lost or self.duplicates or self.stuck or self.daemon_exits)
                 and (not self.cap or self.max_concurrent <= self.cap))
 
     def line(self) -> str:
@@ -99,7 +113,10 @@ class Figures:
                 f"{self.lost:>3}  dup {self.duplicates:>3}  stuck {self.stuck:>3}  drain "
                 f"{drain:>7}  exits {self.daemon_exits:>3}  max/cap {cap:>6}  kills "
                 f"{self.kills:>3}  takeovers {self.takeovers:>3} (p50/max {took})  item "
-                f"{self.max_item_bytes:>6}B")
+                f"{self.max_item_bytes:>6}B" + (f" after {self.transitions} transitions"
+                                                 if self.transitions else "")
+                + (f"  CUT at {self.cut_seconds:.0f}s, {self.open} still active"
+                   if self.cut_seconds is not None else ""))
 
 
 class _Monitors:
@@ -193,16 +210,21 @@ def max_concurrent(spans: list[tuple[float, float]]) -> int:
     return best
 
 
-def run_scenario(sc: Scenario, *, verbose: bool = False) -> Figures:
+def run_scenario(sc: Scenario, *, verbose: bool = False, keep: Path | None = None,
+                 max_seconds: float | None = None) -> Figures:
+    """``keep``: a folder to copy the monitors' logs and the steps' run log into.
+    ``max_seconds``: cut the run there (figures so far; what is active is ``open``, not
+    stuck, and the run is not clean)."""
     server = start_moto(in_process=False)
     proxy = FaultProxy(server.endpoint_url)
     fig = Figures(sc.name, sc.worksets, cap=sc.global_max)
+    mons: _Monitors | None = None
     try:
         with tempfile.TemporaryDirectory(prefix=f"chaos-{sc.name}-") as tmp:
             work = Path(tmp)
             runs = work / "runs.log"
             s = bench_settings(server.endpoint_url, str(work / "work"),
-                               max_concurrent=sc.slots, poll_seconds=0.2, reap_seconds=0.5,
+                               max_concurrent=sc.slots, poll_seconds=0.2, reap_seconds=1.0,
                                discovery_seconds=3600, lease_seconds=sc.lease_seconds,
                                heartbeat_seconds=sc.heartbeat_seconds,
                                shutdown_grace_seconds=0.0)
@@ -230,37 +252,82 @@ def run_scenario(sc: Scenario, *, verbose: bool = False) -> Figures:
             faults_end = max(faults[-1][0] if faults else 0.0, sc.storm_seconds)
             next_kill = sc.kill_every_seconds or None
             deadline = start + faults_end + sc.settle_seconds
+            cut_at = start + max_seconds if max_seconds else deadline
             active: set[str] = set(ids)
-            while time.monotonic() < deadline:
-                elapsed = time.monotonic() - start
-                while faults and faults[0][0] <= elapsed:
+            seen: dict[str, tuple[str, str | None]] = {}
+            last_progress, runs_size, next_size = time.monotonic(), 0, 0.0
+            mid_run: float | None = None  # when the first run step started
+            while time.monotonic() < min(deadline, cut_at):
+                if mid_run is None and runs.exists() and runs.stat().st_size:
+                    mid_run = time.monotonic()
+                    deadline = mid_run + faults_end + sc.settle_seconds
+                # Faults and kills are timed from the first run step: mid-run, however long
+                # the monitors take to start on a loaded machine.
+                elapsed = time.monotonic() - (start if mid_run is None else mid_run)
+                while mid_run is not None and faults and faults[0][0] <= elapsed:
                     _apply(proxy, faults.pop(0)[1])
                 mons.check()
-                recs = store.many(sorted(active)[:100]) if active else {}
-                if next_kill and elapsed >= next_kill and elapsed < sc.storm_seconds:
+                looked = _look(store, sorted(active)[:100]) if active else {}
+                if looked is None:  # the emulator itself does not answer: no judging stuck
+                    last_progress = time.monotonic()
+                recs = looked or {}
+                if mid_run is not None and next_kill and next_kill <= elapsed < sc.storm_seconds:
                     owners = {r.owner for r in recs.values() if r.owner}
                     if mons.kill_one(rng, owners):
                         next_kill += sc.kill_every_seconds
+                size = runs.stat().st_size if runs.exists() else 0
+                if size != runs_size or any(seen.get(w) != (r.state, r.step)
+                                            for w, r in recs.items()):
+                    last_progress, runs_size = time.monotonic(), size
+                sizing = sc.sns_down and time.monotonic() >= next_size
+                if sizing:
+                    next_size = time.monotonic() + SIZE_SECONDS
                 for wid, rec in recs.items():
+                    seen[wid] = (rec.state, rec.step)
                     if rec.state in S.TERMINAL:
                         active.discard(wid)
-                    if sc.sns_down:
+                    if sizing:
                         fig.max_item_bytes = max(fig.max_item_bytes, _item_bytes(store, wid))
                 if not active and not faults and elapsed >= faults_end:
                     fig.drain_seconds = time.monotonic() - start
                     break
-                time.sleep(0.2)
+                if elapsed >= faults_end and time.monotonic() - last_progress > max(
+                        sc.stall_seconds, 2 * sc.lease_seconds):
+                    break  # nothing moves: what is still active is stuck
+                time.sleep(LOOK_SECONDS)
             mons.stop()
             fig.daemon_exits, fig.kills = mons.exits, mons.kills
             _count(fig, store, ids, runs, sc.sns_down, mons.killed_at)
+            if fig.drain_seconds is None and time.monotonic() >= cut_at < deadline:
+                fig.cut_seconds = time.monotonic() - start
+                fig.open, fig.stuck = fig.stuck, 0
             fig.injected = dict(proxy.injected)
+            if keep is not None:
+                keep.mkdir(parents=True, exist_ok=True)
+                for log in [*work.glob("m*.log"), runs]:
+                    if log.exists():
+                        shutil.copy(log, keep / f"{sc.name}-{log.name}")
             if verbose:
                 for log in sorted(work.glob("m*.log")):
-                    sys.stderr.write(f"--- {log.name}\n{log.read_text()[-3000:]}\n")
+                    lines = [x for x in log.read_text().splitlines() if '"_aws"' not in x]
+                    sys.stderr.write(f"--- {log.name}\n" + "\n".join(lines[-40:]) + "\n")
     finally:
+        if mons is not None:  # the harness failing must not leave monitors behind
+            mons.stop()
         proxy.close()
         server.stop()
     return fig
+
+
+def _look(store: Any, ids: list[str]) -> dict[str, Any] | None:
+    """The records of ``ids``, or None when the emulator is too busy to answer (the harness
+    shares it with the monitors under test and must outlive its stalls too)."""
+    try:
+        return dict(store.many(ids))
+    except AwsError as exc:
+        sys.stderr.write(f"harness: no look at the table this time: {str(exc)[:200]}\n")
+        time.sleep(LOOK_SECONDS)
+        return None
 
 
 def _apply(proxy: FaultProxy, action: Any) -> None:
@@ -273,13 +340,18 @@ def _apply(proxy: FaultProxy, action: Any) -> None:
 
 
 def _item_bytes(store: Any, wid: str) -> int:
-    item = store.client.get_item(TableName=store.table, Key={"pk": {"S": wid}}).get("Item")
+    try:
+        item = store.client.get_item(TableName=store.table, Key={"pk": {"S": wid}}).get("Item")
+    except AwsError:
+        return 0  # too busy to answer: the next look measures it
     return len(json.dumps(item)) if item else 0
 
 
 def _count(fig: Figures, store: Any, ids: list[str], runs: Path, sizes: bool,
            killed_at: dict[str, float]) -> None:
-    recs = store.many(ids)
+    recs = _look(store, ids)
+    while recs is None:  # the emulator may be too busy to answer for a while
+        recs = _look(store, ids)
     waits: list[float] = []
     for wid in ids:
         rec = recs.get(wid)
@@ -294,6 +366,7 @@ def _count(fig: Figures, store: Any, ids: list[str], runs: Path, sizes: bool,
             waits += _takeover_waits(rec.history, killed_at)
         if sizes:
             fig.max_item_bytes = max(fig.max_item_bytes, _item_bytes(store, wid))
+            fig.transitions += max(0, rec.history_total - 1) if rec is not None else 0
     if waits:
         fig.takeover_p50, fig.takeover_max = statistics.median(waits), max(waits)
     starts, spans = _intervals(runs)

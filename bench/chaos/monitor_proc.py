@@ -7,7 +7,9 @@ touched). Serves until SIGTERM or until it dies."""
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import json
+import signal
 import sys
 import time
 from pathlib import Path
@@ -27,14 +29,16 @@ def main() -> int:
     p.add_argument("--skew", type=float, default=0.0)
     args = p.parse_args()
     _skew(args.skew)
+    faulthandler.register(signal.SIGUSR1, all_threads=True)  # `kill -USR1`: thread stacks
     sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
     from _common import RunOnlyExecutor
 
-    from daylib import wiring
+    from daylib import logformat, wiring
     from daylib.aws import AwsClients
     from daylib.config import Settings
     from daylib.notify import SnsTopic
 
+    logformat.setup("text", verbose=False)  # the monitor's INFO lines, as `monitor` logs them
     spec = json.loads(args.spec)
     s = Settings.model_validate(spec["settings"])
     clients = AwsClients(s.aws)

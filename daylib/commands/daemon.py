@@ -21,9 +21,15 @@ def cmd_monitor(ctx: Context, args: argparse.Namespace) -> int:
     from daylib.intake_events import intake_queue_for
 
     monitor = wiring.monitor_for(settings, ctx.clients, store=ctx.store, s3=ctx.s3,
-                                 outbox=ctx.notifier,
-                                 intake_queue=intake_queue_for(ctx.clients.client("sqs"),
-                                                               settings))
+                                 outbox=ctx.notifier, late=ctx.late)
+
+    def find_intake() -> None:
+        queue = intake_queue_for(ctx.clients.client("sqs"), settings)
+        if queue is not None:
+            monitor.use_intake_queue(queue)
+
+    if settings.intake.enabled:
+        ctx.late.attempt(f"event intake (queue {settings.intake.queue_name!r})", find_intake)
     monitor.install_signal_handlers()
     code = monitor.run(once=args.once)
     if ctx.as_json:

@@ -27,6 +27,7 @@ from daylib.aws import AwsClients
 from daylib.caps import Caps
 from daylib.config import CapSettings
 from daylib.emulator import MotoServer
+from daylib.intake_events import ensure_intake
 from daylib.store.dynamodb import DynamoStore
 from tests.conftest import ROOT
 from tests.support.deployment import Env, fake
@@ -242,3 +243,41 @@ def test_monitor_started_during_an_outage_waits_it_out(env: Env, moto_server: Mo
         _stop(proc)
         proxy.close()
     assert _runs(tmp_path) == 1
+
+
+def test_monitor_started_during_an_outage_brings_events_and_intake_up(
+        env: Env, moto_server: MotoServer, tmp_path: Path) -> None:
+    """Issue 9: the SNS topic, dead-letter queue and intake queue (looked up by name) that an
+    outage at start hid are found once AWS answers, not left off for the process's life."""
+    wiring = env.wire()
+    sqs = env.clients.client("sqs")
+    ensure_intake(sqs, env.clients.client("s3"), env.bucket, env.prefix, f"in-{env.bucket}")
+    env.upload("ws-first", pipeline="counted")
+    proxy = FaultProxy(moto_server.endpoint_url)
+    proxy.down()
+    proc = _monitor_process(env, tmp_path, "blind", endpoint=proxy.url, extra={
+        "DAYLILY_AWS__MAX_ATTEMPTS": "2",
+        "DAYLILY_NOTIFY__TOPIC_NAME": wiring.topic_arn.rsplit(":", 1)[1],
+        "DAYLILY_DLQ__QUEUE_NAME": wiring.dlq.queue_url.rsplit("/", 1)[1],
+        "DAYLILY_INTAKE__QUEUE_NAME": f"in-{env.bucket}", "DAYLILY_INTAKE__WAIT_SECONDS": "1",
+        "DAYLILY_INTAKE__RECONCILE_SECONDS": "3600",
+        "DAYLILY_MONITOR__DISCOVERY_SECONDS": "3600"})
+    log = tmp_path / "blind.log"
+    try:
+        env.wait_for(lambda: proc.poll() is not None or "serving cluster" in log.read_text(),
+                     timeout=60)
+        time.sleep(2.0)
+        proxy.up()
+        env.wait_for(lambda: env.state("ws-first") == S.COMPLETE, timeout=60)
+        env.upload("ws-evented")  # only the intake queue can find it (listing every hour)
+        env.wait_for(lambda: env.state("ws-evented") == S.COMPLETE, timeout=60)
+        env.upload("ws-unroutable", pipeline="not-configured")
+        env.wait_for(lambda: env.state("ws-unroutable") == S.FAILED, timeout=60)
+        env.wait_for(lambda: any(d.workset_id == "ws-unroutable"
+                                 for d in wiring.dlq.letters()), timeout=30)
+        events = [(e["workset_id"], e["event"]) for e in wiring.inbox.take()]
+        assert ("ws-evented", "completed") in events, events
+        assert proc.poll() is None
+    finally:
+        _stop(proc)
+        proxy.close()
