@@ -35,6 +35,20 @@ for _k, _v in FAKE_CREDENTIALS.items():
 os.environ.setdefault("AWS_DEFAULT_REGION", REGION)
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Groups for ``pytest -n N --dist loadgroup`` (scripts/test): every test that needs the
+    single-node Slurm runs on one worker, so one Slurm starts; a module whose tests share a
+    module-scoped deployment runs on one worker, so it is built once; the rest go one by one.
+    Each worker has its own moto server and dynalite on free ports; names are random."""
+    for item in items:
+        info = getattr(item, "_fixtureinfo", None)
+        defs = info.name2fixturedefs if info else {}
+        if "slurm_cluster" in defs:
+            item.add_marker(pytest.mark.xdist_group("slurm"))
+        elif any(d.scope in ("module", "package", "class") for ds in defs.values() for d in ds):
+            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::", 1)[0]))
+
+
 @pytest.fixture(scope="session")
 def moto_server() -> Iterator[MotoServer]:
     server = start_moto(in_process=False)
@@ -139,11 +153,12 @@ def which(name: str) -> str | None:
 
 
 @pytest.fixture
-def env(settings: Settings, tmp_path: Path) -> Env:
-    """A fresh deployment on the moto server with fake pipelines of known behaviour."""
+def env(settings: Settings, tmp_path: Path, request: pytest.FixtureRequest) -> Env:
+    """A fresh deployment on the moto server with fake pipelines of known behaviour; its store
+    is in memory for tests marked ``memory_store`` (monitor logic, not DynamoDB)."""
     settings.workset.pipelines = {
         "germline": fake(0.0), "short": fake(0.2), "long": fake(5.0),
         "sleepy": fake(30.0), "exit3": fake(0.0, 3), "bad-fastq": fake(0.0, 65),
         "counted": fake(1.5, 0, f"--marker {tmp_path / 'runs.txt'}"),
     }
-    return Env(settings)
+    return Env(settings, memory=request.node.get_closest_marker("memory_store") is not None)

@@ -1,5 +1,9 @@
 """A test deployment on the emulator: settings, store, S3, worksets uploaded like users do,
-and (``env.wire()``) an SNS topic with SQS queues subscribed and a dead-letter queue."""
+and (``env.wire()``) an SNS topic with SQS queues subscribed and a dead-letter queue.
+
+The store is DynamoDB on the moto server, or (``memory=True``) the in-memory store with the
+same guarantees, for monitor tests that are not about DynamoDB: every store call is then a
+dictionary lookup instead of an HTTP round trip. Monitors in other processes need DynamoDB."""
 
 from __future__ import annotations
 
@@ -23,7 +27,9 @@ from daylib.monitor import Monitor
 from daylib.notify import SnsTopic
 from daylib.outbox import Outbox
 from daylib.s3 import S3Objects
+from daylib.store.contract import Store
 from daylib.store.dynamodb import DynamoStore
+from daylib.store.memory import MemoryStore
 
 # How long a wait for a condition may take before the test calls it a hang: generous, because
 # it only guards against hangs and a loaded machine must never reach it.
@@ -75,10 +81,11 @@ FILTER = {"event": ["completed", "failed", "dead_lettered"]}
 class Env:
     """One test's emulated deployment: settings, store, S3, and ways to upload worksets."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, memory: bool = False) -> None:
         self.settings = settings
         self.clients = AwsClients(settings.aws)
-        self.store = DynamoStore(self.clients.client("dynamodb"), settings.state.table)
+        self.store: Store = (MemoryStore() if memory else
+                             DynamoStore(self.clients.client("dynamodb"), settings.state.table))
         self.s3 = S3Objects(self.clients.client("s3"))
         self.store.create_table()
         self.s3.ensure_bucket(settings.storage.bucket, self.clients.region)
@@ -109,7 +116,7 @@ class Env:
         return self.wiring
 
     def events_store(self, clients: AwsClients | None = None,
-                     stale_seconds: float | None = None) -> DynamoStore:
+                     stale_seconds: float | None = None) -> Store:
         """A store with its own outbox (one per monitor or operator process)."""
         assert self.wiring is not None, "call env.wire() first"
         c = clients or self.clients
@@ -118,6 +125,8 @@ class Env:
                         dlq=DeadLetterQueue(c.client("sqs"), self.wiring.dlq.queue_url),
                         stale_seconds=stale_seconds or n.stale_seconds,
                         ack_delay_seconds=n.ack_delay_seconds)
+        if isinstance(self.store, MemoryStore):
+            return self.store.twin(outbox=outbox)
         return DynamoStore(c.client("dynamodb"), self.settings.state.table, outbox=outbox)
 
     def put(self, workset_id: str, name: str, body: str | bytes) -> None:
@@ -131,7 +140,7 @@ class Env:
                "reference_genome": "hg38", "pipeline": pipeline, "priority": priority, **extra}
         self.put(workset_id, "daylily_work.yaml", yaml.safe_dump(doc))
 
-    def monitor(self, *, executor: Executor | None = None, store: DynamoStore | None = None,
+    def monitor(self, *, executor: Executor | None = None, store: Store | None = None,
                 s3: S3Objects | None = None, **overrides: Any) -> Monitor:
         s = self.settings.model_copy(deep=True)
         for key, value in overrides.items():
