@@ -35,20 +35,6 @@ for _k, _v in FAKE_CREDENTIALS.items():
 os.environ.setdefault("AWS_DEFAULT_REGION", REGION)
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Groups for ``pytest -n N --dist loadgroup`` (scripts/test): every test that needs the
-    single-node Slurm runs on one worker, so one Slurm starts; a module whose tests share a
-    module-scoped deployment runs on one worker, so it is built once; the rest go one by one.
-    Each worker has its own moto server and dynalite on free ports; names are random."""
-    for item in items:
-        info = getattr(item, "_fixtureinfo", None)
-        defs = info.name2fixturedefs if info else {}
-        if "slurm_cluster" in defs:
-            item.add_marker(pytest.mark.xdist_group("slurm"))
-        elif any(d.scope in ("module", "package", "class") for ds in defs.values() for d in ds):
-            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::", 1)[0]))
-
-
 @pytest.fixture(scope="session")
 def moto_server() -> Iterator[MotoServer]:
     server = start_moto(in_process=False)
