@@ -98,8 +98,10 @@ def default_format(stream: TextIO = sys.stderr) -> str:
     return "json" if os.environ.get("JOURNAL_STREAM") else "text"
 
 
-def setup(fmt: str | None, verbose: bool, stream: TextIO = sys.stderr) -> None:
-    """Configure the root logger once: level, format, quiet AWS libraries."""
+def setup(fmt: str | None, verbose: bool, stream: TextIO | None = None) -> None:
+    """Configure the root logger once: level, format, quiet AWS libraries. The stream is
+    the current ``sys.stderr`` unless given (so a redirected stderr receives the log)."""
+    stream = sys.stderr if stream is None else stream
     handler = logging.StreamHandler(stream)
     handler.setFormatter(JsonFormatter() if (fmt or default_format(stream)) == "json"
                          else TextFormatter())

@@ -40,7 +40,7 @@ from daylib.runner import Runner
 from daylib.running import Running, Stats
 from daylib.s3 import S3Objects
 from daylib.sdnotify import notify as sd_notify
-from daylib.store.dynamodb import DynamoStore
+from daylib.store.contract import Store
 from daylib.store.records import Lease, WorksetRecord
 
 log = logging.getLogger(__name__)
@@ -61,7 +61,7 @@ class Monitor:
     """Worker API in the style of dramatiq/rq: ``run``, ``pause``/``resume`` (central, via
     the control item), ``request_stop`` (warm on the first call, cold on the second)."""
 
-    def __init__(self, settings: Settings, store: DynamoStore, s3: S3Objects,
+    def __init__(self, settings: Settings, store: Store, s3: S3Objects,
                  executor: Executor, *, notifier: Outbox | None = None,
                  step_env: dict[str, str] | None = None, region: str = "",
                  intake_queue: IntakeQueue | None = None,

@@ -14,7 +14,7 @@ from daylib.clusters import ClusterInfo
 from daylib.config import Settings
 from daylib.ordering import epoch
 from daylib.router import Route, RouteInput, route
-from daylib.store.dynamodb import DynamoStore
+from daylib.store.contract import Store
 from daylib.store.records import WorksetRecord
 
 log = logging.getLogger(__name__)
@@ -37,7 +37,7 @@ def local_capacity() -> dict[str, Any]:
 
 
 class Registry:
-    def __init__(self, settings: Settings, store: DynamoStore, name: str, monitor_id: str,
+    def __init__(self, settings: Settings, store: Store, name: str, monitor_id: str,
                  region: str, capacity: Callable[[], dict[str, Any]]) -> None:
         self.settings = settings
         self.store = store

@@ -18,6 +18,7 @@ from daylib.late_setup import LateSetup
 from daylib.notify import SnsTopic, topic_for
 from daylib.outbox import Outbox
 from daylib.s3 import S3Objects
+from daylib.store.contract import Store
 from daylib.store.dynamodb import DynamoStore
 
 if TYPE_CHECKING:  # the monitor (and what it imports) loads only for the commands that run one
@@ -96,7 +97,7 @@ def executor_for(settings: Settings) -> Executor:
                          extra_sbatch_args=sl.extra_sbatch_args)
 
 
-def monitor_for(settings: Settings, clients: AwsClients, *, store: DynamoStore | None = None,
+def monitor_for(settings: Settings, clients: AwsClients, *, store: Store | None = None,
                 s3: S3Objects | None = None, executor: Executor | None = None,
                 outbox: Outbox | None = None, intake_queue: IntakeQueue | None = None,
                 step_env: dict[str, str] | None = None,

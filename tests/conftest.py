@@ -24,6 +24,7 @@ from daylib.store.contract import Store
 from daylib.store.dynamodb import DynamoStore
 from daylib.store.memory import MemoryStore
 from tests.support.deployment import Env, fake
+from tests.support.inproc import call_main
 
 ROOT = Path(__file__).resolve().parent.parent
 CACHE = ROOT / ".cache"
@@ -123,8 +124,12 @@ def cli_command() -> list[str]:
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 120,
-            cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+            cwd: Path | None = None, process: bool = False) -> subprocess.CompletedProcess[str]:
+    """``daylily-workset ARGS``: in this process by default (``main(argv)``, see
+    tests/support/inproc.py); ``process=True`` for the process contract, with ``timeout``."""
     full_env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
+    if not process:
+        return call_main(args, full_env, cwd or ROOT)
     return subprocess.run([*cli_command(), *args], capture_output=True, text=True,
                           env=full_env, timeout=timeout, cwd=cwd or ROOT)
 
@@ -134,11 +139,12 @@ def which(name: str) -> str | None:
 
 
 @pytest.fixture
-def env(settings: Settings, tmp_path: Path) -> Env:
-    """A fresh deployment on the moto server with fake pipelines of known behaviour."""
+def env(settings: Settings, tmp_path: Path, request: pytest.FixtureRequest) -> Env:
+    """A fresh deployment on the moto server with fake pipelines of known behaviour; its store
+    is in memory for tests marked ``memory_store`` (monitor logic, not DynamoDB)."""
     settings.workset.pipelines = {
         "germline": fake(0.0), "short": fake(0.2), "long": fake(5.0),
         "sleepy": fake(30.0), "exit3": fake(0.0, 3), "bad-fastq": fake(0.0, 65),
         "counted": fake(1.5, 0, f"--marker {tmp_path / 'runs.txt'}"),
     }
-    return Env(settings)
+    return Env(settings, memory=request.node.get_closest_marker("memory_store") is not None)

@@ -43,6 +43,9 @@ class Store(Protocol):
 
     def ready_pages(self, page_size: int) -> Iterator[list[WorksetRecord]]: ...
 
+    def ready_summary(self, rank: int) -> tuple[int, str | None]:
+        """Ready worksets of one priority rank and the oldest one's ``created_at`` (metrics)."""
+
     def aged(self, limit: int, older_than: float) -> list[WorksetRecord]: ...
 
     def owned(self) -> list[WorksetRecord]:

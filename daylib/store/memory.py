@@ -93,6 +93,10 @@ class MemoryStore(QueueReads):
         for i in range(0, len(rows), page_size):
             yield rows[i:i + page_size]
 
+    def ready_summary(self, rank: int) -> tuple[int, str | None]:
+        ready = self.active(S.READY, prefix=f"{rank}#")
+        return len(ready), ready[0].created_at if ready else None
+
     def _active_pages(self, state: str) -> Iterator[list[dict[str, Any]]]:
         yield self._items("active_state", state)
 

@@ -1,5 +1,6 @@
 """CLI fixtures: a per-test (or per-module) deployment on the shared moto server, reached only
-through the ``daylily-workset`` entry point run as a subprocess and through boto3."""
+through the CLI (``main(argv)`` in this process, or the ``daylily-workset`` entry point as a
+subprocess for the process contract) and through boto3."""
 
 from __future__ import annotations
 
@@ -8,7 +9,6 @@ import shutil
 import subprocess
 import uuid
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,18 +35,20 @@ class CliEnv:
     workdir: Path
     env: dict[str, str]
 
-    def run(self, *args: str, timeout: float = 120,
-            extra_env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-        return run_cli(*args, env={**self.env, **(extra_env or {})}, timeout=timeout)
+    def run(self, *args: str, timeout: float = 120, extra_env: dict[str, str] | None = None,
+            process: bool = False) -> subprocess.CompletedProcess[str]:
+        """In this process unless ``process`` (see ``tests.conftest.run_cli``)."""
+        return run_cli(*args, env={**self.env, **(extra_env or {})}, timeout=timeout,
+                       process=process)
 
     def run_many(self, *calls: tuple[str, ...]) -> list[subprocess.CompletedProcess[str]]:
-        """Independent read-only calls in parallel (each CLI start costs about a second)."""
-        with ThreadPoolExecutor(max_workers=8) as pool:
-            return list(pool.map(lambda args: self.run(*args), calls))
+        """Independent read-only calls, one after the other (in-process calls never overlap)."""
+        return [self.run(*args) for args in calls]
 
-    def ok(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    def ok(self, *args: str, timeout: float = 120,
+           process: bool = False) -> subprocess.CompletedProcess[str]:
         """Run and require exit 0 (showing stderr when it is not)."""
-        res = self.run(*args, timeout=timeout)
+        res = self.run(*args, timeout=timeout, process=process)
         assert res.returncode == 0, (args, res.returncode, res.stdout, res.stderr)
         return res
 

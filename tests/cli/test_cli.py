@@ -1,6 +1,7 @@
-"""``daylily-workset`` end to end: the real entry point as a subprocess against a moto server
-over HTTP. Asserts the CLI contract of PRODUCT.md (exit codes, one-line errors, ``--json``
-output) and the behaviour behind each command."""
+"""``daylily-workset`` end to end against a moto server over HTTP: ``main(argv)`` in this
+process, and the real entry point as a subprocess where the process itself is the contract.
+Asserts the CLI contract of PRODUCT.md (exit codes, one-line errors, ``--json`` output) and the
+behaviour behind each command."""
 
 from __future__ import annotations
 
@@ -31,7 +32,7 @@ from tests.cli.conftest import (
     one_line_error,
     paired_sample,
 )
-from tests.conftest import ROOT, cli_command
+from tests.conftest import ROOT, cli_command, run_cli
 
 ALL_STATES = ("ready", "locked", "in_progress", "retrying", "complete", "failed", "cancelled")
 SHOW_KEYS = ("workset_id", "state", "step", "priority", "cluster", "attempts", "error_category",
@@ -439,8 +440,15 @@ def test_usage_errors_exit_2(module_env: CliEnv, args: tuple[str, ...]) -> None:
 
 
 def test_help_exits_0(module_env: CliEnv) -> None:
-    res = module_env.run("--help")
+    res = module_env.run("--help", process=True)
     assert res.returncode == 0 and "submit" in res.stdout
+
+
+def test_entry_point_usage_error_exits_2(module_env: CliEnv) -> None:
+    """The installed script itself: exit 2, one line, nothing on stdout."""
+    res = module_env.run("frobnicate", process=True)
+    assert one_line_error(res, 2).startswith("daylily-workset: usage error")
+    assert res.stdout == ""
 
 
 def test_unknown_config_key(module_env: CliEnv, tmp_path: Path) -> None:
@@ -464,9 +472,7 @@ def test_valid_config_file_is_used(module_env: CliEnv, tmp_path: Path) -> None:
     cfg.write_text(yaml.safe_dump({"state": {"table": other}}))
     env = {**module_env.env}
     del env["DAYLILY_STATE__TABLE"]  # env overrides would win over the file
-    res = subprocess.run([*cli_command(), "--config", str(cfg), "init", "--json"],
-                         capture_output=True, text=True, timeout=60, cwd=ROOT,
-                         env={**os.environ, "PYTHONPATH": str(ROOT), **env})
+    res = run_cli("--config", str(cfg), "init", "--json", env=env)
     assert res.returncode == 0, res.stderr
     assert json.loads(res.stdout)["table"] == other
 
@@ -567,7 +573,7 @@ def test_sigterm_hands_running_workset_back(make_env: EnvFactory, tmp_path: Path
 
 def test_aws_errors_are_one_line(make_env: EnvFactory) -> None:
     fresh = make_env(init=False)
-    line = one_line_error(fresh.run("queue"))  # no table yet
+    line = one_line_error(fresh.run("queue", process=True))  # no table yet
     assert fresh.table in line or "ResourceNotFound" in line
     bad_bucket = make_env(init=False, DAYLILY_STORAGE__BUCKET="ab")  # S3 refuses: too short
     line = one_line_error(bad_bucket.run("init"))
@@ -583,7 +589,7 @@ def test_monitor_once_rejects_dependency_cycle(cli_env: CliEnv, tmp_path: Path) 
     _submit_single(env, tmp_path, "cyc-a", after=["cyc-b"])
     _submit_single(env, tmp_path, "cyc-b", after=["cyc-a"])
     try:
-        env.ok("monitor", "--once", timeout=20)
+        env.ok("monitor", "--once", timeout=20, process=True)
     except subprocess.TimeoutExpired:
         pytest.fail("monitor --once never returned: the two worksets wait on each other")
     for wid in ("cyc-a", "cyc-b"):

@@ -7,10 +7,14 @@ from __future__ import annotations
 import contextlib
 from pathlib import Path
 
+import pytest
 import yaml
 
 from daylib import states as S
 from tests.support.deployment import Env
+
+# The env fixture's store is in memory: these tests are about the monitor, not DynamoDB.
+pytestmark = pytest.mark.memory_store
 
 CORPUS = Path(__file__).resolve().parents[1] / "data" / "bad"
 CASES = sorted(p for p in CORPUS.iterdir() if p.is_dir())

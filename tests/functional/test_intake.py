@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 from daylib import states as S
@@ -21,6 +22,9 @@ from daylib.intake_events import IntakeQueue, ensure_intake
 from daylib.monitor import Monitor
 from daylib.wiring import monitor_for
 from tests.support.deployment import FASTQ, HANG_GUARD_SECONDS, Env
+
+# The env fixture's store is in memory: these tests are about the monitor, not DynamoDB.
+pytestmark = pytest.mark.memory_store
 
 DAYLILY = Path(__file__).resolve().parents[1] / "data" / "daylily" / "ws-daylily-example"
 

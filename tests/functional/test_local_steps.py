@@ -10,6 +10,8 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
+
 from daylib import states as S
 from daylib.executors.base import StepRequest
 from daylib.executors.local import LocalExecutor
@@ -73,6 +75,7 @@ def test_monitor_that_lost_its_lease_leaves_the_step_to_the_new_owner(env: Env,
     assert len((tmp_path / "runs.txt").read_text().splitlines()) == 1
 
 
+@pytest.mark.memory_store  # about reaping step processes, not DynamoDB
 def test_no_defunct_children_at_any_time_over_50_worksets(env: Env) -> None:
     ids = [f"ws-z{i:02d}" for i in range(50)]
     for wid in ids:

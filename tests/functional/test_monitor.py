@@ -1,4 +1,5 @@
-"""The monitor against a moto server over HTTP, running real subprocess steps."""
+"""The monitor against a moto server over HTTP, running real subprocess steps; the store is in
+memory where the test is about the monitor, DynamoDB where monitors are separate processes."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
 import yaml
 
 from daylib import states as S
@@ -28,6 +30,7 @@ def _claimed_at(rec: WorksetRecord) -> str:
     return str(next(h["at"] for h in rec.history if h["to"] == S.LOCKED))
 
 
+@pytest.mark.memory_store
 def test_walks_all_steps_and_exports(env: Env) -> None:
     env.upload("ws-one", pipeline="germline")
     env.monitor().run(once=True)
@@ -40,6 +43,7 @@ def test_walks_all_steps_and_exports(env: Env) -> None:
     assert keys == [f"{env.prefix}ws-one/results/result.txt"]
 
 
+@pytest.mark.memory_store
 def test_priority_order_with_one_slot(env: Env) -> None:
     for wid, prio in [("ws-low", "low"), ("ws-normal", "normal"), ("ws-high", "high"),
                       ("ws-urgent", "urgent"), ("ws-normal2", "normal")]:
@@ -50,6 +54,7 @@ def test_priority_order_with_one_slot(env: Env) -> None:
         "ws-urgent", "ws-high", "ws-normal", "ws-normal2", "ws-low"]
 
 
+@pytest.mark.memory_store
 def test_free_slot_is_refilled_without_waiting_for_the_batch(env: Env, tmp_path: Path) -> None:
     """With an hour's poll, only the finish-wakeup can refill a slot; the first workset is
     held running until the three others have finished through the second slot."""
@@ -77,6 +82,7 @@ def test_free_slot_is_refilled_without_waiting_for_the_batch(env: Env, tmp_path:
         assert _claimed_at(nxt) >= prev.updated_at
 
 
+@pytest.mark.memory_store
 def test_bad_input_never_stops_the_daemon(env: Env) -> None:
     env.upload("ws-good1")
     env.put("ws-garbage", "daylily_work.yaml", "samples: [unclosed\n  - : :")
@@ -105,6 +111,7 @@ def test_bad_input_never_stops_the_daemon(env: Env) -> None:
     assert env.store.get("bad name!") is None
 
 
+@pytest.mark.memory_store
 def test_daylily_gate_files(env: Env) -> None:
     tsv = "SAMPLE_ID\tR1_FQ\tR2_FQ\nS1\tsample_data/S1_R1.fastq\t\n"
     for wid in ("ws-notready", "ws-ignored"):
@@ -127,6 +134,7 @@ def test_daylily_gate_files(env: Env) -> None:
     assert not files & {"daylily.lock", "daylily.in_progress", "daylily.error"}
 
 
+@pytest.mark.memory_store
 def test_pause_stops_claiming_and_resume_restarts(env: Env) -> None:
     env.upload("ws-paused")
     env.store.set_paused(True, actor="op")
@@ -137,6 +145,7 @@ def test_pause_stops_claiming_and_resume_restarts(env: Env) -> None:
     assert env.state("ws-paused") == S.COMPLETE
 
 
+@pytest.mark.memory_store
 def test_dependencies_wait_and_unknown_ones_fail(env: Env) -> None:
     env.upload("ws-second", after=["ws-first"], priority="urgent")
     env.upload("ws-first", pipeline="short", priority="low")
@@ -149,6 +158,7 @@ def test_dependencies_wait_and_unknown_ones_fail(env: Env) -> None:
     assert orphan.state == S.FAILED and "ws-nobody" in (orphan.error or "")
 
 
+@pytest.mark.memory_store
 def test_step_failure_is_classified_and_retried_then_failed(env: Env) -> None:
     env.upload("ws-exit3", pipeline="exit3", max_retries=3)
     env.upload("ws-data", pipeline="bad-fastq")
@@ -163,16 +173,31 @@ def test_step_failure_is_classified_and_retried_then_failed(env: Env) -> None:
     assert (data.error_category, data.error_rule, data.attempt) == ("data", "bad-fastq", 1)
 
 
+def _sleepy_steps(env: Env) -> list[str]:
+    """Command lines of this test's 30 s steps still alive (other tests' are not ours)."""
+    mine = f"--out {env.settings.monitor.workdir}"
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            args = cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:  # exited while we looked
+            continue
+        if mine in args and "--sleep 30" in args:
+            found.append(args)
+    return found
+
+
+@pytest.mark.memory_store
 def test_operator_cancel_stops_the_running_step(env: Env) -> None:
     env.upload("ws-cancel", pipeline="sleepy")
     with env.running(heartbeat_seconds=0.2, lease_seconds=2.0) as mon:
         env.wait_for(lambda: env.at("ws-cancel", S.IN_PROGRESS, "run"))
+        env.wait_for(lambda: bool(_sleepy_steps(env)))
         env.store.edit("ws-cancel", lambda r: (S.CANCELLED, {}), actor="op", reason="stop")
         env.wait_for(lambda: not mon._snapshot())
     rec = env.store.require("ws-cancel")
     assert rec.state == S.CANCELLED and rec.history[-1]["actor"] == "op"
-    out = subprocess.run(["pgrep", "-f", "fakepipe.*--sleep 30"], capture_output=True)
-    assert out.stdout == b""
+    assert _sleepy_steps(env) == []
 
 
 def _monitor_process(env: Env, tmp: Path, monitor_id: str) -> subprocess.Popen[bytes]:

@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import pytest
 from botocore.awsrequest import AWSResponse
 
 from daylib import control
@@ -27,6 +28,9 @@ from daylib.store.items import CLAIM_KEY, outbox_key
 from daylib.store.records import Lease, WorksetRecord
 from tests.conftest import client
 from tests.support.deployment import Env
+
+# The env fixture's store is in memory: these tests are about the monitor, not DynamoDB.
+pytestmark = pytest.mark.memory_store
 
 
 class Recorder:

@@ -12,6 +12,7 @@ import pytest
 from daylib import states as S
 from daylib.errors import ConflictError, IllegalTransition, LeaseLost
 from daylib.leases import LeaseWatch, lease_version
+from daylib.spec import priority_rank
 from daylib.store.contract import Store
 from daylib.store.dynamodb import DynamoStore
 from daylib.store.memory import MemoryStore
@@ -213,6 +214,16 @@ def test_candidates_come_in_priority_then_age_order(store: Store) -> None:
     assert pages[0] == ["ws-p2", "ws-p5", "ws-p3", "ws-p1"]
     # ageing: only non-urgent worksets created before the cut-off
     assert [r.workset_id for r in store.aged(10, 1_000_003.5)] == ["ws-p3", "ws-p1", "ws-p0"]
+
+
+def test_ready_summary_counts_one_priority_and_names_its_oldest(store: Store) -> None:
+    """What the metrics sample reads each tick (a monitor on any backend samples it)."""
+    for i, p in enumerate(["normal", "high", "normal", "low"]):
+        store.register(f"ws-r{i}", actor="t", priority=p, created=1_000_000.0 + i)
+    store.claim("ws-r0", "m1", 30.0)  # claimed: no longer ready
+    oldest = store.require("ws-r2").created_at
+    assert store.ready_summary(priority_rank("normal")) == (1, oldest)
+    assert store.ready_summary(priority_rank("urgent")) == (0, None)
 
 
 def test_pause_flag_round_trips(store: Store) -> None:

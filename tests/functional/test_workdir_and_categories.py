@@ -11,10 +11,14 @@ import os
 import stat
 from pathlib import Path
 
+import pytest
 import yaml
 
 from daylib import states as S
 from tests.support.deployment import FASTQ, Env
+
+# The env fixture's store is in memory: these tests are about the monitor, not DynamoDB.
+pytestmark = pytest.mark.memory_store
 
 NOBODY = 65534
 

@@ -1,5 +1,9 @@
 """A test deployment on the emulator: settings, store, S3, worksets uploaded like users do,
-and (``env.wire()``) an SNS topic with SQS queues subscribed and a dead-letter queue."""
+and (``env.wire()``) an SNS topic with SQS queues subscribed and a dead-letter queue.
+
+The store is DynamoDB on the moto server, or (``memory=True``) the in-memory store with the
+same guarantees, for monitor tests that are not about DynamoDB: every store call is then a
+dictionary lookup instead of an HTTP round trip. Monitors in other processes need DynamoDB."""
 
 from __future__ import annotations
 
@@ -24,7 +28,8 @@ from daylib.monitor import Monitor
 from daylib.notify import SnsTopic
 from daylib.outbox import Outbox
 from daylib.s3 import S3Objects
-from daylib.store.dynamodb import DynamoStore
+from daylib.store.contract import Store
+from daylib.store.memory import MemoryStore
 
 # How long a wait for a condition may take before the test calls it a hang: generous, because
 # it only guards against hangs and a loaded machine must never reach it.
@@ -76,10 +81,15 @@ FILTER = {"event": ["completed", "failed", "dead_lettered"]}
 class Env:
     """One test's emulated deployment: settings, store, S3, and ways to upload worksets."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, memory: bool = False) -> None:
         self.settings = settings
         self.clients = AwsClients(settings.aws)
-        self.store = wire.store_for(settings, self.clients)
+        st, n = settings.state, settings.notify
+        self.store: Store = (MemoryStore(keep_first=st.history_keep_first,
+                                         keep_last=st.history_keep_last,
+                                         stale_seconds=n.stale_seconds,
+                                         max_pending=n.max_pending)
+                             if memory else wire.store_for(settings, self.clients))
         self.s3 = wire.s3_for(self.clients)
         self.store.create_table()
         self.s3.ensure_bucket(settings.storage.bucket, self.clients.region)
@@ -110,7 +120,7 @@ class Env:
         return self.wiring
 
     def events(self, clients: AwsClients | None = None,
-               stale_seconds: float | None = None) -> tuple[DynamoStore, Outbox]:
+               stale_seconds: float | None = None) -> tuple[Store, Outbox]:
         """A store and the outbox its writers hand their records to (one pair per monitor or
         operator process)."""
         assert self.wiring is not None, "call env.wire() first"
@@ -120,6 +130,8 @@ class Env:
         outbox = wire.outbox_for(s, c, topic=SnsTopic(c.client("sns"), self.wiring.topic_arn),
                                  dlq=DeadLetterQueue(c.client("sqs"), self.wiring.dlq.queue_url))
         assert outbox is not None
+        if isinstance(self.store, MemoryStore):
+            return self.store.twin(stale_seconds=s.notify.stale_seconds), outbox
         return wire.store_for(s, c), outbox
 
     def put(self, workset_id: str, name: str, body: str | bytes) -> None:
@@ -133,7 +145,7 @@ class Env:
                "reference_genome": "hg38", "pipeline": pipeline, "priority": priority, **extra}
         self.put(workset_id, "daylily_work.yaml", yaml.safe_dump(doc))
 
-    def monitor(self, *, executor: Executor | None = None, store: DynamoStore | None = None,
+    def monitor(self, *, executor: Executor | None = None, store: Store | None = None,
                 outbox: Outbox | None = None, s3: S3Objects | None = None,
                 **overrides: Any) -> Monitor:
         """A monitor through daylib/wiring.py; once wired, with its own store and outbox."""
