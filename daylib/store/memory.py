@@ -1,7 +1,8 @@
 """The in-memory store: the same contract as DynamoDB's, for tests and tools that do not test
 AWS itself. One lock per table makes every conditional write atomic under threads, as
 DynamoDB does for a single item; items keep the same layout (index attributes included), so
-ordering and projections match the DynamoDB store's."""
+ordering and projections match the DynamoDB store's. Values are stored as DynamoDB keeps
+them (see ``_stored``), so what a read returns does not depend on the backend."""
 
 from __future__ import annotations
 
@@ -128,17 +129,17 @@ class MemoryStore(QueueReads):
                 raise self._conflict(workset_id)
             _apply(item, changes.attrs)
             for (attr, key), v in changes.entry_sets.items():
-                item.setdefault(attr, {})[key] = copy.deepcopy(v)
+                item.setdefault(attr, {})[key] = _stored(v)
             for attr, key in changes.entry_removes:
                 item.get(attr, {}).pop(key, None)
             for attr, items in changes.appends.items():
-                item.setdefault(attr, []).extend(copy.deepcopy(items))
+                item.setdefault(attr, []).extend(_stored(items))
 
     def _put_new(self, item: dict[str, Any]) -> bool:
         with self.memory.lock:
             if item["pk"] in self.memory.items:
                 return False
-            self.memory.items[item["pk"]] = copy.deepcopy(item)
+            self.memory.items[item["pk"]] = _stored(item)
             return True
 
     def _claim_write(self, plan: ClaimPlan) -> tuple[WorksetRecord, bool]:
@@ -151,7 +152,7 @@ class MemoryStore(QueueReads):
             _apply(item, {"owner_id": plan.owner, "lease_expires": plan.now + plan.lease_seconds,
                           "updated_at": utc_iso(plan.now), "reason": None, **plan.fields})
             item.setdefault("step", "stage")
-            item["history"] = [*item.get("history", []), plan.entry]
+            item["history"] = [*item.get("history", []), _stored(plan.entry)]
             for attr in ("lease_token", "version", "history_total"):
                 item[attr] = item.get(attr, 0) + 1
             if plan.drop_keys is not None:
@@ -159,7 +160,7 @@ class MemoryStore(QueueReads):
                 for key in plan.drop_keys:
                     box.pop(key, None)
                 if plan.started is not None:
-                    box[CLAIM_KEY] = copy.deepcopy(plan.started)
+                    box[CLAIM_KEY] = _stored(plan.started)
                     item["event_seq"] = item["claim_seq"] = item.get("event_seq", 0) + 1
                 _apply(item, {"outbox_part": None, "outbox_due": None})
             return record_from_item(copy.deepcopy(item)), True
@@ -171,7 +172,7 @@ class MemoryStore(QueueReads):
             if ((item.get("owner_id"), item.get("lease_token")) != (lease.owner, lease.token)
                     or item.get("state") not in S.OWNED):
                 raise LeaseLost(f"lease on {lease.workset_id} lost")
-            item["lease_expires"] = expires
+            item["lease_expires"] = _stored(expires)
         return Lease(lease.workset_id, lease.owner, lease.token, expires)
 
     def note_waiting(self, workset_id: str, reason: str) -> None:
@@ -199,7 +200,7 @@ class MemoryStore(QueueReads):
 
     def put_cluster(self, info: dict[str, Any]) -> None:
         with self.memory.lock:
-            self.memory.clusters[info["name"]] = copy.deepcopy(info)
+            self.memory.clusters[info["name"]] = _stored(info)
 
     def clusters(self) -> list[dict[str, Any]]:
         with self.memory.lock:
@@ -214,7 +215,7 @@ class MemoryStore(QueueReads):
                 return False
             if held is None and len(holders) >= limit:
                 return False
-            holders[workset_id] = {"at": self.clock(), "by": holder, "token": token}
+            holders[workset_id] = _stored({"at": self.clock(), "by": holder, "token": token})
             return True
 
     def adopt_slot(self, scope: str, workset_id: str, limit: int, holder: str,
@@ -223,7 +224,7 @@ class MemoryStore(QueueReads):
             holders = self.memory.slots.setdefault(scope, {})
             if workset_id not in holders and len(holders) >= limit:
                 return False
-            holders[workset_id] = {"at": self.clock(), "by": holder, "token": token}
+            holders[workset_id] = _stored({"at": self.clock(), "by": holder, "token": token})
             return True
 
     def release_slot(self, scope: str, workset_id: str, token: str) -> bool:
@@ -265,4 +266,16 @@ def _apply(item: dict[str, Any], attrs: dict[str, Any]) -> None:
         if v is None:
             item.pop(k, None)
         else:
-            item[k] = copy.deepcopy(v)
+            item[k] = _stored(v)
+
+
+def _stored(value: Any) -> Any:
+    """A copy of ``value`` as DynamoDB keeps it: a number has no int/float type (a whole one
+    reads back as an int, so 4.0 shows as 4), a tuple is a list."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {k: _stored(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_stored(v) for v in value]
+    return value

@@ -3,6 +3,7 @@ dynalite."""
 
 from __future__ import annotations
 
+import json
 import threading
 from collections import Counter
 from typing import Any
@@ -11,6 +12,7 @@ import pytest
 
 from daylib import states as S
 from daylib.errors import ConflictError, IllegalTransition, LeaseLost
+from daylib.formatters import format_show
 from daylib.leases import LeaseWatch, lease_version
 from daylib.spec import priority_rank
 from daylib.store.contract import Store
@@ -157,6 +159,23 @@ def test_history_is_bounded_first_and_newest_kept(store: Store) -> None:
     assert rec.history_total == 32
     assert rec.public()["history_omitted"] == 25
     assert {"at", "actor", "from", "to", "reason"} <= set(rec.history[-1])
+
+
+def test_numbers_read_back_as_dynamodb_keeps_them(store: Store) -> None:
+    """DynamoDB numbers have no int/float type: a whole float reads back as an int, so
+    ``show`` prints a raised memory of 4.0 GB as ``memory_gb=4`` on every backend."""
+    store.register("ws-num", actor="t", fields={"resources": {"memory_gb": 2.0}})
+    rec, lease = store.claim("ws-num", "m1", 30)
+    store.transition(rec, S.RETRYING, actor="m1", reason="oom", lease=lease,
+                     fields={"resources": {"memory_gb": 4.0, "walltime_minutes": 12.5},
+                             "resource_retries": 1, "retry_at": 7.0,
+                             "summary": {"sizes": [1.0, 2.5]}})
+    shown = store.require("ws-num").public()
+    assert json.dumps([shown["resources"], shown["retry_at"], shown["summary"]]) == (
+        '[{"memory_gb": 4, "walltime_minutes": 12.5}, 7, {"sizes": [1, 2.5]}]')
+    assert format_show(store.require("ws-num"), {"step_seconds": {}, "logs_uri": "-",
+                                                 "attempt_of": "attempt 1"}).count(
+        "resources   memory_gb=4, walltime_minutes=12.5  (raised by 1 resource retry)") == 1
 
 
 def _ground_truth(store: Store) -> Counter[str]:
