@@ -65,23 +65,19 @@ def local_cluster_name(configured: str | None, *, cfnconfig: Path | None = None,
                        environ: Mapping[str, str] | None = None) -> str | None:
     """The configured name, else ParallelCluster's files on the head node, else the
     instance's ``parallelcluster:cluster-name`` tag from IMDSv2."""
-    if configured:
-        return configured
+    return (configured
+            or _first_match(cfnconfig or CFNCONFIG, r"^stack_name=(\S+)")
+            or _first_match(cluster_config or CLUSTER_CONFIG, r"^\s*ClusterName:\s*(\S+)")
+            or instance_tag(CLUSTER_NAME_TAG, os.environ if environ is None else environ))
+
+
+def _first_match(path: Path, pattern: str) -> str | None:
+    """The first group of ``pattern``'s first match in the file; None if none or unreadable."""
     try:
-        text = (cfnconfig or CFNCONFIG).read_text()
+        match = re.search(pattern, path.read_text(), re.MULTILINE)
     except OSError:
-        text = ""
-    match = re.search(r"^stack_name=(\S+)", text, re.MULTILINE)
-    if match:
-        return match.group(1)
-    try:
-        cfg = (cluster_config or CLUSTER_CONFIG).read_text()
-    except OSError:
-        cfg = ""
-    match = re.search(r"^\s*ClusterName:\s*(\S+)", cfg, re.MULTILINE)
-    if match:
-        return match.group(1)
-    return instance_tag(CLUSTER_NAME_TAG, os.environ if environ is None else environ)
+        return None
+    return match.group(1) if match else None
 
 
 def instance_tag(key: str, environ: Mapping[str, str]) -> str | None:

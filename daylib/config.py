@@ -25,6 +25,13 @@ PRIORITIES: tuple[Priority, ...] = typing.get_args(Priority)
 ExecutorName = Literal["local", "slurm"]
 EXECUTORS: tuple[ExecutorName, ...] = typing.get_args(ExecutorName)
 
+# Defaults that a store or publisher built without settings (tests, tools) uses too.
+HISTORY_KEEP_FIRST = 5
+HISTORY_KEEP_LAST = 50
+OUTBOX_STALE_SECONDS = 120.0
+OUTBOX_ACK_DELAY_SECONDS = 5.0
+OUTBOX_MAX_PENDING = 20  # per workset; beyond it the oldest are dropped
+
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
@@ -47,8 +54,8 @@ class StorageSettings(_Section):
 
 class StateSettings(_Section):
     table: str = "daylily-worksets"
-    history_keep_first: int = Field(5, ge=1)
-    history_keep_last: int = Field(50, ge=1)
+    history_keep_first: int = Field(HISTORY_KEEP_FIRST, ge=1)
+    history_keep_last: int = Field(HISTORY_KEEP_LAST, ge=1)
 
 
 class MonitorSettings(_Section):
@@ -179,9 +186,9 @@ class NotifySettings(_Section):
     enabled: bool = True
     topic_arn: str | None = None
     topic_name: str = "daylily-workset-events"
-    stale_seconds: float = Field(120.0, gt=0)
-    ack_delay_seconds: float = Field(5.0, ge=0)
-    max_pending: int = Field(20, ge=1)  # per workset; beyond it the oldest are dropped
+    stale_seconds: float = Field(OUTBOX_STALE_SECONDS, gt=0)
+    ack_delay_seconds: float = Field(OUTBOX_ACK_DELAY_SECONDS, ge=0)
+    max_pending: int = Field(OUTBOX_MAX_PENDING, ge=1)
 
 
 class DlqSettings(_Section):

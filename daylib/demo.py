@@ -25,7 +25,9 @@ from daylib.config import Settings
 from daylib.emulator import start_moto
 from daylib.executors.local import LocalExecutor
 from daylib.formatters import format_list, format_queue
+from daylib.pipelines.fastq_qc import SUMMARY_JSON
 from daylib.s3 import S3Objects
+from daylib.s3uri import split_uri
 from daylib.store.dynamodb import DynamoStore
 
 EXPECTED = {"demo-na12878-wgs": S.COMPLETE, "demo-hg002-panel": S.COMPLETE,
@@ -121,7 +123,7 @@ def run_demo(*, as_json: bool = False, keep_workdir: bool = False) -> int:
                     print(f"{wid}: {rec.state} [{rec.error_category}] {rec.error}")
             qc = _qc_figures(s3, records)
             if qc:
-                print("\nQC summary (from the exported qc_summary.json files):")
+                print(f"\nQC summary (from the exported {SUMMARY_JSON} files):")
                 print(qc)
             print(f"\ndemo {'finished' if ok else 'FAILED'} in "
                   f"{summary['elapsed_seconds']:.1f} s")
@@ -154,7 +156,7 @@ def _watch(store: DynamoStore, ids: list[str], as_json: bool) -> dict[str, Any]:
 
 
 def _results(s3: S3Objects, uri: str) -> list[str]:
-    bucket, key = uri[5:].split("/", 1)
+    bucket, key = split_uri(uri)
     return [f"s3://{bucket}/{k}" for k, _ in s3.keys(bucket, key)]
 
 
@@ -163,8 +165,8 @@ def _qc_figures(s3: S3Objects, records: dict[str, Any]) -> str:
     for wid, rec in sorted(records.items()):
         if rec.state != S.COMPLETE or not rec.results_uri:
             continue
-        bucket, key = rec.results_uri[5:].split("/", 1)
-        text = s3.read_text(bucket, key + "qc_summary.json", 1 << 20)
+        bucket, key = split_uri(rec.results_uri)
+        text = s3.read_text(bucket, key + SUMMARY_JSON, 1 << 20)
         if not text:
             continue
         for sample in json.loads(text).get("samples", []):

@@ -18,8 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from daylib.aws import guard
-from daylib.errors import AwsNotFound
+from daylib.aws import find_queue, guard
 from daylib.store.records import WorksetRecord, utc_iso
 
 log = logging.getLogger(__name__)
@@ -124,13 +123,6 @@ def _parse(msg: dict[str, Any]) -> DeadLetter:
         attempts=attempts if isinstance(attempts, int) else None,
         decision=body.get("decision"), dead_lettered_at=body.get("dead_lettered_at"),
         seq=body.get("seq"), message_id=str(msg.get("MessageId")))
-
-
-def find_queue(client: Any, name: str) -> str | None:
-    try:
-        return str(guard(client).get_queue_url(QueueName=name)["QueueUrl"])
-    except AwsNotFound:
-        return None
 
 
 def ensure_queue(client: Any, name: str) -> tuple[str, bool]:

@@ -12,15 +12,14 @@ from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any
 
-from daylib.aws import AwsClients, describe, error_code
+from daylib.aws import AwsClients, describe, error_code, find_queue
 from daylib.config import Settings
-from daylib.errors import AwsError
+from daylib.errors import AwsError, AwsNotFound
 from daylib.store.items import ACTIVE_INDEX, DONE_INDEX, OUTBOX_INDEX
 
 INDEXES = (ACTIVE_INDEX, DONE_INDEX, OUTBOX_INDEX)
 MAX_SKEW_SECONDS = 240.0  # SigV4 refuses requests more than 5 minutes off
 EXPIRY_WARN_SECONDS = 900.0
-MISSING_QUEUE = ("AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist")
 INIT = "run `daylily-workset init` (or deploy infra/daylib.yaml and `config from-stack`)"
 
 
@@ -192,27 +191,22 @@ class Doctor:
             return None
         if i.queue_url:
             return i.queue_url
-        try:
-            return str(self.clients.client("sqs").get_queue_url(QueueName=i.queue_name)[
-                "QueueUrl"])
-        except AwsError as exc:
-            if error_code(exc) in MISSING_QUEUE:
-                return None  # the queue check names it
-            raise
+        return find_queue(self.clients.client("sqs"), i.queue_name)  # None: the check names it
 
     def _queue(self, label: str, url: str | None, name: str | None) -> Check:
         sqs = self.clients.client("sqs")
+        found: str | None = url
         try:
             if url:
                 sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])
             else:
-                url = str(sqs.get_queue_url(QueueName=name)["QueueUrl"])
-        except AwsError as exc:
-            if error_code(exc) in MISSING_QUEUE:
-                return Check(f"{label} queue", False, f"SQS queue {url or name!r} not found in "
-                             f"{self.region}", INIT)
-            raise
-        return Check(f"{label} queue", True, url)
+                found = find_queue(sqs, name or "")
+        except AwsNotFound:
+            found = None
+        if found is None:
+            return Check(f"{label} queue", False, f"SQS queue {url or name!r} not found in "
+                         f"{self.region}", INIT)
+        return Check(f"{label} queue", True, found)
 
     def slurm(self) -> list[Check]:
         if self.settings.monitor.executor != "slurm":

@@ -17,7 +17,7 @@ from typing import Any
 from urllib.parse import unquote_plus
 
 from daylib import spec as sp
-from daylib.aws import guard
+from daylib.aws import find_queue, guard
 from daylib.config import Settings
 from daylib.errors import AwsError
 
@@ -130,23 +130,13 @@ def ensure_intake(sqs: Any, s3: Any, bucket: str, prefix: str, queue_name: str) 
     return url
 
 
-def resolve_queue_url(sqs: Any, name: str) -> str | None:
-    """The URL of the queue called ``name``, or None if it does not exist."""
-    try:
-        return str(guard(sqs).get_queue_url(QueueName=name)["QueueUrl"])
-    except AwsError as exc:
-        if "NonExistentQueue" in exc.code or "QueueDoesNotExist" in exc.code:
-            return None
-        raise
-
-
 def intake_queue_for(sqs: Any, settings: Settings) -> IntakeQueue | None:
     """The configured intake queue, or None (listing only) when it is off or missing; an
     AwsError when it cannot be looked up (the monitor retries: daylib/late_setup.py)."""
     cfg = settings.intake
     if not cfg.enabled:
         return None
-    url = cfg.queue_url or resolve_queue_url(sqs, cfg.queue_name)
+    url = cfg.queue_url or find_queue(sqs, cfg.queue_name)
     if url is None:
         log.info("no intake queue %r (run `daylily-workset init`); listing every %.0f s",
                  cfg.queue_name, settings.monitor.discovery_seconds)
@@ -156,4 +146,4 @@ def intake_queue_for(sqs: Any, settings: Settings) -> IntakeQueue | None:
 
 
 __all__ = ["AwsError", "IntakeQueue", "Message", "ensure_intake", "folders_in",
-           "intake_queue_for", "resolve_queue_url"]
+           "intake_queue_for"]

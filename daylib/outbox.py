@@ -40,6 +40,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from daylib import states as S
+from daylib.config import OUTBOX_ACK_DELAY_SECONDS, OUTBOX_MAX_PENDING, OUTBOX_STALE_SECONDS
 from daylib.dlq import DeadLetterQueue, letter_body
 from daylib.errors import DaylibError
 from daylib.notify import EVENTS, SnsTopic, event_body
@@ -80,8 +81,9 @@ class Outbox:
     the monitor calls ``tick`` on its housekeeping passes; the CLI ``drain`` on exit)."""
 
     def __init__(self, *, topic: SnsTopic | None, dlq: DeadLetterQueue | None,
-                 stale_seconds: float = 120.0, ack_delay_seconds: float = 5.0,
-                 max_pending: int = 20,
+                 stale_seconds: float = OUTBOX_STALE_SECONDS,
+                 ack_delay_seconds: float = OUTBOX_ACK_DELAY_SECONDS,
+                 max_pending: int = OUTBOX_MAX_PENDING,
                  clock: Callable[[], float] = time.time) -> None:
         self.topic = topic
         self.dlq = dlq

@@ -19,8 +19,10 @@ from typing import BinaryIO
 
 from daylib.config import Settings
 from daylib.errors import AwsError
-from daylib.executors.base import STEPS
+from daylib.executors.base import STEPS, log_name, status_name
 from daylib.s3 import S3Objects
+from daylib.s3uri import split_uri
+from daylib.spec import folder_uri as spec_folder_uri
 
 _NAME = re.compile(r"^(stage|run|export)\.a([0-9]+)\.log$")
 
@@ -35,19 +37,20 @@ class LogRef:
 
     @property
     def name(self) -> str:
-        return f"{self.step}.a{self.attempt}.log"
+        return log_name(self.step, self.attempt)
 
 
 def ref(step: str, attempt: int) -> LogRef:
     return LogRef(attempt, STEPS.index(step), step)
 
 
-def folder_key(settings: Settings, workset_id: str) -> str:
-    return f"{settings.storage.prefix}{workset_id}/logs/"
-
-
 def folder_uri(settings: Settings, workset_id: str) -> str:
-    return f"s3://{settings.storage.bucket}/{folder_key(settings, workset_id)}"
+    """Where a workset's step logs are copied: ``logs/`` in its folder."""
+    return spec_folder_uri(settings, workset_id) + "logs/"
+
+
+def folder_key(settings: Settings, workset_id: str) -> str:
+    return split_uri(folder_uri(settings, workset_id))[1]
 
 
 def local_path(settings: Settings, workset_id: str, log: LogRef) -> Path:
@@ -57,7 +60,7 @@ def local_path(settings: Settings, workset_id: str, log: LogRef) -> Path:
 
 def status_path(settings: Settings, workset_id: str, log: LogRef) -> Path:
     """The wrapper's exit-status file: it exists once the step has ended."""
-    return Path(settings.monitor.workdir) / workset_id / f".{log.step}.a{log.attempt}.status.json"
+    return Path(settings.monitor.workdir) / workset_id / status_name(log.step, log.attempt)
 
 
 def bounded(fh: BinaryIO, size: int, max_bytes: int, head_bytes: int) -> bytes:

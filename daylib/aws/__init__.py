@@ -15,6 +15,8 @@ from daylib.aws.clients import (
 from daylib.aws.dynamodb_types import from_ddb, to_ddb
 from daylib.aws.errors import describe, error_code, translate
 from daylib.aws.guard import Guarded, guard
+from daylib.aws.sqs import find_queue
 
-__all__ = ["DEFAULT_REGION", "AwsClients", "Guarded", "describe", "error_code", "from_ddb",
-           "guard", "is_missing_resource", "raw_client", "resolve_region", "to_ddb", "translate"]
+__all__ = ["DEFAULT_REGION", "AwsClients", "Guarded", "describe", "error_code", "find_queue",
+           "from_ddb", "guard", "is_missing_resource", "raw_client", "resolve_region", "to_ddb",
+           "translate"]

@@ -31,12 +31,13 @@ def cmd_init(ctx: Context, args: argparse.Namespace) -> int:
         url, created["queue"] = ensure_queue(ctx.clients.client("sqs"), st.dlq.queue_name)
         names["queue"] = out["queue_url"] = url
     if st.intake.enabled:  # a stack's queue too: its existing bucket needs the notification
-        from daylib.intake_events import ensure_intake, resolve_queue_url
+        from daylib.aws import find_queue
+        from daylib.intake_events import ensure_intake
 
         sqs = ctx.clients.client("sqs")
         queue = (st.intake.queue_url or "").rstrip("/").rsplit("/", 1)[-1] or \
             st.intake.queue_name
-        created["intake"] = resolve_queue_url(sqs, queue) is None
+        created["intake"] = find_queue(sqs, queue) is None
         names["intake"] = out["intake_queue_url"] = ensure_intake(
             sqs, ctx.clients.client("s3"), st.storage.bucket, st.storage.prefix, queue)
     ctx.emit({"created": created, **out},

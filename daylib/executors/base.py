@@ -10,6 +10,16 @@ from typing import Any, Protocol
 STEPS = ("stage", "run", "export")
 
 
+def log_name(step: str, attempt: int) -> str:
+    """The step attempt's log in its workset's work directory (and in S3: daylib/steplogs.py)."""
+    return f"{step}.a{attempt}.log"
+
+
+def status_name(step: str, attempt: int) -> str:
+    """The wrapper's exit-status file beside the log; it exists once the step has ended."""
+    return f".{step}.a{attempt}.status.json"
+
+
 @dataclass(frozen=True)
 class StepRequest:
     """Everything an executor needs to run one step of one attempt of a workset."""
@@ -35,11 +45,11 @@ class StepRequest:
 
     @property
     def status_file(self) -> Path:
-        return self.workdir / f".{self.step}.a{self.attempt}.status.json"
+        return self.workdir / status_name(self.step, self.attempt)
 
     @property
     def log_file(self) -> Path:
-        return self.workdir / f"{self.step}.a{self.attempt}.log"
+        return self.workdir / log_name(self.step, self.attempt)
 
     def wrapper_args(self) -> list[str]:
         """``jobwrap``'s arguments (after the script) for this step."""

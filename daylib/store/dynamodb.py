@@ -32,6 +32,12 @@ from typing import Any
 
 from daylib import states as S
 from daylib.aws import guard
+from daylib.config import (
+    HISTORY_KEEP_FIRST,
+    HISTORY_KEEP_LAST,
+    OUTBOX_MAX_PENDING,
+    OUTBOX_STALE_SECONDS,
+)
 from daylib.errors import AwsError, ConflictError, LeaseLost
 from daylib.store.dynamo_io import Refused
 from daylib.store.expression import Expr, from_ddb, to_ddb
@@ -49,7 +55,7 @@ from daylib.store.items import (
 )
 from daylib.store.queries import QueueReads
 from daylib.store.records import ControlRecord, Lease, WorksetRecord, utc_iso
-from daylib.store.rules import Changes, ClaimPlan, next_expiry
+from daylib.store.rules import Changes, ClaimPlan, conflict, next_expiry
 from daylib.store.slots import DynamoSlots
 
 CONTROL_PK = "#control"
@@ -62,9 +68,10 @@ def _record(item: dict[str, Any]) -> WorksetRecord:
 class DynamoStore(DynamoSlots, QueueReads):
     """Worksets, leases, history and the pause flag in one DynamoDB table."""
 
-    def __init__(self, client: Any, table: str, *, keep_first: int = 5, keep_last: int = 50,
-                 clock: Callable[[], float] = time.time,
-                 stale_seconds: float = 120.0, max_pending: int = 20) -> None:
+    def __init__(self, client: Any, table: str, *, keep_first: int = HISTORY_KEEP_FIRST,
+                 keep_last: int = HISTORY_KEEP_LAST, clock: Callable[[], float] = time.time,
+                 stale_seconds: float = OUTBOX_STALE_SECONDS,
+                 max_pending: int = OUTBOX_MAX_PENDING) -> None:
         super().__init__(keep_first=keep_first, keep_last=keep_last, clock=clock,
                          stale_seconds=stale_seconds, max_pending=max_pending)
         self.client = guard(client)
@@ -249,9 +256,7 @@ class DynamoStore(DynamoSlots, QueueReads):
 
     def _conflict(self, workset_id: str, old: dict[str, Any] | None) -> ConflictError:
         current = _record(old) if old else self.get(workset_id)
-        if current is None:
-            return ConflictError(f"workset {workset_id} does not exist")
-        return ConflictError(f"workset {workset_id} changed concurrently (now {current.state})")
+        return conflict(workset_id, current.state if current else None)
 
     def _update(self, workset_id: str, expect: dict[str, Any], changes: Changes) -> None:
         expr = Expr()

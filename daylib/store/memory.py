@@ -13,6 +13,12 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from daylib import states as S
+from daylib.config import (
+    HISTORY_KEEP_FIRST,
+    HISTORY_KEEP_LAST,
+    OUTBOX_MAX_PENDING,
+    OUTBOX_STALE_SECONDS,
+)
 from daylib.errors import ConflictError, LeaseLost
 from daylib.store.items import (
     CLAIM_KEY,
@@ -23,7 +29,7 @@ from daylib.store.items import (
 )
 from daylib.store.queries import QueueReads
 from daylib.store.records import ControlRecord, Lease, WorksetRecord, utc_iso
-from daylib.store.rules import Changes, ClaimPlan, next_expiry
+from daylib.store.rules import Changes, ClaimPlan, conflict, next_expiry
 
 
 class MemoryTable:
@@ -41,9 +47,11 @@ class MemoryTable:
 class MemoryStore(QueueReads):
     """Worksets, leases, history, caps and the pause flag in a process's memory."""
 
-    def __init__(self, table: MemoryTable | None = None, *, keep_first: int = 5,
-                 keep_last: int = 50, clock: Callable[[], float] = time.time,
-                 stale_seconds: float = 120.0, max_pending: int = 20) -> None:
+    def __init__(self, table: MemoryTable | None = None, *,
+                 keep_first: int = HISTORY_KEEP_FIRST, keep_last: int = HISTORY_KEEP_LAST,
+                 clock: Callable[[], float] = time.time,
+                 stale_seconds: float = OUTBOX_STALE_SECONDS,
+                 max_pending: int = OUTBOX_MAX_PENDING) -> None:
         super().__init__(keep_first=keep_first, keep_last=keep_last, clock=clock,
                          stale_seconds=stale_seconds, max_pending=max_pending)
         self.memory = table or MemoryTable()
@@ -118,9 +126,7 @@ class MemoryStore(QueueReads):
 
     def _conflict(self, workset_id: str) -> ConflictError:
         item = self.memory.items.get(workset_id)
-        if item is None:
-            return ConflictError(f"workset {workset_id} does not exist")
-        return ConflictError(f"workset {workset_id} changed concurrently (now {item['state']})")
+        return conflict(workset_id, item["state"] if item else None)
 
     def _update(self, workset_id: str, expect: dict[str, Any], changes: Changes) -> None:
         with self.memory.lock:

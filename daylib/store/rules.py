@@ -14,7 +14,6 @@ decides *what* to write lives here, once, so the DynamoDB and in-memory stores c
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from dataclasses import fields as dataclass_fields
@@ -89,6 +88,13 @@ def bounded(history: list[dict[str, Any]], entry: dict[str, Any], keep_first: in
     return full[:keep_first] + full[-keep_last:]
 
 
+def conflict(workset_id: str, state: str | None) -> ConflictError:
+    """A conditional write refused because the item moved on (``state``) or is gone (None)."""
+    if state is None:
+        return ConflictError(f"workset {workset_id} does not exist")
+    return ConflictError(f"workset {workset_id} changed concurrently (now {state})")
+
+
 def check_allowed(rec: WorksetRecord, to: str) -> None:
     if to != rec.state and not S.allowed(rec.state, to):
         raise IllegalTransition(f"workset {rec.workset_id} is {rec.state}; cannot move "
@@ -98,9 +104,8 @@ def check_allowed(rec: WorksetRecord, to: str) -> None:
 class WorksetRules:
     """The store's domain half; backends subclass it and implement the primitives."""
 
-    def __init__(self, *, keep_first: int = 5, keep_last: int = 50,
-                 clock: Callable[[], float] = time.time, stale_seconds: float = 120.0,
-                 max_pending: int = 20) -> None:
+    def __init__(self, *, keep_first: int, keep_last: int, clock: Callable[[], float],
+                 stale_seconds: float, max_pending: int) -> None:
         self.keep_first = keep_first
         self.keep_last = keep_last
         self.clock = clock

@@ -1,6 +1,6 @@
 """jobwrap without Slurm: exit codes, signals, unstartable commands; the status file always.
-Every test runs against both wrappers: ``jobwrap.sh`` (what the executors start) and the
-Python reference ``jobwrap.py``."""
+Every test here runs against both wrappers: ``jobwrap.sh`` (what the executors start) and the
+Python reference ``jobwrap.py``; what is about one of them is in test_executor_wrapper.py."""
 
 from __future__ import annotations
 
@@ -18,9 +18,7 @@ from pathlib import Path
 import pytest
 
 from daylib.executors import jobwrap
-from daylib.executors.base import StepRequest
-from daylib.executors.local import LocalExecutor
-from daylib.executors.slurm import SlurmExecutor
+from tests.support.waiting import wait_for
 
 JOBWRAP = Path(jobwrap.__file__)
 JOBWRAP_SH = JOBWRAP.with_name("jobwrap.sh")
@@ -75,14 +73,6 @@ def alive(pid: int) -> bool:
     except OSError:
         return False
     return stat.rsplit(")", 1)[-1].split()[0] != "Z"
-
-
-def wait_for(path: Path, timeout: float = HANG_GUARD_SECONDS) -> None:
-    """Until ``path`` exists (the deadline only guards against a hang)."""
-    deadline = time.monotonic() + timeout
-    while not path.exists():
-        assert time.monotonic() < deadline, f"{path} never appeared"
-        time.sleep(0.02)
 
 
 def test_success_appends_output_and_writes_status(tmp_path: Path) -> None:
@@ -200,23 +190,6 @@ time.sleep(60)
     assert (status(tmp_path)["exit_code"], status(tmp_path)["signal"]) == (7, None)
 
 
-def test_runs_as_module_too(tmp_path: Path) -> None:
-    st_file = tmp_path / "s.json"
-    res = subprocess.run([sys.executable, "-m", "daylib.executors.jobwrap", "--status",
-                          str(st_file), "--log", str(tmp_path / "l.log"), "--", "true"],
-                         cwd=Path(__file__).resolve().parents[2], timeout=30, check=False)
-    assert res.returncode == 0
-    assert json.loads(st_file.read_text())["exit_code"] == 0
-
-
-def test_write_json_replaces_atomically(tmp_path: Path) -> None:
-    target = tmp_path / "deep" / "x.json"
-    jobwrap.write_json(target, {"a": 1})
-    jobwrap.write_json(target, {"a": 2})
-    assert json.loads(target.read_text()) == {"a": 2}
-    assert [p.name for p in target.parent.iterdir()] == ["x.json"]
-
-
 NOISY = "import sys\nfor i in range(200_000):\n    print(f'line {i:06d}', flush=i % 997 == 0)\n" \
         "print('the end', file=sys.stderr)\nsys.exit(5)\n"
 
@@ -260,44 +233,3 @@ print("bye", flush=True)
     finally:
         with contextlib.suppress(OSError, ValueError):
             os.kill(int((tmp_path / "pids").read_text()), signal.SIGKILL)
-
-
-def _request(tmp_path: Path) -> StepRequest:
-    ready = tmp_path / "ready"
-    return StepRequest("ws-1", 1, "run", ["sh", "-c", f"touch {ready}; exec sleep 30"],
-                       tmp_path / "work")
-
-
-def _exe(pid: int) -> str:
-    return os.path.basename(os.readlink(f"/proc/{pid}/exe"))
-
-
-def test_local_executor_starts_no_interpreter_per_step(tmp_path: Path, wrapper: str) -> None:
-    """Slot refill: the wrapper around each step is sh, not a Python interpreter start."""
-    if wrapper != "sh":
-        pytest.skip("about the executors, not a wrapper")
-    ex = LocalExecutor()
-    req = _request(tmp_path)
-    ref = ex.submit(req)
-    try:
-        wait_for(tmp_path / "ready")
-        assert "python" not in _exe(int(ref))
-        assert ex.find(req) == ref  # adoption still finds the running step by its pid file
-    finally:
-        ex.cancel(ref)
-    assert status_of(req)["signal"] == signal.SIGTERM
-
-
-def status_of(req: StepRequest) -> dict[str, object]:
-    wait_for(req.status_file)
-    data = json.loads(req.status_file.read_text())
-    assert isinstance(data, dict)
-    return data
-
-
-def test_slurm_batch_script_starts_no_interpreter(tmp_path: Path, wrapper: str) -> None:
-    if wrapper != "sh":
-        pytest.skip("about the executors, not a wrapper")
-    script = SlurmExecutor().batch_script(_request(tmp_path))
-    assert "python" not in script
-    assert f"exec /bin/bash {JOBWRAP_SH} --status" in script

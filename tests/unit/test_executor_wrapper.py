@@ -1,0 +1,74 @@
+"""Tests about one wrapper each, so they run once and are never skipped: the executors start
+``jobwrap.sh`` (no interpreter per step), and the Python reference ``jobwrap.py`` has entry
+points of its own. What both wrappers must do alike is in test_jobwrap.py."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from daylib.executors import jobwrap
+from daylib.executors.base import StepRequest
+from daylib.executors.local import LocalExecutor
+from daylib.executors.slurm import SlurmExecutor
+from tests.support.waiting import wait_for
+
+JOBWRAP_SH = Path(jobwrap.__file__).with_name("jobwrap.sh")
+
+
+def test_runs_as_module_too(tmp_path: Path) -> None:
+    st_file = tmp_path / "s.json"
+    res = subprocess.run([sys.executable, "-m", "daylib.executors.jobwrap", "--status",
+                          str(st_file), "--log", str(tmp_path / "l.log"), "--", "true"],
+                         cwd=Path(__file__).resolve().parents[2], timeout=30, check=False)
+    assert res.returncode == 0
+    assert json.loads(st_file.read_text())["exit_code"] == 0
+
+
+def test_write_json_replaces_atomically(tmp_path: Path) -> None:
+    target = tmp_path / "deep" / "x.json"
+    jobwrap.write_json(target, {"a": 1})
+    jobwrap.write_json(target, {"a": 2})
+    assert json.loads(target.read_text()) == {"a": 2}
+    assert [p.name for p in target.parent.iterdir()] == ["x.json"]
+
+
+def _request(tmp_path: Path) -> StepRequest:
+    ready = tmp_path / "ready"
+    return StepRequest("ws-1", 1, "run", ["sh", "-c", f"touch {ready}; exec sleep 30"],
+                       tmp_path / "work")
+
+
+def _exe(pid: int) -> str:
+    return os.path.basename(os.readlink(f"/proc/{pid}/exe"))
+
+
+def test_local_executor_starts_no_interpreter_per_step(tmp_path: Path) -> None:
+    """Slot refill: the wrapper around each step is sh, not a Python interpreter start."""
+    ex = LocalExecutor()
+    req = _request(tmp_path)
+    ref = ex.submit(req)
+    try:
+        wait_for(tmp_path / "ready")
+        assert "python" not in _exe(int(ref))
+        assert ex.find(req) == ref  # adoption still finds the running step by its pid file
+    finally:
+        ex.cancel(ref)
+    assert status_of(req)["signal"] == signal.SIGTERM
+
+
+def status_of(req: StepRequest) -> dict[str, object]:
+    wait_for(req.status_file)
+    data = json.loads(req.status_file.read_text())
+    assert isinstance(data, dict)
+    return data
+
+
+def test_slurm_batch_script_starts_no_interpreter(tmp_path: Path) -> None:
+    script = SlurmExecutor().batch_script(_request(tmp_path))
+    assert "python" not in script
+    assert f"exec /bin/bash {JOBWRAP_SH} --status" in script
