@@ -24,8 +24,11 @@ def scenarios(quick: bool) -> dict[str, Scenario]:
     # SNS down: 250 worksets make the 1,000 transitions (4 each; printed).
     settle = 300.0 if quick else 3600.0
     return {
-        "kill9": Scenario("kill9", worksets=n, monitors=4 if not quick else 3, slots=4,
-                          step_seconds=0.3 if not quick else 1.0, kill_every_seconds=3.0,
+        # Quick: two slots a monitor and 3 s steps keep the work going long enough for a
+        # kill every 3 s to find busy monitors several times, however loaded the machine.
+        "kill9": Scenario("kill9", worksets=n, monitors=4 if not quick else 3,
+                          slots=4 if not quick else 2,
+                          step_seconds=0.3 if not quick else 3.0, kill_every_seconds=3.0,
                           storm_seconds=600 if not quick else 45,
                           settle_seconds=settle),
         "down5": Scenario("down5", worksets=small, step_seconds=2.0,

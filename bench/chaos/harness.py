@@ -67,7 +67,7 @@ class Scenario:
     lease_seconds: float = 3.0
     heartbeat_seconds: float = 1.0
     kill_every_seconds: float = 0.0
-    storm_seconds: float = 0.0  # how long the kill storm lasts, from the start
+    storm_seconds: float = 0.0  # the kill storm's longest run; it ends sooner with the work
     faults: list[tuple[float, Any]] = field(default_factory=list)
     global_max: int = 0
     skews: list[float] = field(default_factory=list)
@@ -249,7 +249,8 @@ def run_scenario(sc: Scenario, *, verbose: bool = False, keep: Path | None = Non
             for i in range(sc.monitors):
                 mons.start(i)
             faults = sorted(sc.faults, key=lambda f: f[0])
-            faults_end = max(faults[-1][0] if faults else 0.0, sc.storm_seconds)
+            timed_end = faults[-1][0] if faults else 0.0
+            faults_end = max(timed_end, sc.storm_seconds)
             next_kill = sc.kill_every_seconds or None
             deadline = start + faults_end + sc.settle_seconds
             cut_at = start + max_seconds if max_seconds else deadline
@@ -288,7 +289,7 @@ def run_scenario(sc: Scenario, *, verbose: bool = False, keep: Path | None = Non
                         active.discard(wid)
                     if sizing:
                         fig.max_item_bytes = max(fig.max_item_bytes, _item_bytes(store, wid))
-                if not active and not faults and elapsed >= faults_end:
+                if not active and not faults and elapsed >= timed_end:
                     fig.drain_seconds = time.monotonic() - start
                     break
                 if elapsed >= faults_end and time.monotonic() - last_progress > max(
