@@ -82,6 +82,9 @@ class Context:
 
     @property
     def dlq(self) -> DeadLetterQueue | None:
+        """One lookup per process: the outbox's queue when the outbox found it first."""
+        if self._dlq is None and self._outbox is not None:
+            self._dlq = self._outbox.dlq
         if self._dlq is None:
             self._dlq = wiring.dlq_for(self.settings, self.clients)
         return self._dlq
