@@ -24,6 +24,13 @@ Timeline of one event (entry with sequence number n, written by W):
       finds the marker, publishes what is pending and REMOVEs it; so may a new owner that
       takes the workset over. Either may publish n a second time: consumers dedupe on
       ``(workset_id, seq)``.
+  order: threads of one process write a workset in turn but publish after their write, so
+      a later write's record can reach the outbox first (a runner still publishing
+      ``retrying`` while the monitor thread promotes and claims the next attempt). One
+      thread publishes a workset at a time, and entries the same actor wrote before are
+      published ahead of the new ones: the late thread then finds them published. A record
+      older than one already handed over (a lower version) only publishes what is still
+      unpublished: it neither judges the outbox nor schedules an ack (the entries moved on).
 
 Entries are identified by ``seq``; the map key is the zero-padded seq, except the entry a
 claim writes (the claimer cannot know the item's next seq, so the claim computes it in the
@@ -35,6 +42,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -48,6 +56,8 @@ from daylib.outage import Outage, is_transient
 from daylib.store.records import WorksetRecord
 
 log = logging.getLogger(__name__)
+TURNS = 64  # locks that serialise publishing per workset (striped by id)
+MARKS_KEPT = 10_000  # worksets whose last version and highest published seq are remembered
 
 
 def ordered(outbox: dict[str, dict[str, Any]] | None) -> list[tuple[str, dict[str, Any]]]:
@@ -66,6 +76,12 @@ class StoreLike(Protocol):
     def ack_outbox(self, workset_id: str, keys: list[str]) -> None: ...
 
     def outbox_due(self, now: float) -> list[str]: ...
+
+
+@dataclass
+class _Mark:
+    version: int = 0  # newest record handed to ``written``
+    high: int = 0  # highest seq published: every earlier entry of ours is published or owed
 
 
 @dataclass
@@ -97,6 +113,8 @@ class Outbox:
         self._delivered: dict[str, dict[int, str]] = {}  # workset -> {seq: key} published
         self._owed: dict[str, set[int]] = {}  # workset -> seqs whose publish failed
         self._acks: dict[str, float] = {}  # workset -> when to REMOVE what we published
+        self._marks: OrderedDict[str, _Mark] = OrderedDict()
+        self._turns = [threading.Lock() for _ in range(TURNS)]
         self._next_flush = 0.0
         # After a publish fails, writers stop trying for a while (doubling, up to 30 s) so an
         # SNS outage costs each transition nothing; housekeeping retries meanwhile.
@@ -150,13 +168,18 @@ class Outbox:
         order. Never raises: a failure is logged and retried by ``tick``."""
         if not self.enabled:
             return
-        self._settle(rec)
+        latest = self._handed(rec)
+        if latest:
+            self._settle(rec)
+            if rec.state in S.OWNED:  # ours again: our next write drops what we published
+                with self._lock:
+                    self._acks.pop(rec.workset_id, None)
         if not rec.outbox:
             return
         try:
             self._publish_pending(rec, set(rec.appended if new_seqs is None else new_seqs),
                                   force=False)
-            if rec.state not in S.OWNED:
+            if latest and rec.state not in S.OWNED:
                 self._schedule_ack(rec.workset_id)
         except Exception:  # the transition is done; publishing must never undo or block it
             log.exception("outbox of %s: unexpected error while publishing", rec.workset_id)
@@ -206,30 +229,52 @@ class Outbox:
 
     # ------------------------------------------------------------------ internals
 
+    def _handed(self, rec: WorksetRecord) -> bool:
+        """Note ``rec``'s version; False if a newer record of the workset came first."""
+        with self._lock:
+            mark = self._marks.setdefault(rec.workset_id, _Mark())
+            self._marks.move_to_end(rec.workset_id)
+            while len(self._marks) > MARKS_KEPT:
+                self._marks.popitem(last=False)
+            if rec.version < mark.version:
+                return False
+            mark.version = rec.version
+            return True
+
     def _settle(self, rec: WorksetRecord) -> None:
         """Published entries missing from the written item were dropped (by this write, or
-        an ack); those still there may have been renamed (a claim's entry)."""
+        an ack); those still there may have been renamed (a claim's entry). An entry newer
+        than the record is not judged by it."""
         with self._lock:
             done = self._delivered.get(rec.workset_id)
             if not done:
                 return
             keys = {e.get("seq"): k for k, e in (rec.outbox or {}).items()}
-            gone = [seq for seq in done if seq not in keys]
+            gone = [seq for seq in done if seq not in keys and seq <= rec.event_seq]
             done.update({seq: keys[seq] for seq in done if seq in keys})
         self.removed(rec.workset_id, gone)
 
     def _publish_pending(self, rec: WorksetRecord, new: set[int], *, force: bool) -> None:
+        with self._turns[hash(rec.workset_id) % TURNS]:  # one publisher per workset
+            self._publish_in_turn(rec, new, force=force)
+
+    def _publish_in_turn(self, rec: WorksetRecord, new: set[int], *, force: bool) -> None:
         wid = rec.workset_id
         now = self.clock()
+        entries = ordered(rec.outbox)
         with self._lock:
             done = set(self._delivered.get(wid, {}))
             owed = set(self._owed.get(wid, set()))
+            high = self._marks[wid].high if wid in self._marks else 0
+        top = max(new, default=0)
+        ours = {e.get("by") for _, e in entries if e.get("seq") in new}
         todo = []
-        for key, e in ordered(rec.outbox):
+        for key, e in entries:
             seq = e.get("seq")
             if seq is None or seq in done:
                 continue
-            if seq in new or seq in owed or now - float(e.get("at", 0)) >= self.stale_seconds:
+            mine = seq > high and (seq in new or (seq < top and e.get("by") in ours))
+            if mine or seq in owed or now - float(e.get("at", 0)) >= self.stale_seconds:
                 todo.append((key, e))
         if todo and not force and now < self._down_until:
             with self._lock:  # publishing is failing: leave it to housekeeping
@@ -251,6 +296,8 @@ class Outbox:
             self.stats.published += 1
             with self._lock:
                 self._delivered.setdefault(wid, {})[e["seq"]] = key
+                mark = self._marks.setdefault(wid, _Mark())
+                mark.high = max(mark.high, e["seq"])
                 owed_now = self._owed.get(wid)
                 if owed_now is not None:
                     owed_now.discard(e["seq"])

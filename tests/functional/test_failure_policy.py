@@ -123,7 +123,7 @@ def outcome(tmp_path_factory: pytest.TempPathFactory, moto_server: Any
     s.policy.max_memory_gb = 6.0
     s.monitor.step_timeout_seconds = STEP_TIMEOUT_SECONDS
     s.monitor.max_concurrent = 9
-    env = Env(s)
+    env = Env(s, memory=True)
     wiring = env.wire()
     for wid, case in CASES.items():
         env.upload(wid, pipeline=case["pipeline"], **case.get("spec", {}))

@@ -1,0 +1,145 @@
+"""Issue 8: races the moto server's slowness hid, replayed on the in-memory store in the
+interleavings the monitor's threads produce (a runner thread still publishing its last
+write while the monitor thread promotes and claims the workset's next attempt)."""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from typing import Any
+
+from daylib import states as S
+from daylib import wiring
+from daylib.aws import AwsClients
+from daylib.config import Settings
+from daylib.executors.local import LocalExecutor
+from daylib.ordering import epoch
+from daylib.outbox import Outbox
+from daylib.policy import Failure, backoff_ceiling
+from daylib.running import Running
+from daylib.store.memory import MemoryStore
+from daylib.store.records import Lease, WorksetRecord
+
+WID = "ws-race"
+
+
+class _Topic:
+    def __init__(self) -> None:
+        self.sent: list[tuple[int, str]] = []
+
+    def publish(self, body: dict[str, Any]) -> None:
+        self.sent.append((body["seq"], body["event"]))
+
+
+def _box(topic: _Topic, ack_delay: float = 5.0) -> Outbox:
+    return Outbox(topic=topic, dlq=None, ack_delay_seconds=ack_delay)  # type: ignore[arg-type]
+
+
+def _attempt(store: MemoryStore, box: Outbox) -> tuple[WorksetRecord, Lease]:
+    """A claim as the claimer makes it, published before its run starts."""
+    rec, lease = store.claim(WID, "m1", 30, events=box.recorded((("started", "m1"),)),
+                             drop=box.delivered(WID))
+    box.written(rec)
+    return rec, lease
+
+
+def _write(store: MemoryStore, box: Outbox, rec: WorksetRecord, to: str, lease: Lease | None,
+           events: tuple[tuple[str, str], ...] = (), **fields: Any) -> WorksetRecord:
+    """A write as the runner and claimer make it, its record not yet handed to the outbox."""
+    return store.transition(rec, to, actor="m1", reason=to, lease=lease, fields=fields,
+                            events=box.recorded(events), drop=box.delivered(WID))
+
+
+def _late_retry(store: MemoryStore, box: Outbox) -> tuple[WorksetRecord, WorksetRecord, Lease]:
+    """Attempt 1 fails; before its runner hands the ``retrying`` record to the outbox, the
+    monitor thread promotes the retry and claims attempt 2 (a retry may be due at once)."""
+    reg = store.register(WID, actor="m1", events=box.recorded((("registered", "m1"),)))
+    assert reg is not None
+    box.written(reg)
+    rec, lease = _attempt(store, box)
+    rec = _write(store, box, rec, S.IN_PROGRESS, lease, (("step", "stage done"),), step="run")
+    box.written(rec)
+    retrying = _write(store, box, rec, S.RETRYING, lease, (("retrying", "throttled"),),
+                      retry_at=0.0)
+    ready = _write(store, box, retrying, S.READY, None, attempt=2, retry_at=None)
+    box.written(ready)
+    claimed, lease2 = _attempt(store, box)
+    return retrying, claimed, lease2
+
+
+def test_events_are_published_in_the_order_of_their_writes() -> None:
+    topic, store = _Topic(), MemoryStore()
+    box = _box(topic)
+    retrying, _, _ = _late_retry(store, box)
+    box.written(retrying)  # the runner thread gets there last
+    assert topic.sent == [(1, "registered"), (2, "started"), (3, "step"), (4, "retrying"),
+                          (5, "started")]
+
+
+def test_nothing_published_stays_on_the_item_once_the_workset_ends() -> None:
+    """The late ``retrying`` record must not make the outbox forget the ``started`` it
+    published since, nor ack it while the next attempt still owns the workset."""
+    topic, clock = _Topic(), [1000.0]
+    store = MemoryStore(clock=lambda: clock[0])
+    box = _box(topic, ack_delay=5.0)
+    box.clock = lambda: clock[0]
+    retrying, claimed, lease = _late_retry(store, box)
+    box.written(retrying)
+    clock[0] += 10  # the next step outlasts the ack delay; housekeeping runs meanwhile
+    box.tick(store)
+    done = _write(store, box, claimed, S.COMPLETE, lease, (("completed", "done"),), step=None)
+    box.written(done)
+    clock[0] += 10  # past the ack delay, long before anything is stale
+    box.tick(store)
+    assert store.require(WID).outbox == {}
+    assert [s for s, _ in topic.sent] == [1, 2, 3, 4, 5, 6]
+
+
+def test_concurrent_writers_of_one_workset_publish_in_write_order() -> None:
+    """Two threads, the later write's publisher first: the order still holds and nothing is
+    published twice."""
+    topic, store = _Topic(), MemoryStore()
+    box = _box(topic)
+    reg = store.register(WID, actor="m1", events=box.recorded((("registered", "m1"),)))
+    assert reg is not None
+    claimed, lease = store.claim(WID, "m1", 30, events=box.recorded((("started", "m1"),)))
+    first_wrote, second_published = threading.Event(), threading.Event()
+
+    def earlier() -> None:
+        first_wrote.wait()
+        assert second_published.wait(30)
+        box.written(reg)
+
+    def later() -> None:
+        first_wrote.set()
+        box.written(claimed)
+        second_published.set()
+
+    threads = [threading.Thread(target=earlier), threading.Thread(target=later)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert topic.sent == [(1, "registered"), (2, "started")]
+    assert lease.token == claimed.lease_token
+
+
+def test_a_retry_delay_is_measured_from_the_failure_written() -> None:
+    """``retry_at`` minus the ``retrying`` history time is the decided delay, inside the
+    full-jitter bounds, however long the failure took to record."""
+    ticks = itertools.count(1_000_000, 7)  # every clock reading is 7 s after the last
+    store = MemoryStore(clock=lambda: float(next(ticks)))
+    settings = Settings()
+    mon = wiring.monitor_for(settings, AwsClients(settings.aws), store=store,
+                             executor=LocalExecutor(), step_env={})
+    assert store.register(WID, actor="t") is not None
+    rec, lease = store.claim(WID, mon.monitor_id, 30)
+    run = Running(rec, lease)
+    mon.runner._fail(run, Failure(message="throttled", aws_code="ThrottlingException"))
+    after = store.require(WID)
+    assert after.state == S.RETRYING and after.retry_at is not None
+    written = epoch(after.history[-1]["at"])
+    r = settings.retry
+    ceiling = backoff_ceiling(1, base=r.base_seconds, factor=r.factor, cap=r.cap_seconds)
+    assert 0 <= after.retry_at - written <= ceiling
+    assert after.failed_at == written
