@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import itertools
 import threading
+import time
 from typing import Any
 
 from daylib import states as S
@@ -143,3 +144,37 @@ def test_a_retry_delay_is_measured_from_the_failure_written() -> None:
     ceiling = backoff_ceiling(1, base=r.base_seconds, factor=r.factor, cap=r.cap_seconds)
     assert 0 <= after.retry_at - written <= ceiling
     assert after.failed_at == written
+
+
+def test_a_retry_is_not_claimed_again_while_its_failed_run_is_still_ending() -> None:
+    """A retry due at once must wait for the failed run's end: that run gives back its cap
+    slots and its place among the monitor's runs by workset id, so a new attempt started
+    before it would lose its own (no heartbeat, a freed slot)."""
+    settings = Settings()
+    settings.retry.base_seconds = settings.retry.cap_seconds = 0.0
+    store = MemoryStore()
+    mon = wiring.monitor_for(settings, AwsClients(settings.aws), store=store,
+                             executor=LocalExecutor(), step_env={})
+    assert store.register(WID, actor="t", fields={"intake_error": "listing failed",
+                                                  "error_category": "transient"})
+    ending, go_on = threading.Event(), threading.Event()
+    release = mon.caps.release
+
+    def slow_release(workset_id: str, customer: str | None) -> None:
+        ending.set()  # the run's last write is done; it is giving back what it held
+        assert go_on.wait(30)
+        release(workset_id, customer)
+
+    mon.caps.release = slow_release  # type: ignore[method-assign]
+    mon.registry.beat(0, False, idle=False)  # this cluster is up: work may be routed to it
+    mon.claimer.fill(time.time())
+    assert ending.wait(30) and store.require(WID).state == S.RETRYING
+    first = mon._running[WID]
+    mon.claimer.promote_retries(time.time())
+    mon.claimer.fill(time.time())
+    assert store.require(WID).state == S.RETRYING and mon._running[WID] is first
+    mon.caps.release = release  # type: ignore[method-assign]
+    mon._wake.clear()
+    go_on.set()
+    assert mon._wake.wait(30)  # the run ended
+    assert mon.claimer.promote_retries(time.time()) == 1
