@@ -114,7 +114,7 @@ class Outbox:
         self._owed: dict[str, set[int]] = {}  # workset -> seqs whose publish failed
         self._acks: dict[str, float] = {}  # workset -> when to REMOVE what we published
         self._marks: OrderedDict[str, _Mark] = OrderedDict()
-        self._turns = [threading.Lock() for _ in range(TURNS)]
+        self._turns = [threading.RLock() for _ in range(TURNS)]
         self._next_flush = 0.0
         # After a publish fails, writers stop trying for a while (doubling, up to 30 s) so an
         # SNS outage costs each transition nothing; housekeeping retries meanwhile.
@@ -168,21 +168,23 @@ class Outbox:
         order. Never raises: a failure is logged and retried by ``tick``."""
         if not self.enabled:
             return
-        latest = self._handed(rec)
-        if latest:
-            self._settle(rec)
-            if rec.state in S.OWNED:  # ours again: our next write drops what we published
-                with self._lock:
-                    self._acks.pop(rec.workset_id, None)
-        if not rec.outbox:
-            return
-        try:
-            self._publish_pending(rec, set(rec.appended if new_seqs is None else new_seqs),
-                                  force=False)
-            if latest and rec.state not in S.OWNED:
-                self._schedule_ack(rec.workset_id)
-        except Exception:  # the transition is done; publishing must never undo or block it
-            log.exception("outbox of %s: unexpected error while publishing", rec.workset_id)
+        wid = rec.workset_id
+        with self._turn(wid):  # the record's fate is decided whole, not amid another's
+            latest = self._handed(rec)
+            if latest:
+                self._settle(rec)
+                if rec.state in S.OWNED:  # ours again: our next write drops what we published
+                    with self._lock:
+                        self._acks.pop(wid, None)
+            if not rec.outbox:
+                return
+            try:
+                self._publish_in_turn(rec, set(rec.appended if new_seqs is None else new_seqs),
+                                      force=False)
+                if latest and rec.state not in S.OWNED:
+                    self._schedule_ack(wid)
+            except Exception:  # the transition is done; publishing must never undo or block it
+                log.exception("outbox of %s: unexpected error while publishing", wid)
 
     def adopt(self, rec: WorksetRecord) -> None:
         """A takeover: the previous owner is presumed dead, so publish all it left pending."""
@@ -254,8 +256,12 @@ class Outbox:
             done.update({seq: keys[seq] for seq in done if seq in keys})
         self.removed(rec.workset_id, gone)
 
+    def _turn(self, workset_id: str) -> threading.RLock:
+        """The lock one workset's publishing and acks take in turn."""
+        return self._turns[hash(workset_id) % TURNS]
+
     def _publish_pending(self, rec: WorksetRecord, new: set[int], *, force: bool) -> None:
-        with self._turns[hash(rec.workset_id) % TURNS]:  # one publisher per workset
+        with self._turn(rec.workset_id):
             self._publish_in_turn(rec, new, force=force)
 
     def _publish_in_turn(self, rec: WorksetRecord, new: set[int], *, force: bool) -> None:
@@ -320,20 +326,26 @@ class Outbox:
         with self._lock:
             due = [w for w, t in self._acks.items() if force or t <= now]
         for wid in due:
-            done = self.delivered(wid)
-            if not done:
-                self.removed(wid, [])
-                continue
-            try:
-                store.ack_outbox(wid, sorted(done.values()))
-            except DaylibError as exc:
-                log.warning("could not clear published events of %s (will retry): %s", wid,
-                            exc)
-                with self._lock:
-                    self._acks[wid] = now + max(self.ack_delay_seconds, 1.0)
-                continue
-            self.stats.acks += 1
-            self.removed(wid, done)
+            with self._turn(wid):
+                self._ack(store, wid, now)
+
+    def _ack(self, store: StoreLike, wid: str, now: float) -> None:
+        with self._lock:
+            if wid not in self._acks:
+                return  # cancelled meanwhile: the workset is ours again
+        done = self.delivered(wid)
+        if not done:
+            self.removed(wid, [])
+            return
+        try:
+            store.ack_outbox(wid, sorted(done.values()))
+        except DaylibError as exc:
+            log.warning("could not clear published events of %s (will retry): %s", wid, exc)
+            with self._lock:
+                self._acks[wid] = now + max(self.ack_delay_seconds, 1.0)
+            return
+        self.stats.acks += 1
+        self.removed(wid, done)
 
     def _retry_owed(self, store: StoreLike) -> None:
         with self._lock:

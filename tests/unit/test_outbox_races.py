@@ -178,3 +178,53 @@ def test_a_retry_is_not_claimed_again_while_its_failed_run_is_still_ending() -> 
     go_on.set()
     assert mon._wake.wait(30)  # the run ended
     assert mon.claimer.promote_retries(time.time()) == 1
+
+
+class _SlowFirst(_Topic):
+    """The first publish waits until the claim's record was handed over (or for a second,
+    when the outbox makes the claim wait for it: the order this test wants)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.publishing, self.claim_handled = threading.Event(), threading.Event()
+
+    def publish(self, body: dict[str, Any]) -> None:
+        if body["seq"] == 1:
+            self.publishing.set()
+            self.claim_handled.wait(1.0)
+        super().publish(body)
+
+
+def test_a_claim_during_a_slow_publish_of_its_registration_keeps_its_started_event() -> None:
+    """Intake is still publishing ``registered`` when the monitor thread claims the workset:
+    the registration's ack must not fire while the claim's run owns it (it removed the
+    ``started`` entry, and the run's next write, from the claim's record, put it back for
+    good)."""
+    topic, clock = _SlowFirst(), [1000.0]
+    store = MemoryStore(clock=lambda: clock[0])
+    box = _box(topic, ack_delay=5.0)
+    box.clock = lambda: clock[0]
+    reg = store.register(WID, actor="m1", events=box.recorded((("registered", "m1"),)))
+    assert reg is not None
+    intake = threading.Thread(target=box.written, args=(reg,))
+    intake.start()
+    assert topic.publishing.wait(30)
+    claimed, lease = store.claim(WID, "m1", 30, events=box.recorded((("started", "m1"),)),
+                                 drop=box.delivered(WID))
+
+    def claimer() -> None:
+        box.written(claimed)
+        topic.claim_handled.set()
+
+    claiming = threading.Thread(target=claimer)
+    claiming.start()
+    intake.join(30)
+    claiming.join(30)
+    clock[0] += 10  # the stage step outlasts the ack delay
+    box.tick(store)
+    rec = _write(store, box, claimed, S.FAILED, lease, (("failed", "x"),), step=None)
+    box.written(rec)
+    clock[0] += 10
+    box.tick(store)
+    assert store.require(WID).outbox == {}
+    assert topic.sent == [(1, "registered"), (2, "started"), (3, "failed")]
