@@ -1,7 +1,9 @@
-"""The failure policy end to end: a monitor over a moto server runs real subprocess steps
-that fail in each category, and every workset must end in the right state after the right
-number of attempts, with backoff inside its full-jitter bounds, more resources after
-resource failures, the decision explained on the workset, and the right SNS messages."""
+"""The failure policy end to end: a monitor runs real subprocess steps that fail in each
+category, and every workset must end in the right state after the right number of attempts,
+with backoff inside its full-jitter bounds, more resources after resource failures, the
+decision explained on the workset, and the right SNS messages. The table is the in-memory
+store (this is about the monitor, not DynamoDB); S3, SNS, SQS and the DLQ are the moto
+server's. Its speed exposed the races tests/unit/test_outbox_races.py replays."""
 
 from __future__ import annotations
 
