@@ -31,6 +31,9 @@ Timeline of one event (entry with sequence number n, written by W):
       published ahead of the new ones: the late thread then finds them published. A record
       older than one already handed over (a lower version) only publishes what is still
       unpublished: it neither judges the outbox nor schedules an ack (the entries moved on).
+      A record the process owns again (a claim, a takeover) cancels an ack not yet run: its
+      next write drops them (t2 a), and an ack in between would let that write, planned
+      from the record, rename a removed claim entry back onto the item.
 
 Entries are identified by ``seq``; the map key is the zero-padded seq, except the entry a
 claim writes (the claimer cannot know the item's next seq, so the claim computes it in the
