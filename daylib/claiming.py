@@ -70,11 +70,16 @@ class Claimer:
         self._routes.pop(workset_id, None)
 
     def promote_retries(self, now: float) -> int:
+        """Due retries become ready; not one whose failed run here is still ending (its
+        slots, outbox and heartbeat entry are given back after its last write)."""
         promoted = 0
         waiting = self.store.active(S.RETRYING)
-        self.next_retry_at = min((r.retry_at for r in waiting
-                                  if r.retry_at is not None and r.retry_at > now), default=None)
-        for rec in (r for r in waiting if (r.retry_at or 0) <= now):
+        ending = [r for r in waiting if self._owns(r.workset_id)]
+        self.next_retry_at = min([*(r.retry_at for r in waiting
+                                    if r.retry_at is not None and r.retry_at > now),
+                                  *(now + self.cfg.poll_seconds for _ in ending[:1])],
+                                 default=None)
+        for rec in (r for r in waiting if (r.retry_at or 0) <= now and r not in ending):
             full = self.store.get(rec.workset_id)
             if full is None or full.state != S.RETRYING or (full.retry_at or 0) > now:
                 continue
@@ -141,6 +146,8 @@ class Claimer:
                 continue
             cand = self._cands.pop(0)
             self.aged = [r for r in self.aged if r.workset_id != cand.workset_id]
+            if self._owns(cand.workset_id):  # handed back or requeued here, still ending
+                continue
             capped = self.caps.acquire(cand.workset_id, cand.customer_id)
             if capped:
                 self._note(cand, capped)

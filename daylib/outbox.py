@@ -24,6 +24,16 @@ Timeline of one event (entry with sequence number n, written by W):
       finds the marker, publishes what is pending and REMOVEs it; so may a new owner that
       takes the workset over. Either may publish n a second time: consumers dedupe on
       ``(workset_id, seq)``.
+  order: threads of one process write a workset in turn but publish after their write, so
+      a later write's record can reach the outbox first (a runner still publishing
+      ``retrying`` while the monitor thread promotes and claims the next attempt). One
+      thread publishes a workset at a time, and entries the same actor wrote before are
+      published ahead of the new ones: the late thread then finds them published. A record
+      older than one already handed over (a lower version) only publishes what is still
+      unpublished: it neither judges the outbox nor schedules an ack (the entries moved on).
+      A record the process owns again (a claim, a takeover) cancels an ack not yet run: its
+      next write drops them (t2 a), and an ack in between would let that write, planned
+      from the record, rename a removed claim entry back onto the item.
 
 Entries are identified by ``seq``; the map key is the zero-padded seq, except the entry a
 claim writes (the claimer cannot know the item's next seq, so the claim computes it in the
@@ -35,6 +45,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -48,6 +59,8 @@ from daylib.outage import Outage, is_transient
 from daylib.store.records import WorksetRecord
 
 log = logging.getLogger(__name__)
+TURNS = 64  # locks that serialise publishing per workset (striped by id)
+MARKS_KEPT = 10_000  # worksets whose last version and highest published seq are remembered
 
 
 def ordered(outbox: dict[str, dict[str, Any]] | None) -> list[tuple[str, dict[str, Any]]]:
@@ -66,6 +79,12 @@ class StoreLike(Protocol):
     def ack_outbox(self, workset_id: str, keys: list[str]) -> None: ...
 
     def outbox_due(self, now: float) -> list[str]: ...
+
+
+@dataclass
+class _Mark:
+    version: int = 0  # newest record handed to ``written``
+    high: int = 0  # highest seq published: every earlier entry of ours is published or owed
 
 
 @dataclass
@@ -97,6 +116,8 @@ class Outbox:
         self._delivered: dict[str, dict[int, str]] = {}  # workset -> {seq: key} published
         self._owed: dict[str, set[int]] = {}  # workset -> seqs whose publish failed
         self._acks: dict[str, float] = {}  # workset -> when to REMOVE what we published
+        self._marks: OrderedDict[str, _Mark] = OrderedDict()
+        self._turns = [threading.RLock() for _ in range(TURNS)]
         self._next_flush = 0.0
         # After a publish fails, writers stop trying for a while (doubling, up to 30 s) so an
         # SNS outage costs each transition nothing; housekeeping retries meanwhile.
@@ -150,16 +171,23 @@ class Outbox:
         order. Never raises: a failure is logged and retried by ``tick``."""
         if not self.enabled:
             return
-        self._settle(rec)
-        if not rec.outbox:
-            return
-        try:
-            self._publish_pending(rec, set(rec.appended if new_seqs is None else new_seqs),
-                                  force=False)
-            if rec.state not in S.OWNED:
-                self._schedule_ack(rec.workset_id)
-        except Exception:  # the transition is done; publishing must never undo or block it
-            log.exception("outbox of %s: unexpected error while publishing", rec.workset_id)
+        wid = rec.workset_id
+        with self._turn(wid):  # the record's fate is decided whole, not amid another's
+            latest = self._handed(rec)
+            if latest:
+                self._settle(rec)
+                if rec.state in S.OWNED:  # ours again: our next write drops what we published
+                    with self._lock:
+                        self._acks.pop(wid, None)
+            if not rec.outbox:
+                return
+            try:
+                self._publish_in_turn(rec, set(rec.appended if new_seqs is None else new_seqs),
+                                      force=False)
+                if latest and rec.state not in S.OWNED:
+                    self._schedule_ack(wid)
+            except Exception:  # the transition is done; publishing must never undo or block it
+                log.exception("outbox of %s: unexpected error while publishing", wid)
 
     def adopt(self, rec: WorksetRecord) -> None:
         """A takeover: the previous owner is presumed dead, so publish all it left pending."""
@@ -206,30 +234,56 @@ class Outbox:
 
     # ------------------------------------------------------------------ internals
 
+    def _handed(self, rec: WorksetRecord) -> bool:
+        """Note ``rec``'s version; False if a newer record of the workset came first."""
+        with self._lock:
+            mark = self._marks.setdefault(rec.workset_id, _Mark())
+            self._marks.move_to_end(rec.workset_id)
+            while len(self._marks) > MARKS_KEPT:
+                self._marks.popitem(last=False)
+            if rec.version < mark.version:
+                return False
+            mark.version = rec.version
+            return True
+
     def _settle(self, rec: WorksetRecord) -> None:
         """Published entries missing from the written item were dropped (by this write, or
-        an ack); those still there may have been renamed (a claim's entry)."""
+        an ack); those still there may have been renamed (a claim's entry). An entry newer
+        than the record is not judged by it."""
         with self._lock:
             done = self._delivered.get(rec.workset_id)
             if not done:
                 return
             keys = {e.get("seq"): k for k, e in (rec.outbox or {}).items()}
-            gone = [seq for seq in done if seq not in keys]
+            gone = [seq for seq in done if seq not in keys and seq <= rec.event_seq]
             done.update({seq: keys[seq] for seq in done if seq in keys})
         self.removed(rec.workset_id, gone)
 
+    def _turn(self, workset_id: str) -> threading.RLock:
+        """The lock one workset's publishing and acks take in turn."""
+        return self._turns[hash(workset_id) % TURNS]
+
     def _publish_pending(self, rec: WorksetRecord, new: set[int], *, force: bool) -> None:
+        with self._turn(rec.workset_id):
+            self._publish_in_turn(rec, new, force=force)
+
+    def _publish_in_turn(self, rec: WorksetRecord, new: set[int], *, force: bool) -> None:
         wid = rec.workset_id
         now = self.clock()
+        entries = ordered(rec.outbox)
         with self._lock:
             done = set(self._delivered.get(wid, {}))
             owed = set(self._owed.get(wid, set()))
+            high = self._marks[wid].high if wid in self._marks else 0
+        top = max(new, default=0)
+        ours = {e.get("by") for _, e in entries if e.get("seq") in new}
         todo = []
-        for key, e in ordered(rec.outbox):
+        for key, e in entries:
             seq = e.get("seq")
             if seq is None or seq in done:
                 continue
-            if seq in new or seq in owed or now - float(e.get("at", 0)) >= self.stale_seconds:
+            mine = seq > high and (seq in new or (seq < top and e.get("by") in ours))
+            if mine or seq in owed or now - float(e.get("at", 0)) >= self.stale_seconds:
                 todo.append((key, e))
         if todo and not force and now < self._down_until:
             with self._lock:  # publishing is failing: leave it to housekeeping
@@ -251,6 +305,8 @@ class Outbox:
             self.stats.published += 1
             with self._lock:
                 self._delivered.setdefault(wid, {})[e["seq"]] = key
+                mark = self._marks.setdefault(wid, _Mark())
+                mark.high = max(mark.high, e["seq"])
                 owed_now = self._owed.get(wid)
                 if owed_now is not None:
                     owed_now.discard(e["seq"])
@@ -273,20 +329,26 @@ class Outbox:
         with self._lock:
             due = [w for w, t in self._acks.items() if force or t <= now]
         for wid in due:
-            done = self.delivered(wid)
-            if not done:
-                self.removed(wid, [])
-                continue
-            try:
-                store.ack_outbox(wid, sorted(done.values()))
-            except DaylibError as exc:
-                log.warning("could not clear published events of %s (will retry): %s", wid,
-                            exc)
-                with self._lock:
-                    self._acks[wid] = now + max(self.ack_delay_seconds, 1.0)
-                continue
-            self.stats.acks += 1
-            self.removed(wid, done)
+            with self._turn(wid):
+                self._ack(store, wid, now)
+
+    def _ack(self, store: StoreLike, wid: str, now: float) -> None:
+        with self._lock:
+            if wid not in self._acks:
+                return  # cancelled meanwhile: the workset is ours again
+        done = self.delivered(wid)
+        if not done:
+            self.removed(wid, [])
+            return
+        try:
+            store.ack_outbox(wid, sorted(done.values()))
+        except DaylibError as exc:
+            log.warning("could not clear published events of %s (will retry): %s", wid, exc)
+            with self._lock:
+                self._acks[wid] = now + max(self.ack_delay_seconds, 1.0)
+            return
+        self.stats.acks += 1
+        self.removed(wid, done)
 
     def _retry_owed(self, store: StoreLike) -> None:
         with self._lock:

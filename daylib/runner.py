@@ -99,11 +99,13 @@ class Runner:
             except DaylibError as exc:
                 log.warning("workset %s: could not release its cap slots (reclaimed later): %s",
                             wid, exc)
-            self.outbox.release(wid)
+            if run.rec.state in S.OWNED:  # stopped owning it unwritten: ack what we published
+                self.outbox.release(wid)  # (after any other end, our writes scheduled it)
             self._ended(wid)
 
     def _write(self, run: Running, to: str, reason: str,
-               events: tuple[tuple[str, str], ...] = (), **fields: Any) -> WorksetRecord:
+               events: tuple[tuple[str, str], ...] = (), at: float | None = None,
+               **fields: Any) -> WorksetRecord:
         run.finished = to not in S.OWNED
         before = run.rec.state
         outage = Outage(f"workset {run.rec.workset_id}: write {reason or to}", log)
@@ -113,7 +115,7 @@ class Runner:
                 run.rec = self.store.transition(
                     run.rec, to, actor=self.monitor_id, reason=reason, lease=run.lease,
                     fields=fields, events=self.outbox.recorded(events),
-                    drop=self.outbox.delivered(run.rec.workset_id))
+                    drop=self.outbox.delivered(run.rec.workset_id), at=at)
                 break
             except AwsError as exc:
                 if not is_transient(exc):
@@ -267,7 +269,7 @@ class Runner:
                      if k in ("memory_gb", "walltime_minutes") and v is not None}
         d = self.policy.decide(failure, retries_used=rec.retries_used,
                                max_retries=rec.max_retries, resources=resources, rng=self._rng)
-        now = time.time()
+        now = self.store.clock()  # stamps the write too: retry_at is measured from it
         self.metrics.failure(d.category, d.retry, rec.customer_id, workset_id=rec.workset_id,
                              attempt=rec.attempt)
         message = clip(failure.message)
@@ -296,13 +298,14 @@ class Runner:
             if d.escalated:
                 common.update(resources=d.resources, resource_retries=rec.resource_retries + 1)
             rec = self._write(run, S.RETRYING, d.explanation, (("retrying", message),),
+                              at=common["failed_at"],
                               retry_at=common["failed_at"] + d.delay_seconds, **common)
             self.stats.retrying += 1
             log.warning("workset %s failed: %s: %s", rec.workset_id, d.explanation, message)
         else:
             rec = self._write(run, S.FAILED, d.explanation,
                               (("failed", message), ("dead_lettered", d.explanation)),
-                              retry_at=None, **common)
+                              at=common["failed_at"], retry_at=None, **common)
             self.stats.failed += 1
             self._sentinel_for(rec, message)
             log.error("workset %s failed: %s: %s", rec.workset_id, d.explanation, message)

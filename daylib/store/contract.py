@@ -82,10 +82,11 @@ class Store(Protocol):
     def transition(self, rec: WorksetRecord, to: str, *, actor: str, reason: str,
                    lease: Lease | None = None, fields: dict[str, Any] | None = None,
                    release: bool = False, events: Events = (),
-                   drop: Published | None = None) -> WorksetRecord:
+                   drop: Published | None = None, at: float | None = None) -> WorksetRecord:
         """Conditional on state and version (and the lease); ``events`` ride on it and
         ``drop`` (entries the caller published) goes with it; the record's ``appended``
-        names the events added, for the caller to hand to the publisher."""
+        names the events added, for the caller to hand to the publisher. ``at`` stamps
+        the write (history, ``updated_at``, events) instead of the store's clock."""
 
     def edit(self, workset_id: str,
              change: Callable[[WorksetRecord], tuple[str, dict[str, Any]]],

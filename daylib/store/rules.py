@@ -227,18 +227,20 @@ class WorksetRules:
     def transition(self, rec: WorksetRecord, to: str, *, actor: str, reason: str,
                    lease: Lease | None = None, fields: dict[str, Any] | None = None,
                    release: bool = False, events: Events = (),
-                   drop: Published | None = None) -> WorksetRecord:
+                   drop: Published | None = None, at: float | None = None) -> WorksetRecord:
         """Move ``rec`` to ``to`` with one conditional write naming the state and version it
         expects (and, for an owner, its fencing token). ``fields`` set (None removes).
         ``events`` ((event, message) pairs) are recorded in the same write (the returned
         record's ``appended`` names them); the same write drops ``drop``, the entries the
-        caller already published (the piggy-backed acknowledgement).
+        caller already published (the piggy-backed acknowledgement). ``at`` (default: the
+        store's clock now) stamps the write, for a caller whose fields are times measured
+        from it (``retry_at``).
 
         An owner whose write loses only to an operator edit (same state, same token) retries
         on the fresh item; any other loss raises LeaseLost / ConflictError."""
         for _ in range(OPERATOR_RETRIES):
             check_allowed(rec, to)
-            now = self.clock()
+            now = self.clock() if at is None else at
             new, changes = self._plan_transition(rec, to, actor, reason, fields, release, now)
             new = self._plan_outbox(changes, rec, new, actor, now, events, drop or {})
             expect: dict[str, Any] = {"state": rec.state, "version": rec.version}

@@ -1,7 +1,9 @@
-"""The failure policy end to end: a monitor over a moto server runs real subprocess steps
-that fail in each category, and every workset must end in the right state after the right
-number of attempts, with backoff inside its full-jitter bounds, more resources after
-resource failures, the decision explained on the workset, and the right SNS messages."""
+"""The failure policy end to end: a monitor runs real subprocess steps that fail in each
+category, and every workset must end in the right state after the right number of attempts,
+with backoff inside its full-jitter bounds, more resources after resource failures, the
+decision explained on the workset, and the right SNS messages. The table is the in-memory
+store (this is about the monitor, not DynamoDB); S3, SNS, SQS and the DLQ are the moto
+server's. Its speed exposed the races tests/unit/test_outbox_races.py replays."""
 
 from __future__ import annotations
 
@@ -123,7 +125,7 @@ def outcome(tmp_path_factory: pytest.TempPathFactory, moto_server: Any
     s.policy.max_memory_gb = 6.0
     s.monitor.step_timeout_seconds = STEP_TIMEOUT_SECONDS
     s.monitor.max_concurrent = 9
-    env = Env(s)
+    env = Env(s, memory=True)
     wiring = env.wire()
     for wid, case in CASES.items():
         env.upload(wid, pipeline=case["pipeline"], **case.get("spec", {}))
