@@ -8,7 +8,6 @@ import os
 import sys
 import threading
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -17,6 +16,7 @@ from daylib import states as S
 from daylib.executors.base import StepRequest
 from daylib.executors.local import LocalExecutor
 from tests.support.deployment import Env
+from tests.support.executors import NoOpStaging
 
 
 def _zombie_children() -> set[int]:
@@ -74,14 +74,6 @@ def test_monitor_that_lost_its_lease_leaves_the_step_to_the_new_owner(env: Env,
     env.wait_for(status.exists)
     assert '"exit_code": 0' in status.read_text()
     assert len((tmp_path / "runs.txt").read_text().splitlines()) == 1
-
-
-class NoOpStaging(LocalExecutor):
-    """Stage and export run ``true`` under the same wrapper: the children started and reaped
-    are the same, without two interpreters importing boto3 per workset (most of the time)."""
-
-    def submit(self, req: StepRequest) -> str:
-        return super().submit(req if req.step == "run" else replace(req, argv=["true"]))
 
 
 @pytest.mark.memory_store  # about reaping step processes, not DynamoDB
