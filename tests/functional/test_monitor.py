@@ -98,7 +98,7 @@ def test_bad_input_never_stops_the_daemon(env: Env) -> None:
     env.put("ws-badref", "daylily_work.yaml", yaml.safe_dump(
         {"samples": [{"sample_id": "S1", "fastq_r1": "a.fq"}], "reference_genome": "hg99"}))
     env.upload("ws-good2")
-    env.monitor().run(once=True)
+    env.monitor(executor=NoOpStaging()).run(once=True)
     assert env.state("ws-good1") == env.state("ws-good2") == S.COMPLETE
     garbage = env.store.require("ws-garbage")
     assert garbage.state == S.FAILED and garbage.error_category == "data"
