@@ -211,19 +211,24 @@ def max_concurrent(spans: list[tuple[float, float]]) -> int:
 
 
 def run_scenario(sc: Scenario, *, verbose: bool = False, keep: Path | None = None,
-                 max_seconds: float | None = None) -> Figures:
+                 max_seconds: float | None = None, endpoint_url: str | None = None) -> Figures:
     """``keep``: a folder to copy the monitors' logs and the steps' run log into.
     ``max_seconds``: cut the run there (figures so far; what is active is ``open``, not
-    stuck, and the run is not clean)."""
-    server = start_moto(in_process=False)
-    proxy = FaultProxy(server.endpoint_url)
+    stuck, and the run is not clean). ``endpoint_url``: a running moto server to use instead
+    of one of its own (the tests share one across scenarios: each run has its own table and
+    bucket, and looks up no queue or topic another scenario made)."""
+    server = None
+    if endpoint_url is None:
+        server = start_moto(in_process=False)
+        endpoint_url = server.endpoint_url
+    proxy = FaultProxy(endpoint_url)
     fig = Figures(sc.name, sc.worksets, cap=sc.global_max)
     mons: _Monitors | None = None
     try:
         with tempfile.TemporaryDirectory(prefix=f"chaos-{sc.name}-") as tmp:
             work = Path(tmp)
             runs = work / "runs.log"
-            s = bench_settings(server.endpoint_url, str(work / "work"),
+            s = bench_settings(endpoint_url, str(work / "work"),
                                max_concurrent=sc.slots, poll_seconds=0.2, reap_seconds=1.0,
                                discovery_seconds=3600, lease_seconds=sc.lease_seconds,
                                heartbeat_seconds=sc.heartbeat_seconds,
@@ -316,7 +321,8 @@ def run_scenario(sc: Scenario, *, verbose: bool = False, keep: Path | None = Non
         if mons is not None:  # the harness failing must not leave monitors behind
             mons.stop()
         proxy.close()
-        server.stop()
+        if server is not None:
+            server.stop()
     return fig
 
 

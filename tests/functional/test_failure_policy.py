@@ -20,7 +20,6 @@ import pytest
 from daylib import states as S
 from daylib.config import RuleSettings
 from daylib.executors.base import StepOutcome, StepRequest
-from daylib.executors.local import LocalExecutor
 from daylib.formatters import format_show
 from daylib.ordering import epoch
 from daylib.policy import backoff_ceiling
@@ -28,6 +27,7 @@ from daylib.report import step_seconds
 from daylib.store.records import WorksetRecord
 from tests.conftest import make_settings
 from tests.support.deployment import Env, fake
+from tests.support.executors import NoOpStaging
 
 MARK = "--marker {workdir}/runs.txt"
 THROTTLED = "'An error occurred (ThrottlingException) when calling the GetObject operation'"
@@ -52,10 +52,11 @@ LIMIT_SECONDS = 2.0
 HANG_GUARD_SECONDS = 600.0
 
 
-class Recording(LocalExecutor):
-    """The local executor, remembering every request (to see the resources asked for). The
-    time-limited step gets its short limit only once its pipeline has written its marker
-    line, so the limit ends the pipeline's sleep and never a slow start."""
+class Recording(NoOpStaging):
+    """The local executor (stage and export as no-ops: the policy is about the run step),
+    remembering every request (to see the resources asked for). The time-limited step gets
+    its short limit only once its pipeline has written its marker line, so the limit ends the
+    pipeline's sleep and never a slow start."""
 
     def __init__(self) -> None:
         super().__init__()

@@ -17,11 +17,11 @@ import pytest
 import yaml
 
 from daylib import states as S
-from daylib.executors.local import LocalExecutor
 from daylib.intake_events import IntakeQueue, ensure_intake
 from daylib.monitor import Monitor
 from daylib.wiring import monitor_for
 from tests.support.deployment import FASTQ, HANG_GUARD_SECONDS, Env
+from tests.support.executors import NoOpStaging
 
 # The env fixture's store is in memory: these tests are about the monitor, not DynamoDB.
 pytestmark = pytest.mark.memory_store
@@ -54,7 +54,7 @@ def test_long_integer_does_not_stop_the_daemon(env: Env) -> None:
     env.put("aaa-poison", "daylily_work.yaml", "reference_genome: hg38\nmax_retries: "
             + "9" * 5000 + "\nsamples: []\n")
     env.upload("zzz-good")
-    with env.running() as mon:
+    with env.running(executor=NoOpStaging()) as mon:
         env.wait_for(lambda: env.at("zzz-good", S.COMPLETE))
         env.wait_for(lambda: env.at("aaa-poison", S.FAILED))
         assert not mon._stopping.is_set()
@@ -85,7 +85,7 @@ def test_empty_yaml_and_oversized_spec_do_not_block_later_folders(env: Env) -> N
 def test_any_exception_reading_a_folder_is_that_workset_failing(env: Env) -> None:
     env.upload("aaa-broken")
     env.upload("zzz-good")
-    mon = env.monitor()
+    mon = env.monitor(executor=NoOpStaging())
     real = mon.intake.s3.read_bytes
 
     def flaky(bucket: str, key: str, limit: int) -> bytes | None:
@@ -195,7 +195,7 @@ def test_events_register_without_listing(env: Env) -> None:
     env.settings.intake.reconcile_seconds = 3600
     env.upload("ws-evt1")
     mon = monitor_for(env.settings, env.clients, store=env.store, s3=env.s3,
-                      executor=LocalExecutor(), intake_queue=queue)
+                      executor=NoOpStaging(), intake_queue=queue)
     lists = _count(env, "ListObjectsV2")
     with _running(mon):
         env.wait_for(lambda: env.at("ws-evt1", S.COMPLETE))
@@ -246,7 +246,7 @@ def test_registration_that_cannot_be_stored_keeps_the_message(env: Env) -> None:
 def test_a_stalled_listing_does_not_block_claiming(env: Env) -> None:
     """The reconciliation listing runs in its own thread: while it hangs, registered work is
     still claimed and run."""
-    mon = env.monitor()
+    mon = env.monitor(executor=NoOpStaging())
     release = threading.Event()
     entered = threading.Event()
     real = mon.intake.listing

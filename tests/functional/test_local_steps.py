@@ -16,6 +16,7 @@ from daylib import states as S
 from daylib.executors.base import StepRequest
 from daylib.executors.local import LocalExecutor
 from tests.support.deployment import Env
+from tests.support.executors import NoOpStaging
 
 
 def _zombie_children() -> set[int]:
@@ -98,7 +99,7 @@ def test_no_defunct_children_at_any_time_over_50_worksets(env: Env) -> None:
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
     try:
-        env.monitor(max_concurrent=4, poll_seconds=0.2).run(once=True)
+        env.monitor(executor=NoOpStaging(), max_concurrent=4, poll_seconds=0.2).run(once=True)
     finally:
         time.sleep(1.0)
         done.set()

@@ -19,6 +19,7 @@ from daylib import states as S
 from daylib.store.records import WorksetRecord
 from tests.conftest import ROOT
 from tests.support.deployment import HANG_GUARD_SECONDS, Env, fake
+from tests.support.executors import NoOpStaging
 
 
 def _done_order(env: Env, ids: list[str]) -> list[str]:
@@ -49,7 +50,7 @@ def test_priority_order_with_one_slot(env: Env) -> None:
                       ("ws-urgent", "urgent"), ("ws-normal2", "normal")]:
         env.upload(wid, priority=prio)
         env.monitor(max_concurrent=1).intake.scan()
-    env.monitor(max_concurrent=1).run(once=True)
+    env.monitor(executor=NoOpStaging(), max_concurrent=1).run(once=True)
     assert _done_order(env, ["ws-low", "ws-normal", "ws-high", "ws-urgent", "ws-normal2"]) == [
         "ws-urgent", "ws-high", "ws-normal", "ws-normal2", "ws-low"]
 
@@ -64,7 +65,7 @@ def test_free_slot_is_refilled_without_waiting_for_the_batch(env: Env, tmp_path:
     shorts = [f"ws-short{i}" for i in range(3)]
     for wid in shorts:
         env.upload(wid, pipeline="short")
-    mon = env.monitor(max_concurrent=2, poll_seconds=3600.0)
+    mon = env.monitor(executor=NoOpStaging(), max_concurrent=2, poll_seconds=3600.0)
     thread = threading.Thread(target=mon.run, kwargs={"once": True}, daemon=True)
     thread.start()
     try:
@@ -97,7 +98,7 @@ def test_bad_input_never_stops_the_daemon(env: Env) -> None:
     env.put("ws-badref", "daylily_work.yaml", yaml.safe_dump(
         {"samples": [{"sample_id": "S1", "fastq_r1": "a.fq"}], "reference_genome": "hg99"}))
     env.upload("ws-good2")
-    env.monitor().run(once=True)
+    env.monitor(executor=NoOpStaging()).run(once=True)
     assert env.state("ws-good1") == env.state("ws-good2") == S.COMPLETE
     garbage = env.store.require("ws-garbage")
     assert garbage.state == S.FAILED and garbage.error_category == "data"
@@ -150,7 +151,7 @@ def test_dependencies_wait_and_unknown_ones_fail(env: Env) -> None:
     env.upload("ws-second", after=["ws-first"], priority="urgent")
     env.upload("ws-first", pipeline="short", priority="low")
     env.upload("ws-orphan", after=["ws-nobody"])
-    env.monitor(max_concurrent=3).run(once=True)
+    env.monitor(executor=NoOpStaging(), max_concurrent=3).run(once=True)
     first, second = env.store.require("ws-first"), env.store.require("ws-second")
     assert first.state == second.state == S.COMPLETE
     assert _claimed_at(second) > first.updated_at

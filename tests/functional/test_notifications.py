@@ -28,6 +28,7 @@ from daylib.store.items import CLAIM_KEY, outbox_key
 from daylib.store.records import Lease, WorksetRecord
 from tests.conftest import client
 from tests.support.deployment import Env
+from tests.support.executors import NoOpStaging
 
 # The env fixture's store is in memory: these tests are about the monitor, not DynamoDB.
 pytestmark = pytest.mark.memory_store
@@ -264,7 +265,7 @@ def _events(msgs: list[dict[str, Any]], wid: str) -> list[str]:
 def test_happy_path_sends_one_message_per_event(env: Env) -> None:
     wiring = env.wire()
     env.upload("ws-happy", customer_id="lab-a")
-    env.monitor().run(once=True)
+    env.monitor(executor=NoOpStaging()).run(once=True)
     msgs = wiring.inbox.take()
     assert [(m["event"], m["seq"]) for m in msgs] == [
         ("registered", 1), ("started", 2), ("step", 3), ("step", 4), ("completed", 5)]
@@ -287,7 +288,7 @@ def test_happy_path_sends_one_message_per_event(env: Env) -> None:
 def test_failure_sends_failed_and_dead_lettered_and_a_dlq_message(env: Env) -> None:
     wiring = env.wire()
     env.upload("ws-bad", pipeline="bad-fastq")
-    env.monitor().run(once=True)
+    env.monitor(executor=NoOpStaging()).run(once=True)
     msgs = wiring.inbox.take()
     assert _events(msgs, "ws-bad") == ["registered", "started", "step", "failed",
                                        "dead_lettered"]
@@ -332,7 +333,7 @@ def test_sns_outage_never_blocks_a_workset_and_events_follow_in_order(env: Env) 
     calls = _failing_sns(clients)
     store, outbox = env.events(clients)
     env.upload("ws-outage")
-    mon = env.monitor(store=store, outbox=outbox)
+    mon = env.monitor(executor=NoOpStaging(), store=store, outbox=outbox)
     mon.run(once=True)
     rec = env.store.require("ws-outage")
     assert rec.state == S.COMPLETE and calls  # complete although nothing could be published
@@ -355,11 +356,12 @@ def test_a_dead_monitors_events_are_published_by_another(env: Env) -> None:
     _failing_sns(broken)
     env.upload("ws-orphan")
     store, outbox = env.events(broken, stale_seconds=0.3)
-    env.monitor(store=store, outbox=outbox).run(once=True)
+    env.monitor(executor=NoOpStaging(), store=store, outbox=outbox).run(once=True)
     assert wiring.inbox.take() == []
     healthy, outbox = env.events(stale_seconds=0.3)
     time.sleep(0.4)
-    env.monitor(store=healthy, outbox=outbox).run(once=True)  # finds the stale outbox
+    # the healthy monitor finds the stale outbox
+    env.monitor(executor=NoOpStaging(), store=healthy, outbox=outbox).run(once=True)
     assert [(m["event"], m["seq"]) for m in wiring.inbox.take()] == [
         ("registered", 1), ("started", 2), ("step", 3), ("step", 4), ("completed", 5)]
     assert env.store.require("ws-orphan").outbox == {}
@@ -381,7 +383,7 @@ def test_operator_cancel_is_announced(env: Env) -> None:
 
 def test_disabled_notifications_record_nothing(env: Env) -> None:
     env.upload("ws-quiet")
-    env.monitor().run(once=True)  # no wiring: the monitor has no outbox
+    env.monitor(executor=NoOpStaging()).run(once=True)  # no wiring: no outbox
     rec = env.store.require("ws-quiet")
     assert rec.state == S.COMPLETE and rec.outbox == {} and rec.event_seq == 0
 
@@ -389,7 +391,7 @@ def test_disabled_notifications_record_nothing(env: Env) -> None:
 def test_dead_letter_body_is_json_with_the_contract_fields(env: Env) -> None:
     wiring = env.wire()
     env.upload("ws-dl", pipeline="bad-fastq")
-    env.monitor().run(once=True)
+    env.monitor(executor=NoOpStaging()).run(once=True)
     sqs = env.clients.client("sqs")
     msg = sqs.receive_message(QueueUrl=wiring.dlq.queue_url, MessageAttributeNames=["All"],
                               VisibilityTimeout=0)["Messages"][0]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import threading
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -267,8 +268,8 @@ def test_list_is_newest_first_and_filters(store: Store) -> None:
 
 def test_race_eight_claimers_two_hundred_worksets(store: Store) -> None:
     ids = [f"ws-r{i:03d}" for i in range(200)]
-    for wid in ids:
-        store.register(wid, actor="t")
+    with ThreadPoolExecutor(8) as pool:  # setup, not the race: independent items
+        list(pool.map(lambda wid: store.register(wid, actor="t"), ids))
     wins: dict[str, list[str]] = {}
     lock = threading.Lock()
     barrier = threading.Barrier(8)

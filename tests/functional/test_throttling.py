@@ -20,6 +20,7 @@ from daylib import states as S
 from daylib.aws import AwsClients
 from daylib.s3 import S3Objects
 from tests.support.deployment import Env, fake
+from tests.support.executors import NoOpStaging
 
 N_WORKSETS = 12
 SHARE = 0.25
@@ -98,7 +99,7 @@ def test_every_workset_completes_exactly_once_under_throttling(
             f.attach(clients.client(service))
         faults.append(f)
         store, outbox = env.events(clients)
-        monitors.append(env.monitor(store=store, outbox=outbox,
+        monitors.append(env.monitor(executor=NoOpStaging(), store=store, outbox=outbox,
                                     s3=S3Objects(clients.client("s3")), monitor_id=f"m{n}",
                                     max_concurrent=4))
     threads = [threading.Thread(target=m.run, daemon=True) for m in monitors]
