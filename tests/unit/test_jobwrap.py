@@ -33,6 +33,19 @@ def wrapper(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> 
     yield request.param
 
 
+@pytest.fixture(autouse=True)
+def interrupts_as_a_monitor_leaves_them() -> Iterator[None]:
+    """The monitor installs its own SIGINT handler, so the wrappers it starts begin with
+    SIGINT's default disposition. A test process started in the background by a
+    non-interactive shell has SIGINT ignored, which its children inherit, and bash cannot
+    trap a signal ignored at its start: give the wrappers what a monitor gives them."""
+    before = signal.getsignal(signal.SIGINT)
+    if before == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, before)
+
+
 BOUNDS = ["--max-bytes", "8192", "--head-bytes", "1024"]
 
 
