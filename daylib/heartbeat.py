@@ -17,7 +17,9 @@ log = logging.getLogger(__name__)
 
 
 class Heartbeat:
-    """Runs until ``done()`` is true; ``snapshot()`` lists the runs to keep alive."""
+    """Runs until ``done()`` is true; ``snapshot()`` lists the runs to keep alive. A run is
+    beaten only ``heartbeat_seconds`` after its last lease extension, which the owner's
+    checkpoints also make: a step shorter than that costs no heartbeat write."""
 
     def __init__(self, cfg: MonitorSettings, store: Store,
                  snapshot: Callable[[], list[Running]], done: Callable[[], bool]) -> None:
@@ -37,8 +39,11 @@ class Heartbeat:
 
     def _beat(self, run: Running) -> None:
         try:
-            run.lease = self.store.heartbeat(run.lease, self.cfg.lease_seconds)
+            jobs = run.unrecorded_jobs()  # a step's new job rides on the beat
+            run.lease = self.store.heartbeat(run.lease, self.cfg.lease_seconds, jobs=jobs)
             run.beat_ok = time.monotonic()
+            if jobs is not None:
+                run.jobs_written = jobs
             self._outage.ok()
         except LeaseLost:
             if run.finished:  # raced our own last write

@@ -19,6 +19,9 @@ Timeline of one event (entry with sequence number n, written by W):
   t2  a) W still owns the workset: W's next write REMOVEs n (piggy-backed, no extra write).
       b) W does not: after ``ack_delay_seconds`` W REMOVEs n ("ack", one small write), unless
          its own next write got there first (e.g. the claim of a workset it registered).
+         A ready or retrying workset waits up to half of ``stale_seconds`` instead: its
+         claim or promotion, often W's own, usually comes first and drops n for free, and
+         the ack still lands long before n is stale (anyone's to publish again).
   failure: publishing n fails -> W retries on each housekeeping pass; W publishes nothing of
       that workset past n meanwhile (order). If W dies, after ``stale_seconds`` any monitor
       finds the marker, publishes what is pending and REMOVEs it; so may a new owner that
@@ -185,7 +188,7 @@ class Outbox:
                 self._publish_in_turn(rec, set(rec.appended if new_seqs is None else new_seqs),
                                       force=False)
                 if latest and rec.state not in S.OWNED:
-                    self._schedule_ack(wid)
+                    self._schedule_ack(wid, rec.state)
             except Exception:  # the transition is done; publishing must never undo or block it
                 log.exception("outbox of %s: unexpected error while publishing", wid)
 
@@ -319,10 +322,15 @@ class Outbox:
         if self.topic is not None:
             self.topic.publish(event_body(e, rec))
 
-    def _schedule_ack(self, workset_id: str) -> None:
+    def _schedule_ack(self, workset_id: str, state: str | None = None) -> None:
+        """Ack later; later still for a workset whose next write (a claim of a ready one, the
+        promotion of a retry) usually follows soon and drops the entries with no ack."""
+        delay = self.ack_delay_seconds
+        if state in S.ACTIVE:
+            delay = max(delay, self.stale_seconds / 2)
         with self._lock:
             if self._delivered.get(workset_id):
-                due = self.clock() + self.ack_delay_seconds
+                due = self.clock() + delay
                 self._acks[workset_id] = min(self._acks.get(workset_id, due), due)
 
     def _run_acks(self, store: StoreLike, now: float, force: bool) -> None:
@@ -365,7 +373,7 @@ class Outbox:
             assert rec is not None
             self._publish_pending(rec, set(), force=True)  # tick decided it is time
             if rec.state not in S.OWNED:
-                self._schedule_ack(wid)
+                self._schedule_ack(wid, rec.state)
 
     def _flush_stale(self, store: StoreLike, now: float) -> None:
         ids = store.outbox_due(now)

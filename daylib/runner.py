@@ -8,6 +8,7 @@ import logging
 import random
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,7 @@ from daylib.spec import Workset
 from daylib.stepcmd import step_request
 from daylib.store.contract import Store
 from daylib.store.records import WorksetRecord
+from daylib.store.rules import next_expiry
 from daylib.validate import check_inputs
 
 log = logging.getLogger(__name__)
@@ -75,7 +77,7 @@ class Runner:
         except SpecError as exc:  # found while building a step: unsafe workdir, bad template
             self._fail(run, Failure(message=str(exc), category=exc.category))
         except AwsError as exc:  # AWS kept failing past the client's own retries
-            if is_transient(exc) and (run.rec.steps_done or run.rec.jobs):
+            if is_transient(exc) and (run.rec.steps_done or run.jobs):
                 # steps ran or run: a new attempt would lose them; resume after the outage
                 log.warning("workset %s handed over as it is (resumed after the outage): %s",
                             wid, exc)
@@ -106,8 +108,17 @@ class Runner:
     def _write(self, run: Running, to: str, reason: str,
                events: tuple[tuple[str, str], ...] = (), at: float | None = None,
                **fields: Any) -> WorksetRecord:
+        """One fenced transition; it also records the run's new job references and, while
+        the workset stays owned, extends the lease as a heartbeat would (no extra write)."""
         run.finished = to not in S.OWNED
         before = run.rec.state
+        if run.jobs != run.rec.jobs:
+            fields.setdefault("jobs", run.jobs)
+        extended_at = time.monotonic()
+        expires = None
+        if to in S.OWNED:
+            expires = next_expiry(self.store.clock(), run.lease, self.cfg.lease_seconds)
+            fields["lease_expires"] = expires
         outage = Outage(f"workset {run.rec.workset_id}: write {reason or to}", log)
         deadline = time.monotonic() + self.cfg.lease_seconds
         while True:
@@ -125,6 +136,10 @@ class Runner:
                     raise HandOver(f"could not write {reason or to}: {exc}") from exc
                 time.sleep(wait)
         outage.ok()
+        run.jobs_written = run.rec.jobs
+        if expires is not None:
+            run.lease = replace(run.lease, expires=expires)
+            run.beat_ok = max(run.beat_ok, extended_at)
         self.outbox.written(run.rec)
         if to != before:
             self.metrics.transition(to, run.rec.customer_id, workset_id=run.rec.workset_id,
@@ -193,17 +208,20 @@ class Runner:
 
     def _launch(self, run: Running, req: StepRequest) -> str:
         """Adopt the step's job if one was already submitted (a restart or takeover at any
-        instant), else submit it and record the job on the item, fenced by the lease."""
-        found = self.executor.find(req)
-        if found:
+        instant: ``find`` goes by the job key), else submit it. The reference is recorded
+        on the item by the next write that happens anyway (the lease heartbeat while the
+        step runs, else its checkpoint or failure), not by a write of its own."""
+        ref = self.executor.find(req)
+        if ref:
             log.info("workset %s: adopted %s job %s for step %s", req.workset_id,
-                     self.executor.name, found, req.step)
-            return found
-        ref = self.executor.submit(req)
-        if self.executor.records_jobs:
-            self._write(run, run.rec.state, "", jobs={**run.rec.jobs, req.step: ref})
-            log.info("workset %s: step %s submitted as %s job %s", req.workset_id, req.step,
-                     self.executor.name, ref)
+                     self.executor.name, ref, req.step)
+        else:
+            ref = self.executor.submit(req)
+            if self.executor.records_jobs:
+                log.info("workset %s: step %s submitted as %s job %s", req.workset_id,
+                         req.step, self.executor.name, ref)
+        if self.executor.records_jobs and run.jobs.get(req.step) != ref:
+            run.jobs = {**run.jobs, req.step: ref}
         return ref
 
     def _after_lost(self, run: Running, ref: str, outcome: StepOutcome) -> None:

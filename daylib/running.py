@@ -21,6 +21,19 @@ class Running:
     finished: bool = False  # its last write is done or under way: no more heartbeats
     handed_over: bool = False  # AWS unreachable until the lease would lapse: left as it is
     beat_ok: float = field(default_factory=time.monotonic)  # last lease extension (monotonic)
+    # Step job references as the item should hold them: a new one is recorded by the next
+    # write that happens anyway (heartbeat or checkpoint), never by a write of its own.
+    jobs: dict[str, str] = field(default_factory=dict)
+    jobs_written: dict[str, str] = field(default_factory=dict)  # as the last write left them
+
+    def __post_init__(self) -> None:
+        self.jobs = self.jobs or dict(self.rec.jobs)
+        self.jobs_written = self.jobs_written or dict(self.rec.jobs)
+
+    def unrecorded_jobs(self) -> dict[str, str] | None:
+        """The jobs map if it holds a reference no write has recorded yet, else None."""
+        jobs = self.jobs
+        return jobs if jobs != self.jobs_written else None
 
 
 @dataclass

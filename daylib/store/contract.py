@@ -75,9 +75,11 @@ class Store(Protocol):
         (state, owner, token, ``lease_expires``; no clock compared); bumps the fencing
         token. ConflictError when lost."""
 
-    def heartbeat(self, lease: Lease, lease_seconds: float) -> Lease:
+    def heartbeat(self, lease: Lease, lease_seconds: float, *,
+                  jobs: dict[str, str] | None = None) -> Lease:
         """Conditional on owner, token and an owned state; LeaseLost otherwise. Always
-        writes a new ``lease_expires`` (the version claimants watch)."""
+        writes a new ``lease_expires`` (the version claimants watch); ``jobs`` (the whole
+        map) rides on it, so a step's job reference costs no write of its own."""
 
     def transition(self, rec: WorksetRecord, to: str, *, actor: str, reason: str,
                    lease: Lease | None = None, fields: dict[str, Any] | None = None,

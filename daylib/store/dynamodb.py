@@ -328,11 +328,15 @@ class DynamoStore(DynamoSlots, QueueReads):
             raise self._conflict(plan.workset_id, exc.item) from None
         return _record(resp["Attributes"])
 
-    def heartbeat(self, lease: Lease, lease_seconds: float) -> Lease:
-        """Extend the lease; raises LeaseLost if another owner, a cancel or a newer token
-        intervened. Does not bump ``version``: it must not race the owner's own writes."""
+    def heartbeat(self, lease: Lease, lease_seconds: float, *,
+                  jobs: dict[str, str] | None = None) -> Lease:
+        """Extend the lease (and record ``jobs``); raises LeaseLost if another owner, a cancel
+        or a newer token intervened. Does not bump ``version``: it must not race the owner's
+        own writes."""
         expires = next_expiry(self.clock(), lease, lease_seconds)
         up = Expr().set("lease_expires", expires)
+        if jobs is not None:
+            up.set("jobs", jobs)
         up.expect("owner_id", "=", lease.owner).expect("lease_token", "=", lease.token)
         up.expect_raw(f"{up.name('state')} IN ({up.value(S.LOCKED)}, {up.value(S.IN_PROGRESS)})")
         if not self._try_write(lease.workset_id, up):

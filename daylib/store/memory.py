@@ -171,7 +171,8 @@ class MemoryStore(QueueReads):
                 _apply(item, {"outbox_part": None, "outbox_due": None})
             return record_from_item(copy.deepcopy(item)), True
 
-    def heartbeat(self, lease: Lease, lease_seconds: float) -> Lease:
+    def heartbeat(self, lease: Lease, lease_seconds: float, *,
+                  jobs: dict[str, str] | None = None) -> Lease:
         expires = next_expiry(self.clock(), lease, lease_seconds)
         with self.memory.lock:
             item = self.memory.items.get(lease.workset_id) or {}
@@ -179,6 +180,8 @@ class MemoryStore(QueueReads):
                     or item.get("state") not in S.OWNED):
                 raise LeaseLost(f"lease on {lease.workset_id} lost")
             item["lease_expires"] = _stored(expires)
+            if jobs is not None:
+                item["jobs"] = _stored(jobs)
         return Lease(lease.workset_id, lease.owner, lease.token, expires)
 
     def note_waiting(self, workset_id: str, reason: str) -> None:

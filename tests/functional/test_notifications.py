@@ -203,13 +203,44 @@ def test_an_ack_never_conflicts_with_the_new_owner(store: Store) -> None:
     p2 = Proc(store.twin(), b2 := _outbox(t2))
     rec, lease = p2.claim("ws-d", "m2", 30)
     assert set(rec.outbox or {}) == {outbox_key(1), CLAIM_KEY}  # m2 cannot know 1 went out
-    b1.tick(store)  # m1's ack
+    b1.tick(store, now=time.time() + b1.stale_seconds / 2)  # m1's ack, due (see next test)
     rec = p2.transition(rec, S.IN_PROGRESS, actor="m2", reason="stage done", lease=lease,
                         events=(("step", "stage done"),))
     assert set(store.require("ws-d").outbox or {}) == {outbox_key(3)}
     assert t1.events() == [("registered", 1)]
     assert t2.events() == [("started", 2), ("step", 3)]  # no duplicate of registered
     assert b2.pending_work() == 0
+
+
+def test_a_queued_registration_and_retry_need_no_ack_of_their_own(store: Store) -> None:
+    """A workset waits in ready (slots full) longer than the ack delay: its claim, not a
+    separate ack, drops ``registered``; likewise the promotion drops ``retrying``. Only the
+    terminal event is acked on its own."""
+    now = [1_000_000.0]
+    topic = Recorder()
+    store = store.twin(clock=lambda: now[0])
+    p = Proc(store, box := _outbox(topic, ack_delay=5.0, clock=lambda: now[0]))
+    p.register("ws-q", "m1")
+    now[0] += 20  # queued behind running work, past the ack delay
+    box.tick(store)
+    rec, lease = p.claim("ws-q", "m1", 30)
+    assert set(rec.outbox or {}) == {CLAIM_KEY}  # registered dropped by the claim
+    rec = p.transition(rec, S.RETRYING, actor="m1", reason="transient", lease=lease,
+                       events=(("retrying", "boom"),))
+    now[0] += 20  # the retry's backoff
+    box.tick(store)
+    rec = store.transition(store.require("ws-q"), S.READY, actor="m1", reason="retry due",
+                           drop=box.delivered("ws-q"))
+    box.written(rec)
+    assert rec.outbox == {} and box.stats.acks == 0
+    rec, lease = p.claim("ws-q", "m1", 30)
+    rec = p.transition(rec, S.COMPLETE, actor="m1", reason="done", lease=lease,
+                       events=(("completed", "results"),))
+    now[0] += 20
+    box.tick(store)
+    assert store.require("ws-q").outbox == {} and box.stats.acks == 1
+    assert [e for e, _ in topic.events()] == ["registered", "started", "retrying", "started",
+                                              "completed"]
 
 
 def test_takeover_publishes_what_the_dead_owner_left(store: Store) -> None:
