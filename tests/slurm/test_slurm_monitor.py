@@ -18,9 +18,10 @@ import yaml
 from daylib import states as S
 from daylib.executors.slurm import SlurmExecutor
 from daylib.monitor import Monitor
+from daylib.store.dynamodb import DynamoStore
 from daylib.store.records import WorksetRecord
 from daylib.wiring import monitor_for
-from tests.conftest import ROOT
+from tests.conftest import ROOT, run_cli
 from tests.support.deployment import Env
 from tests.support.slurm import SlurmCluster
 
@@ -74,6 +75,49 @@ def test_all_three_steps_run_as_slurm_jobs(slurm_env: Env) -> None:
     keys = [k for k, _ in slurm_env.s3.keys(slurm_env.bucket, "worksets/ws-slurm1/results/")]
     assert keys == ["worksets/ws-slurm1/results/result.txt"]
     assert rec.route and "alpha" in (rec.cluster or "")
+
+
+def test_a_slurm_lifecycle_writes_no_job_id_of_its_own(slurm_env: Env) -> None:
+    """Issue 11: each step's job id rides on the checkpoint (or a heartbeat), so the item
+    takes the claim and three checkpoints, as on the local executor (was seven)."""
+    slurm_env.upload("ws-lean")
+    assert isinstance(slurm_env.store, DynamoStore)
+    updates: list[str] = []
+    slurm_env.store.client.meta.events.register(
+        "before-parameter-build.dynamodb.UpdateItem",
+        lambda params, **_: updates.append(params["UpdateExpression"])
+        if params["Key"]["pk"]["S"] == "ws-lean" else None)
+    slurm_monitor(slurm_env, "alpha", heartbeat_seconds=60.0, lease_seconds=180.0).run(
+        once=True)
+    rec = slurm_env.store.require("ws-lean")
+    assert rec.state == S.COMPLETE and set(rec.jobs) == {"stage", "run", "export"}
+    assert jobs_named("ws-lean") == {f"daylib-ws-lean-a1-{s}": 1
+                                     for s in ("stage", "run", "export")}
+    assert len(updates) == 4, updates  # claim, stage done, run done, complete
+
+
+def test_show_names_the_running_steps_slurm_job(slurm_env: Env) -> None:
+    """The run step's job id reaches the item with the next heartbeat, while it runs."""
+    slurm_env.upload("ws-shown", pipeline="sleepy")
+    mon = slurm_monitor(slurm_env, "alpha", heartbeat_seconds=0.3, lease_seconds=3.0)
+    thread = threading.Thread(target=mon.run, daemon=True)
+    thread.start()
+    s = slurm_env.settings
+    cli_env = {"AWS_ENDPOINT_URL": s.aws.endpoint_url or "", "AWS_REGION": s.aws.region or "",
+               "DAYLILY_STATE__TABLE": s.state.table, "DAYLILY_STORAGE__BUCKET": s.storage.bucket}
+    try:
+        slurm_env.wait_for(lambda: "run" in jobs_of(slurm_env, "ws-shown"))
+        job = jobs_of(slurm_env, "ws-shown")["run"]
+        rec = slurm_env.store.require("ws-shown")
+        assert rec.step == "run" and rec.steps_done == ["stage"]  # still running
+        out = run_cli("show", "ws-shown", env=cli_env)
+        assert out.returncode == 0, out.stderr
+        assert f"run={job}" in out.stdout and "step run" in out.stdout
+        assert jobs_named("ws-shown")["daylib-ws-shown-a1-run"] == 1
+        slurm_env.store.edit("ws-shown", lambda r: (S.CANCELLED, {}), actor="op", reason="stop")
+    finally:
+        mon.request_stop()
+        thread.join(30)
 
 
 def test_kill_9_mid_job_is_adopted_not_resubmitted(slurm_env: Env, tmp_path: Path,
