@@ -113,8 +113,10 @@ def main() -> int:
     if reason:
         print(f"\nSlurm executor not run: {reason}")
     print("\ntarget: <= 5 DynamoDB writes per lifecycle; no per-transition CloudWatch call."
-          "\nWith notifications, one more small write per workset clears the last event "
-          "(the outbox ack), after it was published.")
+          "\nWith notifications, one more small write per workset clears the terminal event "
+          "(the outbox ack) once published: no write follows a terminal state to drop it, and "
+          "the marker that lets any monitor find unpublished events is cleared only by a "
+          "write.")
     return 0
 
 
