@@ -39,6 +39,25 @@ from daylib.notify import SnsTopic, ensure_topic
 WRITES = {"PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem"}
 
 
+class UpdateKinds:
+    """Each UpdateItem on a workset item by what it does: a transition or claim (bumps the
+    version), a lease heartbeat (``lease_expires`` alone, maybe with the step's job), or an
+    outbox ack (removes published events only)."""
+
+    def __init__(self, client: Any) -> None:
+        self.kinds: Counter[str] = Counter()
+        client.meta.events.register("before-parameter-build.dynamodb.UpdateItem", self._seen)
+
+    def _seen(self, params: Any = None, **_: Any) -> None:
+        if str(params["Key"]["pk"]["S"]).startswith("#"):
+            return
+        names = set(params.get("ExpressionAttributeNames", {}).values())
+        kind = ("transition or claim" if "version" in names else
+                "heartbeat" if "lease_expires" in names else "outbox ack")
+        self.kinds[kind + (" (+ job id)" if kind == "heartbeat" and "jobs" in names
+                           else "")] += 1
+
+
 def lifecycle(n: int, events: bool, executor: Executor) -> dict[str, Any]:
     server = start_moto(in_process=False)
     try:
@@ -61,6 +80,7 @@ def lifecycle(n: int, events: bool, executor: Executor) -> dict[str, Any]:
                             "reference_genome: hg38\n")
             counter = CallCounter(clients.client("dynamodb"), clients.client("s3"),
                                   clients.client("sns"), clients.client("sqs"))
+            kinds = UpdateKinds(clients.client("dynamodb"))
             cost = WriteCost(clients.client("dynamodb"),
                              raw_client("dynamodb", endpoint_url=server.endpoint_url), store.table)
             mon = wiring.monitor_for(s, clients, store=store, s3=s3, executor=executor,
@@ -72,7 +92,8 @@ def lifecycle(n: int, events: bool, executor: Executor) -> dict[str, Any]:
             pending = sum(len(r.outbox or {}) for r in recs.values())
     finally:
         server.stop()
-    return {"calls": calls, "states": states, "pending": pending, "wcu": cost.wcu}
+    return {"calls": calls, "states": states, "pending": pending, "wcu": cost.wcu,
+            "kinds": kinds.kinds}
 
 
 def runs(slurm: bool) -> list[tuple[str, bool, Any]]:
@@ -104,6 +125,8 @@ def main() -> int:
             r = lifecycle(n, events, make())
             print(f"\n== {title} ==")
             report(n, r["calls"], r["states"])
+            print("UpdateItem per workset lifecycle by kind: " + ", ".join(
+                f"{k} {v / n:.2f}" for k, v in sorted(r["kinds"].items())))
             report_wcu(n, r["wcu"])
             if events:
                 print(f"events still pending on the items: {r['pending']}")
