@@ -119,6 +119,26 @@ def test_heartbeat_extends_and_stops_after_cancel(store: Store) -> None:
     assert [r for r in st.owned() if r.workset_id == "ws-beat"] == []
 
 
+def test_a_heartbeat_records_the_steps_jobs_without_racing_the_owner(store: Store) -> None:
+    """Issue 11: a step's job reference rides on the lease heartbeat (no write of its own);
+    the version stays, so the owner's next checkpoint, planned before the beat, still lands
+    (and a beat after a cancel records nothing)."""
+    store.register("ws-jobbeat", actor="t")
+    rec, lease = store.claim("ws-jobbeat", "m1", 30)
+    lease = store.heartbeat(lease, 30, jobs={"stage": "41"})
+    got = store.require("ws-jobbeat")
+    assert got.jobs == {"stage": "41"} and got.version == rec.version
+    rec = store.transition(rec, S.IN_PROGRESS, actor="m1", reason="stage done", lease=lease,
+                           fields={"step": "run", "steps_done": ["stage"],
+                                   "jobs": {"stage": "41"}})
+    store.heartbeat(lease, 30, jobs={"stage": "41", "run": "42"})
+    assert store.require("ws-jobbeat").jobs == {"stage": "41", "run": "42"}
+    store.edit("ws-jobbeat", lambda r: (S.CANCELLED, {}), actor="user:op", reason="cancel")
+    with pytest.raises(LeaseLost):
+        store.heartbeat(lease, 30, jobs={"stage": "41", "run": "42", "export": "43"})
+    assert store.require("ws-jobbeat").jobs == {"stage": "41", "run": "42"}
+
+
 def test_illegal_and_stale_transitions_are_refused(store: Store) -> None:
     store.register("ws-ill", actor="t")
     ready = store.require("ws-ill")
