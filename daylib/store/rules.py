@@ -42,6 +42,16 @@ Events = Sequence[tuple[str, str]]  # (event, message) pairs a write records
 Published = Mapping[int, str]  # {seq: key} of entries the caller published: dropped by the write
 
 
+def _ended_attempt_jobs(rec: WorksetRecord, to: str) -> dict[str, Any]:
+    """A workset queued again for a new attempt keeps only its finished steps' jobs: the
+    others ended with the attempt, and ``show`` or ``cancel`` must not name them as running
+    before the new attempt's first write records its own (a hand-back keeps its live job)."""
+    if to != S.READY or rec.state not in (S.RETRYING, *S.TERMINAL):
+        return {}
+    kept = {step: job for step, job in rec.jobs.items() if step in rec.steps_done}
+    return {"jobs": kept or None} if kept != rec.jobs else {}
+
+
 @dataclass
 class Changes:
     """What one write does: top-level attributes set (None removes) and entries of map
@@ -288,9 +298,9 @@ class WorksetRules:
         attrs: dict[str, Any] = {"state": to, "updated_at": updated_at,
                                  "version": rec.version + 1}
         attrs.update(index_fields(rec, to, priority))
-        attrs.update(fields or {})
-        changes: dict[str, Any] = {k: v for k, v in (fields or {}).items()
-                                   if k in _RECORD_FIELDS}
+        fields = {**_ended_attempt_jobs(rec, to), **(fields or {})}
+        attrs.update(fields)
+        changes: dict[str, Any] = {k: v for k, v in fields.items() if k in _RECORD_FIELDS}
         if release or to not in S.OWNED:
             attrs.update(owner_id=None, lease_expires=None)
             changes.update(owner=None, lease_expires=None)

@@ -139,6 +139,26 @@ def test_a_heartbeat_records_the_steps_jobs_without_racing_the_owner(store: Stor
     assert store.require("ws-jobbeat").jobs == {"stage": "41", "run": "42"}
 
 
+def test_a_new_attempt_keeps_only_its_finished_steps_jobs(store: Store) -> None:
+    """Issue 11: job references ride on later writes, so the record must not name a failed
+    attempt's job as the step's job once the workset is queued again (``show``, ``cancel``);
+    the failed workset itself still shows it."""
+    store.register("ws-jobretry", actor="t")
+    rec, lease = store.claim("ws-jobretry", "m1", 30)
+    rec = store.transition(rec, S.IN_PROGRESS, actor="m1", reason="stage done", lease=lease,
+                           fields={"step": "run", "steps_done": ["stage"],
+                                   "jobs": {"stage": "41"}})
+    rec = store.transition(rec, S.RETRYING, actor="m1", reason="run failed", lease=lease,
+                           fields={"jobs": {"stage": "41", "run": "42"}, "retry_at": 0})
+    assert store.require("ws-jobretry").jobs == {"stage": "41", "run": "42"}
+    rec = store.transition(rec, S.READY, actor="m2", reason="retry due")
+    assert rec.jobs == {"stage": "41"} == store.require("ws-jobretry").jobs
+    rec, lease = store.claim("ws-jobretry", "m2", 30)
+    rec = store.transition(rec, S.READY, actor="m2", reason="handed back", lease=lease,
+                           fields={"jobs": {"stage": "41", "run": "43"}})
+    assert store.require("ws-jobretry").jobs == {"stage": "41", "run": "43"}  # live job kept
+
+
 def test_illegal_and_stale_transitions_are_refused(store: Store) -> None:
     store.register("ws-ill", actor="t")
     ready = store.require("ws-ill")
