@@ -1,7 +1,7 @@
 """Intake off the claiming path: one thread long-polls the S3 event queue, another runs the
 reconciliation listing (at start, then every ``intake.reconcile_seconds``; every
-``monitor.discovery_seconds`` when there is no queue). Each registration wakes the monitor so
-the new workset is claimed at once."""
+``monitor.discovery_seconds`` when there is no queue). Each registration, and each wake
+message an operator's command sent, wakes the monitor so the work is claimed at once."""
 
 from __future__ import annotations
 
@@ -78,7 +78,7 @@ class IntakeService:
         outage = Outage("intake queue", log)
         while not self._stop.is_set():
             try:
-                self.queue.poll_once(self._handle)
+                self.queue.poll_once(self._handle, wake=self.wake)
                 outage.ok()
             except Exception as exc:  # intake keeps going through outages
                 self._stop.wait(max(ERROR_PAUSE_SECONDS, self._failed(outage, "queue", exc)))
