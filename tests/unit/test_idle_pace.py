@@ -5,6 +5,8 @@ never shown stale. The monitor's own loop turns (``Monitor.step``) are driven by
 
 from __future__ import annotations
 
+import threading
+import time
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -16,6 +18,8 @@ from daylib import states as S
 from daylib.clusters import ClusterInfo
 from daylib.config import Settings
 from daylib.executors.local import LocalExecutor
+from daylib.intake import ScanReport
+from daylib.intake_service import IntakeService
 from daylib.monitor import Monitor
 from daylib.s3 import S3Objects
 from daylib.store.memory import MemoryStore
@@ -124,3 +128,39 @@ def test_an_idle_cluster_is_never_shown_stale(tmp_path: Path) -> None:
             seen[info.status(max(t, clock.now))] += 1
     _serve(mon, clock, 1800, status_until)
     assert mon.pacer.idle and set(seen) == {"active"}, seen
+
+
+class _Listed:
+    """An intake whose reconciliation listing saw ``objects`` objects."""
+
+    def __init__(self, objects: int) -> None:
+        self.objects = objects
+        self.scanned = threading.Event()
+
+    def scan(self) -> ScanReport:
+        self.scanned.set()
+        return ScanReport(objects=self.objects)
+
+
+class _QuietQueue:
+    def poll_once(self, handle: Any, wait_seconds: int | None = None, *,
+                  wake: Any = None) -> int:
+        time.sleep(0.05)
+        return 0
+
+
+@pytest.mark.parametrize("objects", [0, 10_000, 100_000])
+def test_the_reconciliation_listing_costs_flat_in_history(objects: int) -> None:
+    """With the event queue, the listing only reconciles: its list requests per minute stay
+    within the idle budget however many objects the prefix holds."""
+    intake = _Listed(objects)
+    service = IntakeService(intake, _QuietQueue(), 600.0,  # type: ignore[arg-type]
+                            lambda: None)
+    service.start()
+    try:
+        assert intake.scanned.wait(60)
+    finally:
+        service.stop()
+    requests = max(1, -(-objects // 1000))
+    assert requests / service.listing_pause * 60 <= 0.25
+    assert service.listing_pause >= 600.0
