@@ -15,6 +15,8 @@ from typing import Any
 import pytest
 
 from daylib import states as S
+from daylib import wiring
+from daylib.aws import AwsClients
 from daylib.clusters import ClusterInfo
 from daylib.config import Settings
 from daylib.executors.local import LocalExecutor
@@ -60,7 +62,8 @@ def _monitor(tmp_path: Path, clock: Clock, store: Any) -> Monitor:
     s.monitor.workdir = str(tmp_path / "work")
     s.monitor.monitor_id = "idle-monitor"
     s.monitor.cluster = "alpha"
-    return Monitor(s, store, S3Objects(object()), LocalExecutor(), clock=clock)
+    return wiring.monitor_for(s, AwsClients(s.aws), store=store, s3=S3Objects(object()),
+                              executor=LocalExecutor(), step_env={}, clock=clock)
 
 
 def _serve(mon: Monitor, clock: Clock, seconds: float,
