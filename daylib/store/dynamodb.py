@@ -9,7 +9,9 @@ Table layout (one table, hash key ``pk``):
 Two sparse indexes keep reads proportional to what is asked for:
 - ``active-index`` (``active_state``, ``queue_key``) holds only ready/locked/in_progress/
   retrying worksets; ``queue_key`` = ``<rank>#<created_at>#<id>`` so a Query on ``ready``
-  returns claim order. Leaving the active states REMOVEs ``active_state``.
+  returns claim order. Leaving the active states REMOVEs ``active_state``. The cluster items
+  live there too (``active_state`` = ``#cluster``), so one Scan of it (``active_items``) is
+  what an idle monitor reads, at a cost that does not grow with finished worksets.
 - ``done-index`` (``done_state``, ``created_key``) holds only terminal worksets, so ``list
   --state complete`` and terminal counts never touch the active ones (and vice versa).
 - ``outbox-index`` (``outbox_part``, ``outbox_due``) holds only worksets with events still to
