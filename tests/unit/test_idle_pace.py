@@ -9,6 +9,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -131,6 +132,34 @@ def test_an_idle_cluster_is_never_shown_stale(tmp_path: Path) -> None:
             seen[info.status(max(t, clock.now))] += 1
     _serve(mon, clock, 1800, status_until)
     assert mon.pacer.idle and set(seen) == {"active"}, seen
+
+
+def test_work_brings_the_busy_heartbeat_back(tmp_path: Path) -> None:
+    """Idle, the cluster beats once a minute with a long lease; from the idle pass that sees
+    work on, it beats every ``routing.cluster_heartbeat_seconds`` with the busy lease."""
+    clock, memory = Clock(), MemoryStore()
+    mon = _monitor(tmp_path, clock, memory)
+    _serve(mon, clock, 300)
+    (idle,) = memory.clusters()
+    assert idle["lease_seconds"] > 2 * mon.cfg.idle_max_seconds
+    memory.register("ws-new", actor="t", fields={  # seen, not claimed here: it stays
+        "preferred_cluster": "beta", "routing": {"affinity": "hard"}})
+    busy_at: list[float] = []
+    beats: list[dict[str, Any]] = []
+
+    def watch(_: float) -> None:
+        if not busy_at and not mon.pacer.idle:
+            busy_at.append(clock.now)
+        (item,) = memory.clusters()
+        if busy_at and item["heartbeat_at"] >= busy_at[0] and item not in beats:
+            beats.append(item)
+    _serve(mon, clock, 2 * mon.cfg.idle_max_seconds, watch)
+    r = mon.settings.routing
+    assert busy_at and beats, (busy_at, beats)
+    assert beats[0]["heartbeat_at"] - busy_at[0] <= r.cluster_heartbeat_seconds
+    assert {b["lease_seconds"] for b in beats} == {r.cluster_stale_seconds}
+    gaps = [b["heartbeat_at"] - a["heartbeat_at"] for a, b in pairwise(beats)]
+    assert gaps and max(gaps) <= r.cluster_heartbeat_seconds + 0.1, gaps
 
 
 class _Listed:
