@@ -1,8 +1,8 @@
 """Intake off the claiming path: one thread long-polls the S3 event queue, another runs the
 reconciliation listing (at start, then every ``intake.reconcile_seconds``, longer for a prefix
 holding more than a few thousand objects; every ``monitor.discovery_seconds`` when there is no
-queue). Each registration, and each wake
-message an operator's command sent, wakes the monitor so the work is claimed at once."""
+queue). Each registration, and each wake message an operator's command sent, wakes the
+monitor so the work is claimed at once."""
 
 from __future__ import annotations
 
