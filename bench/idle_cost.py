@@ -4,7 +4,9 @@ Counts every request the moto server receives (its request recorder, so every se
 every client is counted, whoever made it) over a window of an idle monitor set up as in
 production: intake queue long-polled, notifications on (SNS topic and dead-letter queue),
 default timers. Two tables: an empty one, and one holding 10,000 finished worksets whose
-10,000 folders are registered in S3. Target: <= 6 calls a minute, flat in history.
+10,000 folders are registered in S3. Target: <= 6 calls a minute, flat in history. The window
+opens once the monitor is idle: its passes have slowed to ``monitor.idle_max_seconds`` (about
+40 s after the last work, at the defaults).
 
     python bench/idle_cost.py [--quick] [--seconds S] [--history N]
 
@@ -40,7 +42,7 @@ sys.path.insert(0, str(ROOT))
 from tests.support.iamrecord import calls
 
 TARGET_PER_MINUTE = 6.0
-SETTLE_SECONDS = 5.0  # after start-up (first listing, registry) before the window opens
+SETTLE_SECONDS = 5.0  # after the monitor reaches its idle pace, before the window opens
 
 
 def _recording_lines(path: Path) -> list[str]:
@@ -83,7 +85,8 @@ def _load_history(clients: Any, store: Any, s3: Any, bucket: str, prefix: str, n
 def measure(history: int, window_s: float) -> tuple[Counter[str], Counter[str], float]:
     """Calls by operation during ``window_s`` of an idle monitor, the start-up calls by
     operation, and the reconciliation listing's interval (it runs at start-up, then rarely:
-    the window may not see it, so it is amortised from the start-up count)."""
+    the window may not see it, so it is amortised from the start-up count over the interval
+    the monitor chose after it)."""
     with tempfile.TemporaryDirectory() as tmp:
         recording = Path(tmp) / "requests.jsonl"
         saved = {k: os.environ.get(k) for k in ("MOTO_ENABLE_RECORDING",
@@ -115,17 +118,21 @@ def measure(history: int, window_s: float) -> tuple[Counter[str], Counter[str], 
             last = f"ws-{history - 1:07d}"
             while history and not mon.intake.is_known(last):
                 time.sleep(0.5)
+            while mon.pacer.interval < mon.pacer.max_seconds:
+                time.sleep(0.5)
             time.sleep(SETTLE_SECONDS)
             start = len(_recording_lines(recording))
             time.sleep(window_s)
             lines = _recording_lines(recording)
+            assert mon.intake_service is not None
+            listing_s = mon.intake_service.listing_pause
             mon.request_stop()
             thread.join(30)
         finally:
             server.stop()
     ops = Counter(_operation(json.loads(line)) for line in lines[start:])
     startup = Counter(_operation(json.loads(line)) for line in lines[before:start])
-    return ops, startup, s.intake.reconcile_seconds
+    return ops, startup, listing_s
 
 
 def main() -> int:

@@ -66,7 +66,7 @@ class MonitorSettings(_Section):
     poll_seconds: float = Field(2.0, gt=0)
     discovery_seconds: float = Field(10.0, gt=0)
     reap_seconds: float = Field(5.0, gt=0)
-    idle_max_seconds: float = Field(5.0, gt=0)
+    idle_max_seconds: float = Field(60.0, gt=0)
     lease_seconds: float = Field(30.0, gt=0)
     heartbeat_seconds: float = Field(10.0, gt=0)
     promote_after_seconds: float = Field(3600.0, gt=0)

@@ -130,6 +130,7 @@ class ScanReport:
     skipped_invalid_names: list[str] = field(default_factory=list)
     waiting: list[str] = field(default_factory=list)
     refused: list[str] = field(default_factory=list)
+    objects: int = 0  # listed (a list request returns up to 1,000)
 
 
 class Intake:
@@ -155,23 +156,25 @@ class Intake:
         with self._lock:
             return workset_id in self._known
 
-    def listing(self) -> dict[str, frozenset[tuple[str, int]]]:
-        """Every folder under the prefix with its top-level files (name, size): one
-        paginated listing, however many folders there are."""
+    def listing(self) -> tuple[dict[str, frozenset[tuple[str, int]]], int]:
+        """Every folder under the prefix with its top-level files (name, size), and how many
+        objects were listed: one paginated listing, however many folders there are."""
         st = self.settings.storage
         folders: dict[str, set[tuple[str, int]]] = {}
+        objects = 0
         for key, size in self.s3.keys(st.bucket, st.prefix):
+            objects += 1
             name, sep, rest = key[len(st.prefix):].partition("/")
             if not sep:
                 continue
             files = folders.setdefault(name, set())
             if rest and "/" not in rest:
                 files.add((rest, size))
-        return {name: frozenset(files) for name, files in folders.items()}
+        return {name: frozenset(files) for name, files in folders.items()}, objects
 
     def scan(self) -> ScanReport:
         report = ScanReport()
-        listed = self.listing()
+        listed, report.objects = self.listing()
         with self._lock:
             fresh = {n: f for n, f in listed.items()
                      if n not in self._known and self._waiting.get(n) != f}

@@ -5,6 +5,10 @@ names was handled (registered, known, waiting or refused for a bad name); a fold
 registration could not be stored leaves its message in the queue, so SQS delivers it again.
 Duplicates and out-of-order events are harmless: registration is idempotent, and a folder is
 always read as it is now, not as the event describes it.
+
+Operators' commands that make work claimable (retry, redrive, resume, ...) send a wake message
+to the same queue, so an idle monitor acts on them at once; only the monitor that receives it
+wakes (the others see the change at their next idle pass).
 """
 
 from __future__ import annotations
@@ -27,10 +31,22 @@ RETRY = "refused"
 TRIGGERS = frozenset({sp.WORK_FILE, sp.STAGE_FILE, sp.READY_FILE})
 
 
+WAKE = "daylib-wake"  # the ``kind`` of a wake message's body
+
+
 @dataclass(frozen=True)
 class Message:
     receipt: str
     folders: tuple[str, ...]
+    wake: bool = False
+
+
+def is_wake(body: str) -> bool:
+    try:
+        doc = json.loads(body)
+    except ValueError:
+        return False
+    return isinstance(doc, dict) and doc.get("kind") == WAKE
 
 
 def folders_in(body: str, bucket: str, prefix: str) -> tuple[str, ...]:
@@ -75,8 +91,13 @@ class IntakeQueue:
             QueueUrl=self.queue_url, MaxNumberOfMessages=self.batch_size,
             WaitTimeSeconds=self.wait_seconds if wait_seconds is None else wait_seconds)
         return [Message(m["ReceiptHandle"], folders_in(m.get("Body", ""), self.bucket,
-                                                       self.prefix))
+                                                       self.prefix), is_wake(m.get("Body", "")))
                 for m in resp.get("Messages", [])]
+
+    def wake(self, why: str) -> None:
+        """Wake a monitor long-polling this queue (an operator's command changed the queue)."""
+        self.sqs.send_message(QueueUrl=self.queue_url,
+                              MessageBody=json.dumps({"kind": WAKE, "why": why[:200]}))
 
     def delete(self, receipts: list[str]) -> None:
         for i in range(0, len(receipts), 10):
@@ -84,9 +105,13 @@ class IntakeQueue:
                        for n, r in enumerate(receipts[i:i + 10])]
             self.sqs.delete_message_batch(QueueUrl=self.queue_url, Entries=entries)
 
-    def poll_once(self, handle: Callable[[str], str], wait_seconds: int | None = None) -> int:
-        """One receive; each folder handled once per batch; returns folders handled."""
+    def poll_once(self, handle: Callable[[str], str], wait_seconds: int | None = None, *,
+                  wake: Callable[[], None] = lambda: None) -> int:
+        """One receive; each folder handled once per batch, ``wake`` called once if a wake
+        message came (deleted like any message handled); returns folders handled."""
         messages = self.receive(wait_seconds)
+        if any(m.wake for m in messages):
+            wake()
         outcome: dict[str, str] = {}
         for msg in messages:
             for folder in msg.folders:
@@ -146,4 +171,4 @@ def intake_queue_for(sqs: Any, settings: Settings) -> IntakeQueue | None:
 
 
 __all__ = ["AwsError", "IntakeQueue", "Message", "ensure_intake", "folders_in",
-           "intake_queue_for"]
+           "intake_queue_for", "is_wake"]

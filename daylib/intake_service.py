@@ -1,7 +1,8 @@
 """Intake off the claiming path: one thread long-polls the S3 event queue, another runs the
-reconciliation listing (at start, then every ``intake.reconcile_seconds``; every
-``monitor.discovery_seconds`` when there is no queue). Each registration wakes the monitor so
-the new workset is claimed at once."""
+reconciliation listing (at start, then every ``intake.reconcile_seconds``, longer for a prefix
+holding more than a few thousand objects; every ``monitor.discovery_seconds`` when there is no
+queue). Each registration, and each wake message an operator's command sent, wakes the
+monitor so the work is claimed at once."""
 
 from __future__ import annotations
 
@@ -16,6 +17,10 @@ from daylib.outage import Outage, is_transient
 
 log = logging.getLogger(__name__)
 ERROR_PAUSE_SECONDS = 1.0
+LIST_PAGE_OBJECTS = 1000
+# With the event queue the listing only reconciles: at most one list request per this many
+# seconds on average, so its cost stays flat however many worksets the prefix holds.
+RECONCILE_SECONDS_PER_PAGE = 240.0
 
 
 class IntakeService:
@@ -26,6 +31,7 @@ class IntakeService:
         self.intake = intake
         self.queue = queue
         self.listing_seconds = listing_seconds
+        self.listing_pause = listing_seconds  # after the last listing
         self.wake = wake
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -78,7 +84,7 @@ class IntakeService:
         outage = Outage("intake queue", log)
         while not self._stop.is_set():
             try:
-                self.queue.poll_once(self._handle)
+                self.queue.poll_once(self._handle, wake=self.wake)
                 outage.ok()
             except Exception as exc:  # intake keeps going through outages
                 self._stop.wait(max(ERROR_PAUSE_SECONDS, self._failed(outage, "queue", exc)))
@@ -88,12 +94,20 @@ class IntakeService:
         while not self._stop.is_set():
             pause = 0.0
             try:
-                if self.intake.scan().registered:
+                report = self.intake.scan()
+                if report.registered:
                     self.wake()
+                self.listing_pause = self._pace(report.objects)
                 outage.ok()
             except Exception as exc:
                 pause = self._failed(outage, "listing", exc)
-            self._stop.wait(max(self.listing_seconds, pause))
+            self._stop.wait(max(self.listing_pause, pause))
+
+    def _pace(self, objects: int) -> float:
+        if self.queue is None:  # the listing is the intake: its interval as configured
+            return self.listing_seconds
+        pages = max(1, -(-objects // LIST_PAGE_OBJECTS))
+        return max(self.listing_seconds, pages * RECONCILE_SECONDS_PER_PAGE)
 
 
 def settings_listing_seconds(settings: Settings, with_queue: bool) -> float:

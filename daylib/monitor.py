@@ -14,6 +14,7 @@ import random
 import signal
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,7 @@ from daylib.config import Settings
 from daylib.errors import DaylibError
 from daylib.executors.base import Executor
 from daylib.heartbeat import Heartbeat
-from daylib.idle import IdlePacer
+from daylib.idle import IdlePacer, look
 from daylib.intake import Intake
 from daylib.intake_events import IntakeQueue
 from daylib.intake_service import IntakeService, settings_listing_seconds
@@ -65,8 +66,10 @@ class Monitor:
                  executor: Executor, *, notifier: Outbox | None = None,
                  step_env: dict[str, str] | None = None, region: str = "",
                  intake_queue: IntakeQueue | None = None,
-                 late: LateSetup | None = None) -> None:
+                 late: LateSetup | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
         self.settings = settings
+        self.clock = clock
         self.cfg = settings.monitor
         self.store = store
         self.s3 = s3
@@ -85,7 +88,7 @@ class Monitor:
             return executor.cluster_capacity() or local_capacity()
 
         self.registry = Registry(settings, store, self.cluster, self.monitor_id,
-                                 region or settings.aws.region or "", capacity)
+                                 region or settings.aws.region or "", capacity, clock=clock)
         self.caps = Caps(settings.caps, store, self.cluster, self.monitor_id)
         self.leases = LeaseWatch(self.cfg.lease_seconds)
         self.metrics = Metrics.from_settings(settings, self.cluster)
@@ -105,6 +108,7 @@ class Monitor:
         self._next_control = 0.0
         self.pacer = IdlePacer(self.cfg.poll_seconds, self.cfg.idle_max_seconds)
         self._next_pass = 0.0
+        self._passed = False  # a pass succeeded (systemd readiness)
         self._owned_seen = False  # the last lease check found owned worksets (anyone's)
         self._finished = self._finished_seen = 0  # worksets ended; as of the last tick
         rng = random.Random(self.monitor_id)
@@ -170,16 +174,10 @@ class Monitor:
             else:
                 ready_sent = False
                 while not self._stopping.is_set():
-                    if time.time() >= self._next_pass:
-                        passed = self._tick(force=False)
-                        if passed and not ready_sent:  # systemd Type=notify: after a good pass
-                            ready_sent = sd_notify("READY=1")
-                        self._next_pass = self.pacer.due(time.time(),
-                                                         self.claimer.next_retry_at)
-                    else:  # idle: between passes only the cluster heartbeat is due
-                        self._beat_quietly()
-                    due = min(self._next_pass, self.registry.next_beat_at)
-                    if self._wake.wait(max(due - time.time(), self._tick_outage.delay())):
+                    due = self.step(self.clock())
+                    if self._passed and not ready_sent:  # systemd Type=notify: a good pass
+                        ready_sent = sd_notify("READY=1")
+                    if self._wake.wait(max(due - self.clock(), self._tick_outage.delay())):
                         self._woken()
                     self._wake.clear()
         finally:
@@ -195,14 +193,61 @@ class Monitor:
         log.info("monitor %s stopped: %s", self.monitor_id, self.stats)
         return 0
 
-    def _woken(self) -> None:
-        """An event (registration, finished run): a pass now, at the busy pace, reading the
-        pause flag before claiming however long the idle pause was."""
+    def step(self, now: float) -> float:
+        """One turn of the serving loop: a pass when one is due (while idle, the one-read
+        look of daylib/idle.py), else the cluster heartbeat; discovery is the intake
+        service's. Returns when the next turn is due; an event (``_wake``) may come sooner."""
+        if now >= self._next_pass:
+            passed = self._look(now) if self.pacer.idle else self._tick(force=False,
+                                                                        discover=False)
+            self._passed = self._passed or passed
+            self._next_pass = self.pacer.due(self.clock(), self.claimer.next_retry_at)
+        else:
+            self._beat_quietly()
+        return min(self._next_pass, self.registry.next_beat_at)
+
+    def _woken(self, *, reap: bool = False) -> None:
+        """An event (registration, finished run, an operator's command) or work the look
+        saw: a full pass now, at the busy pace, reading the pause flag before claiming
+        however long the idle pause was."""
         self._next_pass = 0.0
         if self.pacer.idle:
             self.pacer.busy()
+            self.registry.busy()
             self._next_control = 0.0
-            self._next_reap = min(self._next_reap, time.time() + self.cfg.reap_seconds)
+            self._next_reap = 0.0 if reap else min(self._next_reap,
+                                                   self.clock() + self.cfg.reap_seconds)
+
+    def _look(self, now: float) -> bool:
+        """The idle pass: one read of everything active (daylib/idle.py says what counts
+        as work). Work: the full pass at once. None: idle housekeeping, at its idle pace."""
+        try:
+            seen = look(self.store.active_items(), now)
+            self.registry.seen(seen.clusters)
+            self.claimer.next_retry_at = seen.next_retry_at
+            if seen.work:
+                self._woken(reap=True)
+                return self._tick(force=False, discover=False)
+            if self.outbox is not None:
+                self.outbox.tick(self.store, now=now, idle=True)
+            if self.late is not None:
+                self.late.retry()
+            if now >= self._next_metrics:
+                self._next_metrics = now + self.settings.metrics.interval_seconds
+                self.metrics.sample_queue(self.store, self.cfg.max_concurrent - self._free(),
+                                          known_empty=True)
+        except DaylibError as exc:
+            return self._failed(exc)
+        self.pacer.quiet()
+        self._tick_outage.ok()
+        return True
+
+    def _failed(self, exc: DaylibError) -> bool:
+        if is_transient(exc):
+            self._tick_outage.failed(exc)
+        else:
+            log.error("monitor pass failed, will retry: %s", exc)
+        return False
 
     def _beat_quietly(self) -> None:
         try:
@@ -262,7 +307,7 @@ class Monitor:
     def _tick(self, *, force: bool, discover: bool = True) -> bool:
         """Claim first (cheap, and what latency depends on), then housekeeping; claim again
         if housekeeping made work ready. False if the pass failed."""
-        now = time.time()
+        now = self.clock()
         idle = self.pacer.idle
         with self._lock:
             self._finished_seen = self._finished
@@ -301,14 +346,10 @@ class Monitor:
                 self.metrics.sample_queue(self.store, self.cfg.max_concurrent - self._free(),
                                           known_empty=idle and not self.claimer.ready_any)
             if found:
-                self._fill_if_allowed(time.time())
+                self._fill_if_allowed(self.clock())
             self._pace(found)
         except DaylibError as exc:
-            if is_transient(exc):
-                self._tick_outage.failed(exc)
-            else:
-                log.error("monitor pass failed, will retry: %s", exc)
-            return False
+            return self._failed(exc)
         self._tick_outage.ok()
         return True
 
@@ -317,7 +358,7 @@ class Monitor:
         with self._lock:
             working = bool(self._running)
         if (working or found or self.claimer.ready_any or self.claimer.orphans
-                or self._owned_seen or self.claimer.next_retry_at is not None):
+                or self._owned_seen):  # a retry not yet due is waited for exactly
             self.pacer.busy()
         else:
             self.pacer.quiet()

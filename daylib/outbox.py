@@ -202,8 +202,10 @@ class Outbox:
 
     # ------------------------------------------------------------------ housekeeping
 
-    def tick(self, store: StoreLike, *, now: float | None = None, force: bool = False) -> None:
-        """Acks that are due, publishes that failed before, and stale outboxes of anyone."""
+    def tick(self, store: StoreLike, *, now: float | None = None, force: bool = False,
+             idle: bool = False) -> None:
+        """Acks that are due, publishes that failed before, and stale outboxes of anyone
+        (the index query: every ``stale_seconds / 4``, every ``stale_seconds`` while idle)."""
         now = self.clock() if now is None else now
         if not self.enabled:
             return
@@ -212,7 +214,7 @@ class Outbox:
                 self._retry_owed(store)
             self._run_acks(store, now, force)
             if force or (now >= self._next_flush and now >= self._down_until):
-                self._next_flush = now + max(1.0, self.stale_seconds / 4)
+                self._next_flush = now + max(1.0, self.stale_seconds / (1 if idle else 4))
                 self._flush_stale(store, now)
             self._outage.ok()
         except DaylibError as exc:

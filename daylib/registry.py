@@ -38,18 +38,22 @@ def local_capacity() -> dict[str, Any]:
 
 class Registry:
     def __init__(self, settings: Settings, store: Store, name: str, monitor_id: str,
-                 region: str, capacity: Callable[[], dict[str, Any]]) -> None:
+                 region: str, capacity: Callable[[], dict[str, Any]], *,
+                 clock: Callable[[], float] = time.time) -> None:
         self.settings = settings
         self.store = store
         self.name = name
         self.monitor_id = monitor_id
         self.region = settings.routing.region or region
         self.capacity = capacity
+        self.clock = clock
         self.clusters: list[ClusterInfo] = []
         self._next_beat = 0.0
+        self._last_put = 0.0
         self._last_capacity: dict[str, Any] = {}
 
-    def me(self, running: int, paused: bool) -> ClusterInfo:
+    def me(self, running: int, paused: bool, lease_seconds: float | None = None
+           ) -> ClusterInfo:
         try:
             cap = self.capacity()
             self._last_capacity = cap
@@ -67,27 +71,46 @@ class Registry:
             max_node_memory_mb=int(cap.get("max_node_memory_mb", 0)),
             cost_per_vcpu_hour=r.cost_per_vcpu_hour,
             max_concurrent=self.settings.monitor.max_concurrent, running=running,
-            monitor_id=self.monitor_id, heartbeat_at=time.time(),
-            lease_seconds=r.cluster_stale_seconds, paused=paused)
+            monitor_id=self.monitor_id, heartbeat_at=self.clock(),
+            lease_seconds=lease_seconds or r.cluster_stale_seconds, paused=paused)
 
     def beat(self, running: int, paused: bool, *, force: bool = False,
              idle: bool = False) -> None:
         """Publish this cluster and refresh the view of the others (one put, one query).
-        ``idle``: nothing to route, so no query, and a put only as often as staying fresh
-        needs (half of ``cluster_stale_seconds``)."""
-        now = time.time()
+        ``idle``: one put per ``monitor.idle_max_seconds`` and no query (the idle pass reads
+        the others: ``seen``); the item then carries a lease that outlasts two idle beats, so
+        an idle cluster is never shown stale and a dead one is within a few minutes."""
+        now = self.clock()
         if not force and now < self._next_beat:
             return
         r = self.settings.routing
-        self._next_beat = now + (max(r.cluster_heartbeat_seconds, r.cluster_stale_seconds / 2)
-                                 if idle and not force else r.cluster_heartbeat_seconds)
-        mine = self.me(running, paused)
+        quiet = idle and not force
+        every = self.idle_seconds if quiet else r.cluster_heartbeat_seconds
+        self._next_beat = now + every
+        self._last_put = now
+        mine = self.me(running, paused, 2 * every + r.cluster_stale_seconds if quiet else None)
         self.store.put_cluster(mine.to_item())
-        if idle and not force and self.clusters:
-            self.clusters = [c for c in self.clusters if c.name != self.name] + [mine]
-            return
-        others = [ClusterInfo.from_item(c) for c in self.store.clusters()]
-        self.clusters = [c for c in others if c.name != self.name] + [mine]
+        had_view = bool(self.clusters)
+        self.clusters = [c for c in self.clusters if c.name != self.name] + [mine]
+        if not (quiet and had_view):
+            self.seen(self.store.clusters())
+
+    @property
+    def idle_seconds(self) -> float:
+        return max(self.settings.routing.cluster_heartbeat_seconds,
+                   self.settings.monitor.idle_max_seconds)
+
+    def seen(self, items: list[dict[str, Any]]) -> None:
+        """The others as just read (this cluster as it last published itself)."""
+        mine = [c for c in self.clusters if c.name == self.name]
+        others = [ClusterInfo.from_item(c) for c in items]
+        self.clusters = [c for c in others if c.name != self.name] + (
+            mine or [c for c in others if c.name == self.name])
+
+    def busy(self) -> None:
+        """Work arrived: heartbeats at the busy rate again (the next one as soon as due)."""
+        self._next_beat = min(self._next_beat,
+                              self._last_put + self.settings.routing.cluster_heartbeat_seconds)
 
     @property
     def next_beat_at(self) -> float:

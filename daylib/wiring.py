@@ -101,7 +101,8 @@ def monitor_for(settings: Settings, clients: AwsClients, *, store: Store | None 
                 s3: S3Objects | None = None, executor: Executor | None = None,
                 outbox: Outbox | None = None, intake_queue: IntakeQueue | None = None,
                 step_env: dict[str, str] | None = None,
-                late: LateSetup | None = None) -> Monitor:
+                late: LateSetup | None = None,
+                clock: Callable[[], float] | None = None) -> Monitor:
     """A monitor over the configured table, bucket and executor; ``outbox`` publishes its
     events (None: none are recorded). Steps get the clients' endpoint and credentials."""
     from daylib.monitor import Monitor
@@ -109,4 +110,5 @@ def monitor_for(settings: Settings, clients: AwsClients, *, store: Store | None 
     return Monitor(settings, store or store_for(settings, clients), s3 or s3_for(clients),
                    executor or executor_for(settings), notifier=outbox,
                    step_env=clients.subprocess_env() if step_env is None else step_env,
-                   region=clients.region, intake_queue=intake_queue, late=late)
+                   region=clients.region, intake_queue=intake_queue, late=late,
+                   **({"clock": clock} if clock else {}))

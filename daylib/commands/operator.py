@@ -9,7 +9,7 @@ import shutil
 from typing import TYPE_CHECKING, Any
 
 from daylib import control
-from daylib.commands.common import RET_OK, UsageError
+from daylib.commands.common import RET_OK, UsageError, wake_monitors
 from daylib.dlq import DeadLetterQueue
 from daylib.errors import UserError
 from daylib.formatters import format_letters
@@ -44,6 +44,7 @@ def cmd_cancel(ctx: Context, args: argparse.Namespace) -> int:
 
 def cmd_affinity(ctx: Context, args: argparse.Namespace) -> int:
     rec = control.set_affinity(ctx.store, args.id, args.cluster, args.soft, ctx.actor)
+    wake_monitors(ctx, f"affinity {rec.workset_id}")
     return _changed(ctx, rec, f"{rec.workset_id} will run on {args.cluster}"
                     + (" (soft affinity)" if args.soft else ""))
 
@@ -51,6 +52,7 @@ def cmd_affinity(ctx: Context, args: argparse.Namespace) -> int:
 def cmd_retry(ctx: Context, args: argparse.Namespace) -> int:
     rec = control.retry(ctx.store, ctx.s3, ctx.settings, args.id, ctx.actor,
                         keep_overrides=not args.reset_overrides)
+    wake_monitors(ctx, f"retry {rec.workset_id}")
     if rec.intake_error:
         log.warning("workset %s: its daylily_work.yaml is still invalid and will fail again: %s",
                     rec.workset_id, rec.intake_error)
@@ -59,6 +61,7 @@ def cmd_retry(ctx: Context, args: argparse.Namespace) -> int:
 
 def cmd_priority(ctx: Context, args: argparse.Namespace) -> int:
     rec = control.set_priority(ctx.store, args.id, args.priority, ctx.actor)
+    wake_monitors(ctx, f"priority {rec.workset_id}")
     return _changed(ctx, rec, f"{rec.workset_id} priority {rec.priority}")
 
 
@@ -99,6 +102,8 @@ def cmd_dlq_redrive(ctx: Context, args: argparse.Namespace) -> int:
     results, deleted = control.redrive(ctx.store, ctx.s3, ctx.settings, ctx.dlq, ids,
                                        ctx.actor, progress=reporter())
     unknown = [r for r in results if r.outcome == "unknown"]
+    if any(r.outcome == "redriven" for r in results):
+        wake_monitors(ctx, "redrive")
     data = {"redriven": [r.workset_id for r in results if r.outcome == "redriven"],
             "unchanged": [r.workset_id for r in results if r.outcome == "unchanged"],
             "unknown": [r.workset_id for r in unknown], "messages_deleted": deleted,
@@ -116,6 +121,7 @@ def cmd_dlq_redrive(ctx: Context, args: argparse.Namespace) -> int:
 def cmd_pause(ctx: Context, args: argparse.Namespace) -> int:
     rec = ctx.store.set_paused(args.command == "pause", actor=ctx.actor,
                                reason=getattr(args, "reason", "") or "")
+    wake_monitors(ctx, args.command)
     word = "paused: monitors stop claiming" if rec.paused else "resumed: monitors claim again"
     ctx.emit({"paused": rec.paused, "changed_by": rec.changed_by,
               "changed_at": rec.changed_at}, word)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
-from daylib.store.records import ControlRecord, Lease, QueueDepth, WorksetRecord
+from daylib.store.records import ActiveItems, ControlRecord, Lease, QueueDepth, WorksetRecord
 from daylib.store.rules import Events, Published
 
 
@@ -52,6 +52,10 @@ class Store(Protocol):
         """Projected records of every owned workset (lease versions for daylib/leases.py)."""
 
     def due_retries(self, now: float) -> list[WorksetRecord]: ...
+
+    def active_items(self) -> ActiveItems:
+        """Every active workset (projected, version 0) and every cluster item in one read
+        (a Scan of the sparse active index): its cost grows with active work, not history."""
 
     def queue_depth(self, *, terminal: bool = True) -> QueueDepth:
         """Exact counts, without scanning terminal worksets' items."""

@@ -57,6 +57,18 @@ class DynamoTable:
             if not start:
                 return
 
+    def _scan(self, **kwargs: Any) -> Iterator[dict[str, Any]]:
+        """All pages of a Scan (of an index, so only what it holds is read)."""
+        start: dict[str, Any] | None = None
+        while True:
+            if start:
+                kwargs["ExclusiveStartKey"] = start
+            resp = self._call("scan", TableName=self.table, **kwargs)
+            yield resp
+            start = resp.get("LastEvaluatedKey")
+            if not start:
+                return
+
     def _batch_get(self, ids: list[str], projection: str | None) -> Iterator[dict[str, Any]]:
         """Items of ``ids`` that exist, 100 keys a call, unprocessed keys asked again."""
         unique = list(dict.fromkeys(ids))

@@ -9,7 +9,9 @@ Table layout (one table, hash key ``pk``):
 Two sparse indexes keep reads proportional to what is asked for:
 - ``active-index`` (``active_state``, ``queue_key``) holds only ready/locked/in_progress/
   retrying worksets; ``queue_key`` = ``<rank>#<created_at>#<id>`` so a Query on ``ready``
-  returns claim order. Leaving the active states REMOVEs ``active_state``.
+  returns claim order. Leaving the active states REMOVEs ``active_state``. The cluster items
+  live there too (``active_state`` = ``#cluster``), so one Scan of it (``active_items``) is
+  what an idle monitor reads, at a cost that does not grow with finished worksets.
 - ``done-index`` (``done_state``, ``created_key``) holds only terminal worksets, so ``list
   --state complete`` and terminal counts never touch the active ones (and vice versa).
 - ``outbox-index`` (``outbox_part``, ``outbox_due``) holds only worksets with events still to
@@ -54,7 +56,7 @@ from daylib.store.items import (
     record_from_item,
 )
 from daylib.store.queries import QueueReads
-from daylib.store.records import ControlRecord, Lease, WorksetRecord, utc_iso
+from daylib.store.records import ActiveItems, ControlRecord, Lease, WorksetRecord, utc_iso
 from daylib.store.rules import Changes, ClaimPlan, conflict, next_expiry
 from daylib.store.slots import DynamoSlots
 
@@ -168,6 +170,21 @@ class DynamoStore(DynamoSlots, QueueReads):
             if limit is not None and len(out) >= limit:
                 return out[:limit]
         return out
+
+    def active_items(self) -> ActiveItems:
+        """Active worksets and cluster items: a Scan of the sparse active index, which holds
+        nothing else, so a table of finished worksets costs one request."""
+        worksets: list[WorksetRecord] = []
+        clusters: list[dict[str, Any]] = []
+        requests = 0
+        for page in self._scan(IndexName=ACTIVE_INDEX):
+            requests += 1
+            for item in map(from_ddb, page.get("Items", [])):
+                if item.get("active_state") == CLUSTER_PARTITION:
+                    clusters.append(item.get("cluster_info", {}))
+                elif "workset_id" in item:
+                    worksets.append(projected(item))
+        return ActiveItems(worksets, clusters, requests)
 
     def ready_summary(self, rank: int) -> tuple[int, str | None]:
         """How many worksets of one priority rank are ready, and the oldest one's

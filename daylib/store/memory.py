@@ -28,7 +28,7 @@ from daylib.store.items import (
     record_from_item,
 )
 from daylib.store.queries import QueueReads
-from daylib.store.records import ControlRecord, Lease, WorksetRecord, utc_iso
+from daylib.store.records import ActiveItems, ControlRecord, Lease, WorksetRecord, utc_iso
 from daylib.store.rules import Changes, ClaimPlan, conflict, next_expiry
 
 
@@ -101,6 +101,13 @@ class MemoryStore(QueueReads):
         rows = self.active(S.READY)
         for i in range(0, len(rows), page_size):
             yield rows[i:i + page_size]
+
+    def active_items(self) -> ActiveItems:
+        with self.memory.lock:
+            rows = [copy.deepcopy(i) for i in self.memory.items.values()
+                    if i.get("active_state") in S.ACTIVE]
+        rows.sort(key=lambda i: (str(i["active_state"]), str(i["queue_key"])))
+        return ActiveItems([projected(i) for i in rows], self.clusters(), 1)
 
     def ready_summary(self, rank: int) -> tuple[int, str | None]:
         ready = self.active(S.READY, prefix=f"{rank}#")

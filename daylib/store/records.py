@@ -128,3 +128,12 @@ class ControlRecord:
     reason: str | None = None
     changed_by: str | None = None
     changed_at: str | None = None
+
+
+@dataclass(frozen=True)
+class ActiveItems:
+    """Everything the active index holds, read at once: what an idle monitor looks at."""
+
+    worksets: list[WorksetRecord]
+    clusters: list[dict[str, Any]]
+    requests: int = 0

@@ -243,6 +243,28 @@ def test_registration_that_cannot_be_stored_keeps_the_message(env: Env) -> None:
     assert int(attrs["ApproximateNumberOfMessagesNotVisible"]) >= 1
 
 
+def test_a_wake_message_wakes_the_monitor_and_is_consumed(env: Env) -> None:
+    """An operator's wake message (issue 11) names no folder: it wakes, nothing is handled
+    or refused, and it leaves the queue."""
+    queue = _wire_events(env)
+    queue.wake("retry ws-x")
+    woken: list[bool] = []
+    handled: list[str] = []
+
+    def handle(folder: str) -> str:
+        handled.append(folder)
+        return "registered"
+
+    deadline = time.monotonic() + HANG_GUARD_SECONDS
+    while not woken and time.monotonic() < deadline:
+        queue.poll_once(handle, wait_seconds=1, wake=lambda: woken.append(True))
+    assert woken == [True] and handled == []
+    left = queue.sqs.get_queue_attributes(QueueUrl=queue.queue_url, AttributeNames=[
+        "ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"])["Attributes"]
+    assert left == {"ApproximateNumberOfMessages": "0",
+                    "ApproximateNumberOfMessagesNotVisible": "0"}
+
+
 def test_a_stalled_listing_does_not_block_claiming(env: Env) -> None:
     """The reconciliation listing runs in its own thread: while it hangs, registered work is
     still claimed and run."""
@@ -251,7 +273,7 @@ def test_a_stalled_listing_does_not_block_claiming(env: Env) -> None:
     entered = threading.Event()
     real = mon.intake.listing
 
-    def stalled() -> dict[str, frozenset[tuple[str, int]]]:
+    def stalled() -> tuple[dict[str, frozenset[tuple[str, int]]], int]:
         entered.set()
         release.wait(60)
         return real()

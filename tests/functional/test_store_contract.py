@@ -265,6 +265,35 @@ def test_queue_depth_is_exact_per_state_cluster_and_customer(store: Store) -> No
     assert set(depth.public()) == {"states", "by_cluster", "by_customer", "total"}
 
 
+def test_active_items_read_every_active_workset_and_cluster_at_once(store: Store) -> None:
+    """What an idle monitor's pass reads (issue 11): active worksets with what pacing needs
+    (state, owner, lease version, retry time) and every cluster, none of the finished ones,
+    in one request however many worksets have finished."""
+    for n in range(30):
+        store.register(f"ws-done{n:02d}", actor="t")
+        store.edit(f"ws-done{n:02d}", lambda r: (S.CANCELLED, {}), actor="op", reason="x")
+    assert store.active_items().worksets == []
+    store.register("ws-a-ready", actor="t", priority="high")
+    store.register("ws-a-owned", actor="t")
+    store.register("ws-a-retry", actor="t")
+    _, lease = store.claim("ws-a-owned", "m1", 30)
+    rec, retry_lease = store.claim("ws-a-retry", "m1", 30)
+    store.transition(rec, S.RETRYING, actor="m1", reason="s", lease=retry_lease,
+                     fields={"retry_at": 1_000_123.5}, release=True)
+    store.put_cluster({"name": "east", "heartbeat_at": 5.0, "lease_seconds": 90.0})
+    seen = store.active_items()
+    by_id = {r.workset_id: r for r in seen.worksets}
+    assert sorted(by_id) == ["ws-a-owned", "ws-a-ready", "ws-a-retry"]
+    assert (by_id["ws-a-ready"].state, by_id["ws-a-ready"].priority) == (S.READY, "high")
+    owned = by_id["ws-a-owned"]
+    assert (owned.state, owned.owner, owned.lease_token, owned.lease_expires) == (
+        S.LOCKED, "m1", lease.token, lease.expires)
+    assert (by_id["ws-a-retry"].state, by_id["ws-a-retry"].retry_at) == (S.RETRYING,
+                                                                         1_000_123.5)
+    assert seen.clusters == [{"name": "east", "heartbeat_at": 5.0, "lease_seconds": 90.0}]
+    assert seen.requests == 1
+
+
 def test_candidates_come_in_priority_then_age_order(store: Store) -> None:
     for i, p in enumerate(["low", "normal", "urgent", "high", "normal", "urgent"]):
         store.register(f"ws-p{i}", actor="t", priority=p, created=1_000_000.0 + i)
