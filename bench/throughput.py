@@ -1,6 +1,7 @@
 """Throughput: 1,000 zero-length worksets drained by 1, 2 and 4 monitor processes (8 slots
 each) sharing one moto server; and, in the same run, the server's own ceiling (conditional
-writes/s from one client). Also checks that no workset was claimed twice.
+writes/s from one client). Also checks that no workset was claimed twice. Prints, per
+backend, each of issue 11's targets and whether this run met it.
 
     python bench/throughput.py [N]
 """
@@ -12,6 +13,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from itertools import pairwise
 from pathlib import Path
 
 from _common import ROOT, bench_settings, deploy, register
@@ -22,6 +24,9 @@ from daylib.ordering import epoch
 from daylib.store.dynamodb import DynamoStore
 
 HERE = Path(__file__).resolve().parent
+MONITORS = (1, 2, 4)
+DAYLILY_MOTO = {1: (17, 20), 2: (11, 15), 4: (7, 8)}  # Daylily's own monitor, same machine
+CEILING_SHARE = 0.5  # dynalite, 4 monitors: at least this share of the raw claim ceiling
 
 
 def ceiling(endpoint: str, n: int = 400) -> float:
@@ -61,6 +66,31 @@ def drain(endpoint: str, ddb: str, monitors: int, n: int) -> dict[str, float]:
                 "conflicts": sum(x["conflicts"] for x in stats)}
 
 
+def verdicts(name: str, rates: dict[int, float], top: float, doubles: int) -> list[str]:
+    """Issue 11's targets for one backend, each with MET or NOT MET (a run that left any
+    workset unfinished counts as 0 worksets/s)."""
+
+    def say(ok: bool, what: str) -> str:
+        return f"  {'MET    ' if ok else 'NOT MET'} {what}"
+
+    steps = list(MONITORS)
+    rising = all(rates[a] < rates[b] for a, b in pairwise(steps))
+    got = " / ".join(f"{rates[m]:.1f}" for m in steps)
+    out = [f"targets on {name} (worksets/s at {' / '.join(map(str, steps))} monitors: {got}):",
+           say(doubles == 0, f"no workset claimed twice ({doubles})"),
+           say(rising, "rising with monitors")]
+    if name == "moto":
+        for m in steps:
+            lo, hi = DAYLILY_MOTO[m]
+            out.append(say(rates[m] >= hi, f"{m} monitor(s): >= Daylily's {lo}-{hi} "
+                                           f"(the top of its range): {rates[m]:.1f}"))
+    else:
+        want = CEILING_SHARE * top
+        out.append(say(rates[4] >= want, f"4 monitors: >= {CEILING_SHARE} of the raw claim "
+                                         f"ceiling ({want:.0f}): {rates[4]:.1f}"))
+    return out
+
+
 def main() -> int:
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 1000
     server = start_moto(in_process=False)
@@ -75,14 +105,20 @@ def main() -> int:
     try:
         for name, ddb in backends:
             print(f"\nDynamoDB on {name} (S3 on moto), {n} worksets, 8 slots per monitor")
-            print(f"server ceiling: {ceiling(ddb):.0f} conditional writes/s from one client")
+            top = ceiling(ddb)
+            print(f"server ceiling: {top:.0f} conditional writes/s from one client")
             print(f"{'monitors':>8} {'complete':>8} {'seconds':>8} {'worksets/s':>10} "
                   f"{'lost races':>10} {'double claims':>13}")
-            for monitors in (1, 2, 4):
+            rates: dict[int, float] = {}
+            doubles = 0
+            for monitors in MONITORS:
                 r = drain(server.endpoint_url, ddb, monitors, n)
+                rates[monitors] = r["rate"] if r["complete"] == n else 0.0
+                doubles += int(r["double_claims"])
                 print(f"{monitors:>8} {r['complete']:>8.0f} {r['seconds']:>8.1f} "
                       f"{r['rate']:>10.1f} {r['conflicts']:>10.0f} {r['double_claims']:>13.0f}")
-        print("target: worksets/s rises with monitors; >= 40 with 4 monitors")
+            for line in verdicts(name, rates, top, doubles):
+                print(line)
     finally:
         server.stop()
         if dyn is not None:
