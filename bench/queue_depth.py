@@ -86,9 +86,9 @@ def compare(q_time: float, scan_time: float, scan_requests: int, q_requests: int
     """Say which path won in words, so a slower index path never reads as "0.6x faster"
     (nor more requests as "0.2x fewer")."""
     if q_time <= scan_time:
-        speed = f"queue is {scan_time / q_time:.2f}x faster than the scan"
+        speed = f"queue is {scan_time / q_time:.1f}x faster than the scan"
     else:
-        speed = f"queue is SLOWER than the scan ({q_time / scan_time:.2f}x the scan's time)"
+        speed = f"queue is SLOWER than the scan ({q_time / scan_time:.1f}x the scan's time)"
     if q_requests <= scan_requests:
         return f"{speed}, {scan_requests / q_requests:.1f}x fewer requests"
     return f"{speed}, MORE requests than the scan ({q_requests} vs {scan_requests})"

@@ -63,7 +63,6 @@ class Claimer:
         self._cands: list[WorksetRecord] = []
         self._cands_expire = 0.0
         self._contended_until = 0.0
-        self._lost: dict[str, float] = {}  # races lost: taken by another monitor, until then
         self._routes: dict[str, str] = {}
 
     def forget(self, workset_id: str) -> None:
@@ -134,7 +133,7 @@ class Claimer:
         free = self._free()
         if free <= 0:
             return
-        refreshed = requeried = False
+        refreshed = False
         if not self._cands or now >= self._cands_expire:
             self._refresh_candidates(now, free)
             refreshed = not self._cands  # nothing ready just now: not asked again below
@@ -166,9 +165,6 @@ class Claimer:
                 self.stats.conflicts += 1
                 self.metrics.emit("ClaimConflicts", 1, workset_id=cand.workset_id)
                 self._contended_until = time.time() + CONTENTION_MEMORY_SECONDS
-                self._lost[cand.workset_id] = self._contended_until
-                if not requeried:  # the rest is as old as the one just lost: look again, once
-                    self._cands, requeried, refreshed = [], True, False
                 continue
             self.outbox.written(rec)
             self.stats.claimed += 1
@@ -186,11 +182,7 @@ class Claimer:
                   if r.workset_id in self._routes}
         ordered = claim_order(merged.values(), now, self.cfg.promote_after_seconds)
         blocked = dependencies.blocked(ordered, self.store.many)
-        wall = time.time()
-        self._lost = {wid: until for wid, until in self._lost.items() if until > wall}
-        # a race lost is a workset another monitor owns, though the index may still say ready
-        cands = [r for r in ordered if r.workset_id not in blocked and r.workset_id not in
-                 self._lost]
+        cands = [r for r in ordered if r.workset_id not in blocked]
         self.saw_ready = bool(cands)
         if contended:
             cands = spread(cands, window, now, self.cfg.promote_after_seconds, self._rng)

@@ -39,8 +39,8 @@ Timeline of one event (entry with sequence number n, written by W):
       from the record, rename a removed claim entry back onto the item.
 
 Entries are identified by ``seq``; the map key is the zero-padded seq, except the entry a
-claim writes (the claimer cannot know the item's next seq, so the claim counts it in
-``event_seq`` in the write and keys the entry ``claim``; the owner's next write renames it).
+claim writes (the claimer cannot know the item's next seq, so the claim computes it in the
+write into ``claim_seq`` and keys the entry ``claim``; the owner's next write renames it).
 """
 
 from __future__ import annotations

@@ -332,8 +332,11 @@ class DynamoStore(DynamoSlots, QueueReads):
         if outbox:
             for key in plan.drop_keys or ():
                 up.remove("outbox", key)
-            if plan.started is not None:  # its seq is the new event_seq (items.py)
-                up.set("outbox", plan.started, CLAIM_KEY).add("event_seq", 1)
+            if plan.started is not None:
+                up.set("outbox", plan.started, CLAIM_KEY)
+                nxt = (f"if_not_exists({up.name('event_seq')}, {up.value(0)}) + "
+                       f"{up.value(1)}")
+                up.set_expr("event_seq", nxt).set_expr("claim_seq", nxt)
             up.remove("outbox_part").remove("outbox_due")  # owned: the owner publishes
         try:
             resp = self._write(plan.workset_id, up, ReturnValues="ALL_NEW",

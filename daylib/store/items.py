@@ -57,17 +57,13 @@ def index_fields(rec: WorksetRecord, state: str, priority: str) -> dict[str, Any
 
 
 def _outbox(d: dict[str, Any]) -> dict[str, dict[str, Any]] | None:
-    """The pending events. The claim's entry has no seq of its own: the claim counted it in
-    ``event_seq`` (ADD) and no write adds another event before renaming the entry to its seq,
-    so ``event_seq`` is its seq (``claim_seq``, from before, held the same number)."""
     box = d.get("outbox")
     if not isinstance(box, dict):
         return None
     out = {str(k): dict(v) for k, v in box.items() if isinstance(v, dict)}
     claim = out.get(CLAIM_KEY)
-    seq = d.get("event_seq", d.get("claim_seq"))
-    if claim is not None and "seq" not in claim and seq is not None:
-        claim["seq"] = int(seq)
+    if claim is not None and "seq" not in claim and d.get("claim_seq") is not None:
+        claim["seq"] = int(d["claim_seq"])
     return out
 
 

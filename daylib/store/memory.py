@@ -174,7 +174,7 @@ class MemoryStore(QueueReads):
                     box.pop(key, None)
                 if plan.started is not None:
                     box[CLAIM_KEY] = _stored(plan.started)
-                    item["event_seq"] = item.get("event_seq", 0) + 1
+                    item["event_seq"] = item["claim_seq"] = item.get("event_seq", 0) + 1
                 _apply(item, {"outbox_part": None, "outbox_due": None})
             return record_from_item(copy.deepcopy(item)), True
 
