@@ -18,6 +18,7 @@ import pytest
 import yaml
 
 from daylib import states as S
+from daylib.intake import ScanReport
 from daylib.intake_events import IntakeQueue, ensure_intake
 from daylib.monitor import Monitor
 from daylib.wiring import monitor_for
@@ -324,14 +325,14 @@ def test_a_stalled_listing_does_not_block_claiming(env: Env) -> None:
     mon = env.monitor(executor=NoOpStaging())
     release = threading.Event()
     entered = threading.Event()
-    real = mon.intake.listing
+    real = mon.intake.unregistered
 
-    def stalled() -> tuple[dict[str, frozenset[tuple[str, int]]], int]:
+    def stalled(report: ScanReport) -> list[str]:
         entered.set()
         release.wait(60)
-        return real()
+        return real(report)
 
-    mon.intake.listing = stalled  # type: ignore[method-assign]
+    mon.intake.unregistered = stalled  # type: ignore[method-assign]
     try:
         with _running(mon):
             assert entered.wait(30)
