@@ -4,6 +4,7 @@ folders as its UI writes them; discovery with one listing; S3 events through SQS
 from __future__ import annotations
 
 import json
+import logging
 import subprocess
 import sys
 import threading
@@ -174,6 +175,20 @@ def test_discovery_lists_each_new_folder_once_and_remembers_waiting_folders(env:
     assert (lists[0], gets[0]) == (report.list_requests, 0) == (1 + 60, 0)
     env.put("ws-wait07", "daylily.ready", "")
     assert intake.scan().registered == ["ws-wait07"]
+
+
+def test_an_invalid_folder_name_is_warned_once_and_never_listed_inside(
+        env: Env, caplog: pytest.LogCaptureFixture) -> None:
+    env.upload("bad name!")
+    env.upload("ws-good")
+    intake = env.monitor().intake
+    lists = _count(env, "ListObjectsV2")
+    with caplog.at_level(logging.WARNING, logger="daylib.intake"):
+        first, second = intake.scan(), intake.scan()
+    assert (first.registered, first.skipped_invalid_names) == (["ws-good"], ["bad name!"])
+    assert (second.registered, second.skipped_invalid_names) == ([], ["bad name!"])
+    assert lists[0] == 1 + 1 + 1  # names, ws-good's files, names again
+    assert ["not a valid workset id" in r.getMessage() for r in caplog.records] == [True]
 
 
 def _fill(env: Env, folders: list[str], per_folder: int) -> None:
