@@ -4,7 +4,8 @@ Counts every request the moto server receives (its request recorder, so every se
 every client is counted, whoever made it) over a window of an idle monitor set up as in
 production: intake queue long-polled, notifications on (SNS topic and dead-letter queue),
 default timers. Two tables: an empty one, and one holding 10,000 finished worksets whose
-10,000 folders are registered in S3. Target: <= 6 calls a minute, flat in history. The window
+10,000 folders are in S3, each with a FASTQ, results and logs besides its spec (50,000
+objects). Target: <= 6 calls a minute, flat in history. The window
 opens once the monitor is idle: its passes have slowed to ``monitor.idle_max_seconds`` (about
 40 s after the last work, at the defaults).
 
@@ -42,6 +43,10 @@ sys.path.insert(0, str(ROOT))
 from tests.support.iamrecord import calls
 
 TARGET_PER_MINUTE = 6.0
+# Besides its spec, a finished folder holds a FASTQ, results and logs (the listing must not
+# pay for them).
+FINISHED_FOLDER = ("sample_data/S1_R1.fastq.gz", "results/S1.vcf.gz", "logs/align.log",
+                   "logs/call.log")
 SETTLE_SECONDS = 5.0  # after the monitor reaches its idle pace, before the window opens
 
 
@@ -63,8 +68,9 @@ def _operation(entry: dict[str, Any]) -> str:
 
 
 def _load_history(clients: Any, store: Any, s3: Any, bucket: str, prefix: str, n: int) -> None:
-    """n finished worksets in the table and their n folders in S3 (before the intake queue
-    exists, so no S3 events are queued for them)."""
+    """n finished worksets in the table and their n folders in S3, each holding what a
+    finished workset leaves besides its spec (before the intake queue exists, so no S3 events
+    are queued for them)."""
     ddb = clients.client("dynamodb")
     items = [item(i, "complete") for i in range(n)]
 
@@ -74,8 +80,11 @@ def _load_history(clients: Any, store: Any, s3: Any, bucket: str, prefix: str, n
             request = ddb.batch_write_item(RequestItems=request).get("UnprocessedItems") or {}
 
     def upload(i: int) -> None:
-        s3.put_text(bucket, f"{prefix}ws-{i:07d}/daylily_work.yaml",
+        folder = f"{prefix}ws-{i:07d}/"
+        s3.put_text(bucket, folder + "daylily_work.yaml",
                     "samples: [{sample_id: S1, fastq_r1: r1.fq}]\nreference_genome: hg38\n")
+        for name in FINISHED_FOLDER:
+            s3.put_text(bucket, folder + name, "x")
 
     with ThreadPoolExecutor(8) as pool:
         list(pool.map(write, [items[i:i + 25] for i in range(0, n, 25)]))
@@ -152,7 +161,8 @@ def main() -> int:
             ops_seen["s3:ListBucket (amortised)"] = round(listing * window / reconcile_s, 2)
         results[label] = ops_seen
         print(f"[{label}] start-up calls (before the window): {sum(startup.values())} "
-              f"{dict(startup)}", flush=True)
+              f"{dict(startup)}; reconciliation: {listing} list requests (the bucket check "
+              f"included), then again in {reconcile_s:.0f} s", flush=True)
     labels = list(results)
     ops = sorted(set().union(*results.values()))
     width = max([len(o) for o in ops] + [28])

@@ -16,6 +16,7 @@ from typing import Any, Protocol
 from daylib import spec as sp
 from daylib.config import Settings
 from daylib.errors import Issue, SpecError
+from daylib.outage import is_transient
 from daylib.outbox import Outbox
 from daylib.s3 import S3Objects
 from daylib.s3uri import split_uri
@@ -130,15 +131,19 @@ class ScanReport:
     skipped_invalid_names: list[str] = field(default_factory=list)
     waiting: list[str] = field(default_factory=list)
     refused: list[str] = field(default_factory=list)
-    objects: int = 0  # listed (a list request returns up to 1,000)
+    list_requests: int = 0  # ListObjectsV2 calls the reconciliation made (what paces it)
+
+
+Files = frozenset[tuple[str, int]]  # a folder's top-level files, (name, size)
 
 
 class Intake:
     """Registers workset folders, one at a time and each in isolation: whatever one folder
-    holds, the others are registered. ``scan`` is the reconciliation listing (one paginated
-    LIST of the prefix); ``consider`` is what an S3 event triggers. Remembers the folders it
-    registered and the file list of those still waiting, so a quiet pass reads nothing.
-    Each registration's record goes to ``outbox``, which publishes its ``registered`` event."""
+    holds, the others are registered. ``scan`` is the reconciliation: one delimited listing
+    of the folder names, then one of each folder not known registered. ``consider`` is what
+    an S3 event triggers. Remembers the folders it registered and the file list of those
+    still waiting, so a quiet pass reads no spec. Each registration's record goes to
+    ``outbox``, which publishes its ``registered`` event."""
 
     def __init__(self, s3: S3Objects, store: RegistryLike, settings: Settings,
                  actor: str, *, outbox: Outbox | None = None) -> None:
@@ -149,45 +154,54 @@ class Intake:
         self.actor = actor
         self._lock = threading.Lock()
         self._known: set[str] = set()
-        self._waiting: dict[str, frozenset[tuple[str, int]]] = {}
+        self._waiting: dict[str, Files] = {}
         self._warned: set[str] = set()
 
     def is_known(self, workset_id: str) -> bool:
         with self._lock:
             return workset_id in self._known
 
-    def listing(self) -> tuple[dict[str, frozenset[tuple[str, int]]], int]:
-        """Every folder under the prefix with its top-level files (name, size), and how many
-        objects were listed: one paginated listing, however many folders there are."""
+    def unregistered(self, report: ScanReport) -> list[str]:
+        """The valid folder names under the prefix not registered yet: names from one
+        delimited listing (a request per 1,000 folders, whatever they hold); those known
+        registered skipped in memory, those waiting left to their files, the rest asked of
+        the store in one batch."""
         st = self.settings.storage
-        folders: dict[str, set[tuple[str, int]]] = {}
-        objects = 0
-        for key, size in self.s3.keys(st.bucket, st.prefix):
-            objects += 1
-            name, sep, rest = key[len(st.prefix):].partition("/")
-            if not sep:
-                continue
-            files = folders.setdefault(name, set())
-            if rest and "/" not in rest:
-                files.add((rest, size))
-        return {name: frozenset(files) for name, files in folders.items()}, objects
-
-    def scan(self) -> ScanReport:
-        report = ScanReport()
-        listed, report.objects = self.listing()
+        top = self.s3.level(st.bucket, st.prefix)
+        report.list_requests += top.requests
+        listed = set(top.folders)
         with self._lock:
-            fresh = {n: f for n, f in listed.items()
-                     if n not in self._known and self._waiting.get(n) != f}
-        valid = [n for n in fresh if self._valid_name(n, report)]
-        registered = self.store.existing(valid)
+            self._waiting = {n: f for n, f in self._waiting.items() if n in listed}
+            unknown = [n for n in top.folders if n not in self._known]
+            waiting = set(self._waiting)
+        valid = [n for n in unknown if self._valid_name(n, report)]
+        registered = self.store.existing([n for n in valid if n not in waiting])
         with self._lock:
             self._known.update(registered)
-        for workset_id in valid:
-            if workset_id in registered:
+        return [n for n in valid if n not in registered]
+
+    def scan(self) -> ScanReport:
+        """Consider each unregistered folder from its top-level files (one delimited listing
+        each); a waiting folder whose files are unchanged is not read again."""
+        report = ScanReport()
+        st = self.settings.storage
+        for workset_id in self.unregistered(report):
+            try:
+                inside = self.s3.level(st.bucket, f"{st.prefix}{workset_id}/")
+            except Exception as exc:  # S3 failing: the whole pass waits; else this folder
+                if is_transient(exc):
+                    raise
+                log.warning("folder %s not listed, will try again: %s", workset_id,
+                            str(exc)[:300])
                 continue
-            files = fresh[workset_id]
+            report.list_requests += inside.requests
+            files = frozenset((n, size) for n, size in inside.files.items() if n)
+            with self._lock:
+                if self._waiting.get(workset_id) == files:
+                    continue
             outcome = self.consider(workset_id, {name for name, _ in files})
-            getattr(report, outcome).append(workset_id)
+            if outcome != "known":  # registered meanwhile (an event, another monitor)
+                getattr(report, outcome).append(workset_id)
             if outcome == "waiting":
                 with self._lock:
                     self._waiting[workset_id] = files

@@ -1,8 +1,8 @@
 """Intake off the claiming path: one thread long-polls the S3 event queue, another runs the
-reconciliation listing (at start, then every ``intake.reconcile_seconds``, longer for a prefix
-holding more than a few thousand objects; every ``monitor.discovery_seconds`` when there is no
-queue). Each registration, and each wake message an operator's command sent, wakes the
-monitor so the work is claimed at once."""
+reconciliation listing (at start, then every ``intake.reconcile_seconds``, longer when it took
+more than a few list requests: thousands of folders, or many waiting ones; every
+``monitor.discovery_seconds`` when there is no queue). Each registration, and each wake message
+an operator's command sent, wakes the monitor so the work is claimed at once."""
 
 from __future__ import annotations
 
@@ -17,10 +17,9 @@ from daylib.outage import Outage, is_transient
 
 log = logging.getLogger(__name__)
 ERROR_PAUSE_SECONDS = 1.0
-LIST_PAGE_OBJECTS = 1000
 # With the event queue the listing only reconciles: at most one list request per this many
 # seconds on average, so its cost stays flat however many worksets the prefix holds.
-RECONCILE_SECONDS_PER_PAGE = 240.0
+RECONCILE_SECONDS_PER_REQUEST = 240.0
 
 
 class IntakeService:
@@ -97,17 +96,17 @@ class IntakeService:
                 report = self.intake.scan()
                 if report.registered:
                     self.wake()
-                self.listing_pause = self._pace(report.objects)
+                self.listing_pause = self._pace(report.list_requests)
                 outage.ok()
             except Exception as exc:
                 pause = self._failed(outage, "listing", exc)
             self._stop.wait(max(self.listing_pause, pause))
 
-    def _pace(self, objects: int) -> float:
+    def _pace(self, list_requests: int) -> float:
+        """The pause after a reconciliation that made ``list_requests`` ListObjectsV2 calls."""
         if self.queue is None:  # the listing is the intake: its interval as configured
             return self.listing_seconds
-        pages = max(1, -(-objects // LIST_PAGE_OBJECTS))
-        return max(self.listing_seconds, pages * RECONCILE_SECONDS_PER_PAGE)
+        return max(self.listing_seconds, max(1, list_requests) * RECONCILE_SECONDS_PER_REQUEST)
 
 
 def settings_listing_seconds(settings: Settings, with_queue: bool) -> float:

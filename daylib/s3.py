@@ -20,6 +20,16 @@ class Head:
     error_code: str = ""
 
 
+@dataclass(frozen=True)
+class Level:
+    """What one delimited listing saw: sub-folder names, files (name: size) and the number
+    of list requests it took."""
+
+    folders: tuple[str, ...]
+    files: dict[str, int]
+    requests: int
+
+
 class S3Objects:
     """Thin, typed wrapper over one S3 client."""
 
@@ -52,17 +62,23 @@ class S3Objects:
             return exc.code == "NoSuchBucket"
         return False
 
-    def folders(self, bucket: str, prefix: str) -> Iterator[str]:
-        """Names of the immediate sub-folders of ``prefix``."""
+    def level(self, bucket: str, prefix: str) -> Level:
+        """One delimited listing of ``prefix``: its sub-folders and the files directly in it,
+        so deeper objects (results/, logs/) cost no pages."""
+        folders: list[str] = []
+        files: dict[str, int] = {}
+        requests = 0
         for page in self._pages(Bucket=bucket, Prefix=prefix, Delimiter="/"):
-            for cp in page.get("CommonPrefixes", []):
-                yield cp["Prefix"][len(prefix):].rstrip("/")
+            requests += 1
+            folders.extend(cp["Prefix"][len(prefix):].rstrip("/")
+                           for cp in page.get("CommonPrefixes", []))
+            files.update((obj["Key"][len(prefix):], int(obj["Size"]))
+                         for obj in page.get("Contents", []))
+        return Level(tuple(folders), files, requests)
 
     def files(self, bucket: str, prefix: str) -> set[str]:
         """Names of the objects directly inside ``prefix`` (not in sub-folders)."""
-        return {obj["Key"][len(prefix):] for page in
-                self._pages(Bucket=bucket, Prefix=prefix, Delimiter="/")
-                for obj in page.get("Contents", [])}
+        return set(self.level(bucket, prefix).files)
 
     def keys(self, bucket: str, prefix: str) -> Iterator[tuple[str, int]]:
         for page in self._pages(Bucket=bucket, Prefix=prefix):
@@ -123,4 +139,4 @@ class S3Objects:
         self.client.upload_file(str(src), bucket, key)
 
 
-__all__ = ["AwsError", "Head", "S3Objects", "split_uri"]
+__all__ = ["AwsError", "Head", "Level", "S3Objects", "split_uri"]

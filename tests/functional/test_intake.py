@@ -4,11 +4,13 @@ folders as its UI writes them; discovery with one listing; S3 events through SQS
 from __future__ import annotations
 
 import json
+import logging
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -17,6 +19,7 @@ import pytest
 import yaml
 
 from daylib import states as S
+from daylib.intake import ScanReport
 from daylib.intake_events import IntakeQueue, ensure_intake
 from daylib.monitor import Monitor
 from daylib.wiring import monitor_for
@@ -156,19 +159,85 @@ def test_daylily_example_runs_as_shipped(env: Env) -> None:
     assert list(env.s3.keys(f"{env.bucket}-results", f"{wid}/"))
 
 
-def test_discovery_is_one_listing_and_remembers_waiting_folders(env: Env) -> None:
+def test_discovery_lists_each_new_folder_once_and_remembers_waiting_folders(env: Env) -> None:
     for i in range(60):  # Daylily folders waiting for daylily.ready
         env.put(f"ws-wait{i:02d}", "daylily_work.yaml", "dy-r: produce_snv\n")
         env.put(f"ws-wait{i:02d}", "stage_samples.tsv", "SAMPLE_ID\tR1_FQ\nS1\ta.fq\n")
     intake = env.monitor().intake
     lists, gets = _count(env, "ListObjectsV2"), _count(env, "GetObject")
-    assert len(intake.scan().waiting) == 60
-    assert lists[0] == 1
+    report = intake.scan()
+    assert len(report.waiting) == 60
+    assert lists[0] == 1 + 60  # the names, then each folder's files
+    assert report.list_requests == lists[0]
     lists[0] = gets[0] = 0
-    assert intake.scan().waiting == []  # nothing changed: nothing read again
-    assert (lists[0], gets[0]) == (1, 0)
+    report = intake.scan()
+    assert report.waiting == []  # nothing changed: nothing read again
+    assert (lists[0], gets[0]) == (report.list_requests, 0) == (1 + 60, 0)
     env.put("ws-wait07", "daylily.ready", "")
     assert intake.scan().registered == ["ws-wait07"]
+
+
+def test_an_invalid_folder_name_is_warned_once_and_never_listed_inside(
+        env: Env, caplog: pytest.LogCaptureFixture) -> None:
+    env.upload("bad name!")
+    env.upload("ws-good")
+    intake = env.monitor().intake
+    lists = _count(env, "ListObjectsV2")
+    with caplog.at_level(logging.WARNING, logger="daylib.intake"):
+        first, second = intake.scan(), intake.scan()
+    assert (first.registered, first.skipped_invalid_names) == (["ws-good"], ["bad name!"])
+    assert (second.registered, second.skipped_invalid_names) == ([], ["bad name!"])
+    assert lists[0] == 1 + 1 + 1  # names, ws-good's files, names again
+    assert ["not a valid workset id" in r.getMessage() for r in caplog.records] == [True]
+
+
+def _fill(env: Env, folders: list[str], per_folder: int) -> None:
+    """What a finished workset folder holds besides its spec: FASTQs, results/ and logs/."""
+    keys = [(wid, name) for wid in folders for name in
+            [f"sample_data/S{i}_R1.fastq" for i in range(per_folder // 3)]
+            + [f"results/out{i}.vcf" for i in range(per_folder // 3)]
+            + [f"logs/step{i}.log" for i in range(per_folder - 2 * (per_folder // 3))]]
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda k: env.put(k[0], k[1], b"x"), keys))
+
+
+def test_reconciliation_lists_by_folders_not_by_the_objects_they_hold(env: Env) -> None:
+    """Issue 11: a reconciliation over registered folders costs one delimited listing per
+    1,000 folders, however many FASTQs, results and logs each holds; a monitor starting
+    afresh asks the store about them, not S3."""
+    folders = [f"ws-done{i:02d}" for i in range(20)]
+    for wid in folders:
+        env.upload(wid)
+    assert sorted(env.monitor().intake.scan().registered) == folders
+    intake = env.monitor().intake
+    lists = _count(env, "ListObjectsV2")
+    intake.scan()
+    assert lists[0] == 1
+    _fill(env, folders, 150)  # 3,000 objects: three pages if listed one by one
+    lists[0] = 0
+    full = intake.scan()
+    assert (full.registered, full.waiting) == ([], [])
+    assert lists[0] == 1
+    assert full.list_requests == 1
+    lists[0] = 0
+    assert env.monitor().intake.scan().registered == []  # a fresh monitor: nothing in memory
+    assert lists[0] == 1
+
+
+def test_a_new_folder_beside_full_ones_costs_one_listing_of_its_own(env: Env) -> None:
+    """Only the folders not registered are listed, each with one delimited listing (its
+    results/ and logs/ are sub-folders, not pages)."""
+    folders = [f"ws-done{i:02d}" for i in range(10)]
+    for wid in folders:
+        env.upload(wid)
+    intake = env.monitor().intake
+    intake.scan()
+    _fill(env, folders, 150)
+    env.upload("ws-new")
+    _fill(env, ["ws-new"], 600)  # re-uploaded by hand with its old results and logs
+    lists = _count(env, "ListObjectsV2")
+    assert intake.scan().registered == ["ws-new"]
+    assert lists[0] == 2
 
 
 def test_staging_refuses_paths_outside_inputs(tmp_path: Path) -> None:
@@ -271,14 +340,14 @@ def test_a_stalled_listing_does_not_block_claiming(env: Env) -> None:
     mon = env.monitor(executor=NoOpStaging())
     release = threading.Event()
     entered = threading.Event()
-    real = mon.intake.listing
+    real = mon.intake.unregistered
 
-    def stalled() -> tuple[dict[str, frozenset[tuple[str, int]]], int]:
+    def stalled(report: ScanReport) -> list[str]:
         entered.set()
         release.wait(60)
-        return real()
+        return real(report)
 
-    mon.intake.listing = stalled  # type: ignore[method-assign]
+    mon.intake.unregistered = stalled  # type: ignore[method-assign]
     try:
         with _running(mon):
             assert entered.wait(30)
