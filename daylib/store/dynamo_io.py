@@ -46,24 +46,19 @@ class DynamoTable:
         return True
 
     def _query(self, **kwargs: Any) -> Iterator[dict[str, Any]]:
-        """All pages of a Query; dynalite may end with an empty page carrying a key."""
-        start: dict[str, Any] | None = None
-        while True:
-            if start:
-                kwargs["ExclusiveStartKey"] = start
-            resp = self._call("query", TableName=self.table, **kwargs)
-            yield resp
-            start = resp.get("LastEvaluatedKey")
-            if not start:
-                return
+        return self._pages("query", **kwargs)
 
     def _scan(self, **kwargs: Any) -> Iterator[dict[str, Any]]:
-        """All pages of a Scan (of an index, so only what it holds is read)."""
+        """Of an index, so only what it holds is read."""
+        return self._pages("scan", **kwargs)
+
+    def _pages(self, op: str, **kwargs: Any) -> Iterator[dict[str, Any]]:
+        """All pages of a Query or Scan; dynalite may end with an empty page carrying a key."""
         start: dict[str, Any] | None = None
         while True:
             if start:
                 kwargs["ExclusiveStartKey"] = start
-            resp = self._call("scan", TableName=self.table, **kwargs)
+            resp = self._call(op, TableName=self.table, **kwargs)
             yield resp
             start = resp.get("LastEvaluatedKey")
             if not start:
