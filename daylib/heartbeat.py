@@ -19,14 +19,18 @@ log = logging.getLogger(__name__)
 class Heartbeat:
     """Runs until ``done()`` is true; ``snapshot()`` lists the runs to keep alive. A run is
     beaten only ``heartbeat_seconds`` after its last lease extension, which the owner's
-    checkpoints also make: a step shorter than that costs no heartbeat write."""
+    checkpoints also make: a step shorter than that costs no heartbeat write. A run with
+    finished steps not yet on the item is beaten by ``flush(run)``, the write that records
+    them (and extends the lease)."""
 
     def __init__(self, cfg: MonitorSettings, store: Store,
-                 snapshot: Callable[[], list[Running]], done: Callable[[], bool]) -> None:
+                 snapshot: Callable[[], list[Running]], done: Callable[[], bool],
+                 flush: Callable[[Running], None]) -> None:
         self.cfg = cfg
         self.store = store
         self._snapshot = snapshot
         self._done = done
+        self._flush = flush
         self._outage = Outage("heartbeat", log)
 
     def loop(self) -> None:
@@ -39,11 +43,14 @@ class Heartbeat:
 
     def _beat(self, run: Running) -> None:
         try:
-            jobs = run.unrecorded_jobs()  # a step's new job rides on the beat
-            run.lease = self.store.heartbeat(run.lease, self.cfg.lease_seconds, jobs=jobs)
-            run.beat_ok = time.monotonic()
-            if jobs is not None:
-                run.jobs_written = jobs
+            if run.pending:
+                self._flush(run)
+            else:
+                jobs = run.unrecorded_jobs()  # a step's new job rides on the beat
+                run.lease = self.store.heartbeat(run.lease, self.cfg.lease_seconds, jobs=jobs)
+                run.beat_ok = time.monotonic()
+                if jobs is not None:
+                    run.jobs_written = jobs
             self._outage.ok()
         except LeaseLost:
             if run.finished:  # raced our own last write

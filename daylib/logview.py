@@ -18,6 +18,7 @@ from daylib import states as S
 from daylib import steplogs
 from daylib.config import Settings
 from daylib.errors import UserError
+from daylib.executors.base import STEPS
 from daylib.s3 import S3Objects
 from daylib.steplogs import LogRef
 from daylib.store.dynamodb import DynamoStore
@@ -27,15 +28,22 @@ STORE_CHECK_SECONDS = 2.0
 UPLOAD_WAIT_SECONDS = 30.0
 
 
-def _live(rec: WorksetRecord) -> LogRef | None:
-    if rec.state in S.OWNED and rec.step:
-        return steplogs.ref(rec.step, rec.attempt)
-    return None
+def _live(rec: WorksetRecord, settings: Settings) -> LogRef | None:
+    """The step running now: the item's, or a later one where this host holds the exit
+    status of the steps before it (a finished step reaches the item only with the next
+    write that happens anyway)."""
+    if rec.state not in S.OWNED or not rec.step:
+        return None
+    step = rec.step
+    while step != STEPS[-1] and steplogs.status_path(
+            settings, rec.workset_id, steplogs.ref(step, rec.attempt)).exists():
+        step = STEPS[STEPS.index(step) + 1]
+    return steplogs.ref(step, rec.attempt)
 
 
-def _pick(rec: WorksetRecord, stored: list[LogRef], step: str | None,
+def _pick(rec: WorksetRecord, settings: Settings, stored: list[LogRef], step: str | None,
           attempt: int | None) -> LogRef | None:
-    live = _live(rec)
+    live = _live(rec, settings)
     if step is None:
         return live
     if attempt is not None:
@@ -63,14 +71,14 @@ class _StepEnd:
             return False
         self.next_check = self.clock() + STORE_CHECK_SECONDS
         rec = self.store.get(self.workset_id)
-        return rec is None or _live(rec) != self.log
+        return rec is None or _live(rec, self.settings) != self.log
 
 
 def show_logs(store: DynamoStore, s3: S3Objects, settings: Settings, workset_id: str, *,
               step: str | None, attempt: int | None, follow: bool, out: TextIO) -> int:
     rec = store.require(workset_id)
     stored = steplogs.stored(s3, settings, workset_id)
-    target = _pick(rec, stored, step, attempt)
+    target = _pick(rec, settings, stored, step, attempt)
     if target is None:
         if not stored:
             raise UserError(f"workset {workset_id} has no step logs yet ({rec.state}); they "
@@ -80,19 +88,19 @@ def show_logs(store: DynamoStore, s3: S3Objects, settings: Settings, workset_id:
             out.write(f"==> {log.name} <==\n")
             _write(out, steplogs.read_stored(s3, settings, workset_id, log) or "")
         return 0
-    if target in stored and not (follow and target == _live(rec)):
+    if target in stored and not (follow and target == _live(rec, settings)):
         _write(out, steplogs.read_stored(s3, settings, workset_id, target) or "")
         return 0
     path = steplogs.local_path(settings, workset_id, target)
     ended = _StepEnd(store, settings, workset_id, target)
-    if follow and (path.exists() or target == _live(rec)) and path.parent.exists():
+    if follow and (path.exists() or target == _live(rec, settings)) and path.parent.exists():
         for chunk in steplogs.follow(path, ended):
             _write(out, chunk)
         return 0
     if path.exists() and not follow:
         _write(out, path.read_text(encoding="utf-8", errors="replace"))
         return 0
-    if follow and target == _live(rec):
+    if follow and target == _live(rec, settings):
         print(f"daylily-workset: step {target.step} runs on another host; waiting for it to "
               "end, then printing its log from S3", file=sys.stderr)
         while not ended():

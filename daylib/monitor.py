@@ -124,7 +124,8 @@ class Monitor:
             step_env={**(step_env or {}), "PYTHONPATH": _package_root()}, rng=rng,
             ended=self._ended)
         self.heartbeat = Heartbeat(self.cfg, store, self._snapshot,
-                                   lambda: self._stopping.is_set() and not self._snapshot())
+                                   lambda: self._stopping.is_set() and not self._snapshot(),
+                                   self.runner.flush)
 
     # ------------------------------------------------------------------ lifecycle
 

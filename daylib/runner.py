@@ -1,5 +1,6 @@
-"""Running one workset: its steps in order, a checkpoint after each, and the failure
-decision (retry or fail) when one goes wrong. No scheduling here: the monitor decides what
+"""Running one workset: its steps in order, each finished step checkpointed on the item by
+the next write that happens anyway, and the failure decision (retry or fail) when one goes
+wrong. No scheduling here: the monitor decides what
 runs, the claimer what is claimed; a ``Runner`` only takes a claimed workset to its end."""
 
 from __future__ import annotations
@@ -24,17 +25,22 @@ from daylib.metrics import Metrics
 from daylib.outage import HandOver, Outage, is_transient
 from daylib.outbox import Outbox
 from daylib.policy import Decision, Failure, Policy, aws_code_in
-from daylib.running import Running, Stats
+from daylib.running import Checkpoint, Running, Stats
 from daylib.s3 import S3Objects
 from daylib.sentinels import mirror
 from daylib.spec import Workset
 from daylib.stepcmd import step_request
 from daylib.store.contract import Store
 from daylib.store.records import WorksetRecord
-from daylib.store.rules import next_expiry
+from daylib.store.rules import Earlier, next_expiry
 from daylib.validate import check_inputs
 
 log = logging.getLogger(__name__)
+
+
+def _after(step: str) -> str | None:
+    """The step that follows ``step`` (None after the last)."""
+    return STEPS[STEPS.index(step) + 1] if step != STEPS[-1] else None
 
 
 class Runner:
@@ -77,7 +83,7 @@ class Runner:
         except SpecError as exc:  # found while building a step: unsafe workdir, bad template
             self._fail(run, Failure(message=str(exc), category=exc.category))
         except AwsError as exc:  # AWS kept failing past the client's own retries
-            if is_transient(exc) and (run.rec.steps_done or run.jobs):
+            if is_transient(exc) and (run.rec.steps_done or run.pending or run.jobs):
                 # steps ran or run: a new attempt would lose them; resume after the outage
                 log.warning("workset %s handed over as it is (resumed after the outage): %s",
                             wid, exc)
@@ -107,11 +113,51 @@ class Runner:
 
     def _write(self, run: Running, to: str, reason: str,
                events: tuple[tuple[str, str], ...] = (), at: float | None = None,
-               **fields: Any) -> WorksetRecord:
-        """One fenced transition; it also records the run's new job references and, while
-        the workset stays owned, extends the lease as a heartbeat would (no extra write)."""
+               finished: str | None = None, **fields: Any) -> WorksetRecord:
+        """One fenced transition. It also records what the run holds unwritten: finished
+        steps (``run.pending``, then ``finished``, the step this write completes) and new
+        job references; while the workset stays owned it extends the lease as a heartbeat
+        would (no extra write)."""
+        with run.write_lock:
+            return self._write_locked(run, to, reason, events, at, finished, fields,
+                                      patient=True)
+
+    def flush(self, run: Running) -> None:
+        """The heartbeat's write for a run whose finished steps are not on the item yet:
+        they ride on it, and it extends the lease as the heartbeat would have. Skipped while
+        the run's own write is under way (that write records them). Raises what the store
+        raises, for the heartbeat to handle; nothing is lost (they stay pending)."""
+        if not run.write_lock.acquire(blocking=False):
+            return
+        try:
+            if not run.pending or run.finished:
+                return
+            last = run.pending.pop()
+            try:
+                self._write_locked(run, S.IN_PROGRESS, f"{last.step} done",
+                                   (("step", f"{last.step} done"),), last.at, last.step, {},
+                                   patient=False)
+            except BaseException:
+                run.pending.append(last)
+                raise
+        finally:
+            run.write_lock.release()
+
+    def _write_locked(self, run: Running, to: str, reason: str,
+                      events: tuple[tuple[str, str], ...], at: float | None,
+                      finished: str | None, fields: dict[str, Any], *,
+                      patient: bool) -> WorksetRecord:
+        """``_write`` under the run's write lock; ``patient``: wait out an outage (up to a
+        lease) instead of raising the first transient error."""
         run.finished = to not in S.OWNED
         before = run.rec.state
+        earlier = tuple(Earlier(S.IN_PROGRESS, f"{c.step} done", c.at, _after(c.step),
+                                self.outbox.recorded((("step", f"{c.step} done"),)))
+                        for c in run.pending)
+        if earlier or finished:
+            done = [*run.steps_done(), *([finished] if finished else [])]
+            fields = {"steps_done": done, "step": _after(done[-1]), "cluster": self.cluster,
+                      **fields}
         if run.jobs != run.rec.jobs:
             fields.setdefault("jobs", run.jobs)
         extended_at = time.monotonic()
@@ -126,24 +172,27 @@ class Runner:
                 run.rec = self.store.transition(
                     run.rec, to, actor=self.monitor_id, reason=reason, lease=run.lease,
                     fields=fields, events=self.outbox.recorded(events),
-                    drop=self.outbox.delivered(run.rec.workset_id), at=at)
+                    drop=self.outbox.delivered(run.rec.workset_id), at=at, earlier=earlier)
                 break
             except AwsError as exc:
-                if not is_transient(exc):
+                if not is_transient(exc) or not patient:
                     raise
                 wait = outage.failed(exc)
                 if time.monotonic() + wait >= deadline or run.handed_over:
                     raise HandOver(f"could not write {reason or to}: {exc}") from exc
                 time.sleep(wait)
         outage.ok()
+        run.pending = []
         run.jobs_written = run.rec.jobs
         if expires is not None:
             run.lease = replace(run.lease, expires=expires)
             run.beat_ok = max(run.beat_ok, extended_at)
         self.outbox.written(run.rec)
-        if to != before:
-            self.metrics.transition(to, run.rec.customer_id, workset_id=run.rec.workset_id,
-                                    reason=reason or None)
+        for state, why in (*((e.to, e.reason) for e in earlier), (to, reason)):
+            if state != before:
+                self.metrics.transition(state, run.rec.customer_id,
+                                        workset_id=run.rec.workset_id, reason=why or None)
+                before = state
         return run.rec
 
     def _process(self, run: Running) -> None:
@@ -237,27 +286,27 @@ class Runner:
                      run.rec.workset_id, current.state if current else "gone", ref,
                      outcome.state)
 
-    def _sentinel_for(self, rec: WorksetRecord, message: str = "") -> None:
+    def _sentinel_for(self, rec: WorksetRecord, message: str = "",
+                      state: str | None = None) -> None:
         if rec.format == "daylily" and self.cfg.mirror_sentinels:
-            mirror(self.s3, self.settings, rec.workset_id, rec.state, message)
+            mirror(self.s3, self.settings, rec.workset_id, state or rec.state, message)
 
     def _checkpoint(self, run: Running, step: str) -> None:
-        done = [*run.rec.steps_done, step]
-        nxt = STEPS[STEPS.index(step) + 1] if step != STEPS[-1] else None
-        if nxt is None:
-            rec = self._write(run, S.COMPLETE, "all steps done",
-                              (("completed", f"results at {run.rec.results_uri}"),),
-                              step=None, steps_done=done, cluster=self.cluster, error=None,
-                              error_category=None)
-            self.stats.completed += 1
-            self._sentinel_for(rec, f"results at {rec.results_uri}")
-            log.info("workset %s complete; results at %s", rec.workset_id, rec.results_uri)
+        """The last step's end is the final write; an earlier step's end is recorded by the
+        next write that happens anyway (``run.pending``), so a short step costs none."""
+        if step != STEPS[-1]:
+            with run.write_lock:
+                run.pending.append(Checkpoint(step, self.store.clock()))
+            if step == "stage":
+                self._sentinel_for(run.rec, state=S.IN_PROGRESS)
+            log.info("workset %s: %s done, %s next", run.rec.workset_id, step, _after(step))
             return
-        rec = self._write(run, S.IN_PROGRESS, f"{step} done", (("step", f"{step} done"),),
-                          step=nxt, steps_done=done, cluster=self.cluster)
-        if step == "stage":
-            self._sentinel_for(rec)
-        log.info("workset %s: %s done, %s next", rec.workset_id, step, nxt)
+        rec = self._write(run, S.COMPLETE, "all steps done",
+                          (("completed", f"results at {run.rec.results_uri}"),),
+                          finished=step, error=None, error_category=None)
+        self.stats.completed += 1
+        self._sentinel_for(rec, f"results at {rec.results_uri}")
+        log.info("workset %s complete; results at %s", rec.workset_id, rec.results_uri)
 
     def _hand_back(self, run: Running, step: str) -> None:
         rec = self._write(run, S.READY, f"monitor {self.monitor_id} stopping during {step}; "

@@ -112,6 +112,7 @@ def make_settings(moto_server: MotoServer, tmp_path: Path, table_name: str) -> S
     s.monitor.discovery_seconds = 0.2
     s.monitor.reap_seconds = 0.2
     s.monitor.idle_max_seconds = 5.0  # what tests learn only from the table, within 5 s
+    s.monitor.heartbeat_seconds = 1.0  # finished steps reach the item with the next beat
     s.monitor.monitor_id = "test-monitor"
     s.retry.base_seconds = 0.2
     s.retry.cap_seconds = 1.0

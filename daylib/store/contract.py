@@ -7,11 +7,11 @@ multi-item transactions, so a reader may see one item's write before another's."
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Protocol
 
 from daylib.store.records import ActiveItems, ControlRecord, Lease, QueueDepth, WorksetRecord
-from daylib.store.rules import Events, Published
+from daylib.store.rules import Earlier, Events, Published
 
 
 class Store(Protocol):
@@ -88,11 +88,14 @@ class Store(Protocol):
     def transition(self, rec: WorksetRecord, to: str, *, actor: str, reason: str,
                    lease: Lease | None = None, fields: dict[str, Any] | None = None,
                    release: bool = False, events: Events = (),
-                   drop: Published | None = None, at: float | None = None) -> WorksetRecord:
+                   drop: Published | None = None, at: float | None = None,
+                   earlier: Sequence[Earlier] = ()) -> WorksetRecord:
         """Conditional on state and version (and the lease); ``events`` ride on it and
         ``drop`` (entries the caller published) goes with it; the record's ``appended``
         names the events added, for the caller to hand to the publisher. ``at`` stamps
-        the write (history, ``updated_at``, events) instead of the store's clock."""
+        the write (history, ``updated_at``, events) instead of the store's clock. ``earlier``
+        transitions, made before and not yet written, are recorded first by the same write
+        (their history entries and events with their own times)."""
 
     def edit(self, workset_id: str,
              change: Callable[[WorksetRecord], tuple[str, dict[str, Any]]],

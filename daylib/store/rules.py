@@ -42,6 +42,19 @@ Events = Sequence[tuple[str, str]]  # (event, message) pairs a write records
 Published = Mapping[int, str]  # {seq: key} of entries the caller published: dropped by the write
 
 
+@dataclass(frozen=True)
+class Earlier:
+    """A transition made before a write and recorded by it (a finished step's checkpoint
+    riding on the next write that happens anyway): its history entry and events carry its
+    own time, state and step, ahead of the write's own."""
+
+    to: str
+    reason: str
+    at: float
+    step: str | None = None
+    events: Events = ()
+
+
 def _ended_attempt_jobs(rec: WorksetRecord, to: str) -> dict[str, Any]:
     """A workset queued again for a new attempt keeps only its finished steps' jobs: the
     others ended with the attempt, and ``show`` or ``cancel`` must not name them as running
@@ -237,9 +250,11 @@ class WorksetRules:
     def transition(self, rec: WorksetRecord, to: str, *, actor: str, reason: str,
                    lease: Lease | None = None, fields: dict[str, Any] | None = None,
                    release: bool = False, events: Events = (),
-                   drop: Published | None = None, at: float | None = None) -> WorksetRecord:
+                   drop: Published | None = None, at: float | None = None,
+                   earlier: Sequence[Earlier] = ()) -> WorksetRecord:
         """Move ``rec`` to ``to`` with one conditional write naming the state and version it
         expects (and, for an owner, its fencing token). ``fields`` set (None removes).
+        ``earlier`` transitions (each allowed in turn) are recorded first, in the same write.
         ``events`` ((event, message) pairs) are recorded in the same write (the returned
         record's ``appended`` names them); the same write drops ``drop``, the entries the
         caller already published (the piggy-backed acknowledgement). ``at`` (default: the
@@ -249,10 +264,17 @@ class WorksetRules:
         An owner whose write loses only to an operator edit (same state, same token) retries
         on the fresh item; any other loss raises LeaseLost / ConflictError."""
         for _ in range(OPERATOR_RETRIES):
-            check_allowed(rec, to)
+            state = rec.state
+            for step in (*earlier, Earlier(to, reason, 0.0)):
+                check_allowed(replace(rec, state=state), step.to)
+                state = step.to
             now = self.clock() if at is None else at
-            new, changes = self._plan_transition(rec, to, actor, reason, fields, release, now)
-            new = self._plan_outbox(changes, rec, new, actor, now, events, drop or {})
+            new, changes = self._plan_transition(rec, to, actor, reason, fields, release, now,
+                                                 earlier)
+            new = self._plan_outbox(changes, rec, new, actor, now, [
+                *((event, message, e.at, {"state": e.to, "step": e.step})
+                  for e in earlier for event, message in e.events),
+                *((event, message, now, {}) for event, message in events)], drop or {})
             expect: dict[str, Any] = {"state": rec.state, "version": rec.version}
             if lease is not None:
                 expect.update(owner_id=lease.owner, lease_token=lease.token)
@@ -289,8 +311,8 @@ class WorksetRules:
     # ------------------------------------------------------------------ planning
 
     def _plan_transition(self, rec: WorksetRecord, to: str, actor: str, reason: str,
-                         fields: dict[str, Any] | None, release: bool,
-                         now: float) -> tuple[WorksetRecord, Changes]:
+                         fields: dict[str, Any] | None, release: bool, now: float,
+                         earlier: Sequence[Earlier] = ()) -> tuple[WorksetRecord, Changes]:
         """The attributes a transition writes and the record it leaves. The version condition
         means the item is known exactly, so the new record is computed, not read back."""
         priority = (fields or {}).get("priority", rec.priority)
@@ -305,15 +327,23 @@ class WorksetRules:
             attrs.update(owner_id=None, lease_expires=None)
             changes.update(owner=None, lease_expires=None)
         appends: dict[str, list[Any]] = {}
-        if to != rec.state or reason:
-            entry = history_entry(now, rec.state, to, actor, reason)
-            hist = bounded(rec.history, entry, self.keep_first, self.keep_last)
-            if len(hist) > len(rec.history):  # nothing trimmed: append, not rewrite the list
-                appends["history"] = [entry]
+        entries: list[dict[str, Any]] = []
+        state = rec.state
+        for e in earlier:
+            entries.append(history_entry(e.at, state, e.to, actor, e.reason))
+            state = e.to
+        if to != state or reason:
+            entries.append(history_entry(now, state, to, actor, reason))
+        if entries:
+            hist = rec.history
+            for entry in entries:
+                hist = bounded(hist, entry, self.keep_first, self.keep_last)
+            if len(hist) == len(rec.history) + len(entries):  # nothing trimmed: append
+                appends["history"] = entries
             else:
                 attrs["history"] = hist
-            attrs["history_total"] = rec.history_total + 1
-            changes.update(history=hist, history_total=rec.history_total + 1)
+            attrs["history_total"] = rec.history_total + len(entries)
+            changes.update(history=hist, history_total=rec.history_total + len(entries))
         new = replace(rec, state=to, version=rec.version + 1, updated_at=updated_at, appended=(),
                       **{k: ([] if v is None and k in _LIST_FIELDS else
                              {} if v is None and k in _DICT_FIELDS else v)
@@ -321,7 +351,8 @@ class WorksetRules:
         return new, Changes(attrs=attrs, appends=appends)
 
     def _plan_outbox(self, changes: Changes, rec: WorksetRecord, new: WorksetRecord,
-                     actor: str, now: float, events: Events,
+                     actor: str, now: float,
+                     events: Sequence[tuple[str, str, float, dict[str, Any]]],
                      drop: Published) -> WorksetRecord:
         """Add this write's events, drop the ones the caller published, rename a claim's
         entry to its seq, and keep the due marker right. Returns the new record, its
@@ -342,10 +373,10 @@ class WorksetRules:
                 box[outbox_key(seq)] = sets[outbox_key(seq)] = e
         seq = rec.event_seq
         added: list[int] = []
-        for event, message in events:
+        for event, message, at, captured in events:  # (captured: what an earlier one saw)
             seq += 1
             box[outbox_key(seq)] = sets[outbox_key(seq)] = event_entry(
-                event, message, by=actor, at=now, seq=seq, rec=new)
+                event, message, by=actor, at=at, seq=seq, rec=new, **captured)
             added.append(seq)
         oldest_first = sorted(box, key=lambda k: (box[k].get("seq") is None,
                                                   box[k].get("seq") or 0, k))

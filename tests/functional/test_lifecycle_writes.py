@@ -1,6 +1,7 @@
-"""Issue 11, writes per lifecycle: a step's job reference rides on writes that happen anyway
-(the lease heartbeat, the checkpoint, the failure), and a lease heartbeat is written only
-when no other write extended the lease for ``heartbeat_seconds``. Counted on the store's
+"""Issue 11, writes per lifecycle: a step's job reference and a finished step's checkpoint
+ride on writes that happen anyway (the lease heartbeat, the next step's checkpoint, the
+failure, the final write), and a lease heartbeat is written only when no other write
+extended the lease for ``heartbeat_seconds``. Counted on the store's
 public surface, on the in-memory store (the writes a monitor makes, not how DynamoDB takes
 them: tests/slurm counts the UpdateItems on moto with a real Slurm)."""
 
@@ -14,6 +15,7 @@ from typing import Any
 import pytest
 
 from daylib import states as S
+from daylib.errors import AwsUnavailable
 from daylib.executors.base import StepOutcome, StepRequest
 from daylib.store.memory import MemoryStore
 from daylib.store.records import Lease, WorksetRecord
@@ -81,22 +83,57 @@ class Scheduler:
         return None
 
 
+class Adopting(Scheduler):
+    """Jobs that outlive their monitor and stay findable by their key (as a Slurm job or
+    jobwrap's status file does), so a new owner adopts them instead of submitting again."""
+
+    def __init__(self, seconds: dict[str, float]) -> None:
+        super().__init__(seconds)
+        self.submits: list[str] = []
+
+    def submit(self, req: StepRequest) -> str:
+        self.submits.append(req.step)
+        return super().submit(req)
+
+    def find(self, req: StepRequest) -> str | None:
+        return self.submitted.get(req.step)
+
+
+class CutOff(Counting):
+    """The table as a monitor sees it once its endpoint is gone: every write of the owner
+    after its claim fails, as an outage does."""
+
+    def transition(self, rec: WorksetRecord, to: str, **kw: Any) -> WorksetRecord:
+        raise AwsUnavailable("endpoint unreachable")
+
+    def heartbeat(self, lease: Lease, lease_seconds: float, *,
+                  jobs: dict[str, str] | None = None) -> Lease:
+        raise AwsUnavailable("endpoint unreachable")
+
+
 def _run(env: Env, store: Counting, executor: Scheduler, **monitor: Any) -> None:
     env.monitor(store=store, executor=executor, **monitor).run(once=True)
 
 
-def test_job_references_cost_no_write_of_their_own(env: Env) -> None:
+def test_job_references_and_checkpoints_cost_no_write_of_their_own(env: Env) -> None:
     env.upload("ws-jobs")
     store, executor = Counting(env), Scheduler({})
     _run(env, store, executor, heartbeat_seconds=60.0, lease_seconds=180.0)
     rec = store.require("ws-jobs")
     assert rec.state == S.COMPLETE
     assert rec.jobs == executor.submitted == {"stage": "101", "run": "102", "export": "103"}
-    assert [w for w, _ in store.writes] == [
-        "claim", "transition stage done", "transition run done", "transition all steps done"]
+    assert [w for w, _ in store.writes] == ["claim", "transition all steps done"]
+    steps = [(h["from"], h["to"], h["reason"]) for h in rec.history[-3:]]
+    assert steps == [(S.LOCKED, S.IN_PROGRESS, "stage done"),
+                     (S.IN_PROGRESS, S.IN_PROGRESS, "run done"),
+                     (S.IN_PROGRESS, S.COMPLETE, "all steps done")]
+    stamps = [h["at"] for h in rec.history[-3:]]
+    assert stamps == sorted(stamps)  # each checkpoint keeps the time its step ended
+    assert not rec.outbox  # no notifications configured: no event left waiting for a sink
 
 
-def test_a_failed_step_records_its_job_in_the_failure_write(env: Env) -> None:
+def test_a_failed_step_records_its_job_and_the_finished_steps_in_the_failure_write(
+        env: Env) -> None:
     env.upload("ws-jobfail")
     env.settings.policy.unmatched_max_retries = 0
     store, executor = Counting(env), Scheduler({}, fail="run")
@@ -104,20 +141,26 @@ def test_a_failed_step_records_its_job_in_the_failure_write(env: Env) -> None:
     rec = store.require("ws-jobfail")
     assert rec.state in (S.FAILED, S.RETRYING) and rec.error and "run step failed" in rec.error
     assert rec.jobs == {"stage": "101", "run": "102"}
-    assert [w for w, _ in store.writes][:2] == ["claim", "transition stage done"]
-    assert len(store.writes) == 3  # claim, stage done, the failure (with the run job)
+    assert (rec.steps_done, rec.step) == (["stage"], "run")  # a retry resumes at run
+    assert len(store.writes) == 2  # the claim; the failure, with stage's checkpoint and jobs
 
 
-def test_no_heartbeat_for_steps_shorter_than_heartbeat_seconds(env: Env) -> None:
-    """Three 1.5 s steps, a 3 s heartbeat: the workset is owned for over 4.5 s, but each
-    checkpoint extends the lease, so no heartbeat is written at all."""
+def test_finished_steps_ride_on_the_lease_extension_that_is_due_anyway(env: Env) -> None:
+    """Steps of 0.5, 3 and 0.2 s, a 2 s heartbeat: the one write between claim and
+    completion is the lease extension due 2 s after the claim, while ``run`` runs, and it
+    records the stage step's end; ``run``'s end rides on the final write."""
     env.upload("ws-short")
     store = Counting(env)
-    executor = Scheduler({"stage": 1.5, "run": 1.5, "export": 1.5})
-    _run(env, store, executor, heartbeat_seconds=3.0, lease_seconds=9.0)
-    assert store.require("ws-short").state == S.COMPLETE
+    executor = Scheduler({"stage": 0.5, "run": 3.0, "export": 0.2})
+    _run(env, store, executor, heartbeat_seconds=2.0, lease_seconds=6.0)
+    rec = store.require("ws-short")
+    assert rec.state == S.COMPLETE
     assert [w for w, _ in store.writes] == [
-        "claim", "transition stage done", "transition run done", "transition all steps done"]
+        "claim", "transition stage done", "transition all steps done"]
+    claimed, flushed = (t for _, t in store.writes[:2])
+    assert flushed - claimed >= 2.0 - 0.05, "a checkpoint was written before it was due"
+    assert [h["reason"] for h in rec.history[-3:]] == ["stage done", "run done",
+                                                        "all steps done"]
 
 
 def test_a_long_step_is_heartbeaten_no_more_often_than_heartbeat_seconds(env: Env) -> None:
@@ -147,3 +190,21 @@ def test_a_long_step_is_heartbeaten_no_more_often_than_heartbeat_seconds(env: En
     for beat in beats:
         before = max(t for w, t in store.writes if t < beat)
         assert beat - before >= 1.0 - 0.05, store.writes
+
+
+def test_a_finished_step_not_yet_written_is_adopted_not_rerun_by_the_next_owner(
+        env: Env) -> None:
+    """The owner loses the table after ``stage`` ended, before any write recorded it: the
+    next owner resumes at ``stage`` and adopts its finished job; nothing runs twice."""
+    env.upload("ws-adopt")
+    executor = Adopting({"run": 3.0})
+    env.monitor(store=CutOff(env), executor=executor, monitor_id="cut-off",
+                lease_seconds=2.0, heartbeat_seconds=0.5).run(once=True)
+    rec = env.store.require("ws-adopt")
+    assert (rec.state, rec.owner, rec.steps_done) == (S.LOCKED, "cut-off", [])
+    with env.running(executor=executor, monitor_id="next", lease_seconds=2.0,
+                     heartbeat_seconds=0.5):
+        env.wait_for(lambda: env.state("ws-adopt") == S.COMPLETE, timeout=60)
+    rec = env.store.require("ws-adopt")
+    assert executor.submits == ["stage", "run", "export"]  # none submitted twice
+    assert rec.steps_done == ["stage", "run", "export"] and rec.owner is None

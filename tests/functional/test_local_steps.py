@@ -65,8 +65,9 @@ def test_step_lost_to_a_takeover_keeps_running_and_keeps_its_status(tmp_path: Pa
 def test_monitor_that_lost_its_lease_leaves_the_step_to_the_new_owner(env: Env,
                                                                       tmp_path: Path) -> None:
     env.upload("ws-stolen", pipeline="counted")
+    started = Path(env.settings.monitor.workdir) / "ws-stolen" / ".run.a1.status.json.pid"
     with env.running(lease_seconds=1.0, heartbeat_seconds=3.0) as mon:
-        env.wait_for(lambda: env.at("ws-stolen", S.IN_PROGRESS, "run"))
+        env.wait_for(started.exists)  # the run step runs (the item learns it with a write)
         env.wait_for(lambda: time.time() > (env.store.require("ws-stolen").lease_expires or 0))
         env.store.claim("ws-stolen", "thief", 60.0, expired=env.store.require("ws-stolen"))
         env.wait_for(lambda: not mon._snapshot())

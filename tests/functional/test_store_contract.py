@@ -19,7 +19,8 @@ from daylib.spec import priority_rank
 from daylib.store.contract import Store
 from daylib.store.dynamodb import DynamoStore
 from daylib.store.memory import MemoryStore
-from daylib.store.records import WorksetRecord
+from daylib.store.records import WorksetRecord, utc_iso
+from daylib.store.rules import Earlier
 
 
 def _clone(store: Store, clock: Any) -> Store:
@@ -157,6 +158,40 @@ def test_a_new_attempt_keeps_only_its_finished_steps_jobs(store: Store) -> None:
     rec = store.transition(rec, S.READY, actor="m2", reason="handed back", lease=lease,
                            fields={"jobs": {"stage": "41", "run": "43"}})
     assert store.require("ws-jobretry").jobs == {"stage": "41", "run": "43"}  # live job kept
+
+
+def test_earlier_transitions_ride_on_one_write_with_their_own_times(store: Store) -> None:
+    """Issue 11: a finished step's checkpoint rides on the next write that happens anyway;
+    that write records it first, with the time, state, step and event it had, then its
+    own; each transition must be allowed in turn."""
+    store.register("ws-earlier", actor="t")
+    rec, lease = store.claim("ws-earlier", "m1", 30)
+    t0 = store.clock()
+    rec = store.transition(
+        rec, S.COMPLETE, actor="m1", reason="all steps done", lease=lease,
+        fields={"step": None, "steps_done": ["stage", "run", "export"]},
+        events=(("completed", "results"),),
+        earlier=(Earlier(S.IN_PROGRESS, "stage done", t0 - 2, "run", (("step", "stage"),)),
+                 Earlier(S.IN_PROGRESS, "run done", t0 - 1, "export", (("step", "run"),))))
+    stored = store.require("ws-earlier")
+    assert (stored.version, stored.state, stored.steps_done) == (
+        rec.version, S.COMPLETE, ["stage", "run", "export"])
+    assert [(h["from"], h["to"], h["reason"]) for h in stored.history[-3:]] == [
+        (S.LOCKED, S.IN_PROGRESS, "stage done"), (S.IN_PROGRESS, S.IN_PROGRESS, "run done"),
+        (S.IN_PROGRESS, S.COMPLETE, "all steps done")]
+    assert [h["at"] for h in stored.history[-3:-1]] == [utc_iso(t0 - 2), utc_iso(t0 - 1)]
+    assert stored.history_total == len(stored.history) == 5
+    events = sorted((stored.outbox or {}).values(), key=lambda e: e["seq"])
+    assert [(e["event"], e["state"], e.get("step"), e["at"]) for e in events] == [
+        ("step", S.IN_PROGRESS, "run", t0 - 2), ("step", S.IN_PROGRESS, "export", t0 - 1),
+        ("completed", S.COMPLETE, None, events[-1]["at"])]
+    assert rec.appended == (1, 2, 3)
+    store.register("ws-skip", actor="t")
+    ready = store.require("ws-skip")
+    with pytest.raises(IllegalTransition):  # ready -> complete is not allowed, even first
+        store.transition(ready, S.CANCELLED, actor="x", reason="after",
+                         earlier=(Earlier(S.COMPLETE, "skip ahead", t0),))
+    assert store.require("ws-skip").history_total == 1
 
 
 def test_illegal_and_stale_transitions_are_refused(store: Store) -> None:
