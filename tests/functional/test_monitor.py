@@ -11,6 +11,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -53,6 +54,38 @@ def test_priority_order_with_one_slot(env: Env) -> None:
     env.monitor(executor=NoOpStaging(), max_concurrent=1).run(once=True)
     assert _done_order(env, ["ws-low", "ws-normal", "ws-high", "ws-urgent", "ws-normal2"]) == [
         "ws-urgent", "ws-high", "ws-normal", "ws-normal2", "ws-low"]
+
+
+class _Recorded:
+    """The store, with the name of each public method called, in order."""
+
+    def __init__(self, store: Any) -> None:
+        self._store = store
+        self.calls: list[str] = []
+
+    def __getattr__(self, name: str) -> Any:
+        value = getattr(self._store, name)
+        if name.startswith("_") or not callable(value):
+            return value
+
+        def recorded(*args: Any, **kwargs: Any) -> Any:
+            self.calls.append(name)
+            return value(*args, **kwargs)
+        return recorded
+
+
+@pytest.mark.memory_store
+def test_first_pass_claims_after_one_pause_read_and_reads_owned_ones_after(env: Env) -> None:
+    """Slot refill: at start the pause flag is read once, before any claim; the owned
+    worksets are read after the claims, since no lease can be judged dead at a first look."""
+    env.upload("ws-first")
+    env.monitor().intake.scan()
+    store = _Recorded(env.store)
+    env.monitor(store=store, executor=NoOpStaging()).run(once=True)  # type: ignore[arg-type]
+    assert env.state("ws-first") == S.COMPLETE
+    before = store.calls[:store.calls.index("claim")]
+    assert before.count("control") == 1 and "owned" not in before, before
+    assert "owned" in store.calls
 
 
 @pytest.mark.memory_store
