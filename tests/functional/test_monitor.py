@@ -88,6 +88,44 @@ def test_first_pass_claims_after_one_pause_read_and_reads_owned_ones_after(env: 
     assert "owned" in store.calls
 
 
+class _HeldLogs:
+    """S3 whose step log copies wait until ``release`` is set; every other call goes
+    through."""
+
+    def __init__(self, s3: Any) -> None:
+        self._s3 = s3
+        self.release = threading.Event()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._s3, name)
+
+    def put_bytes(self, bucket: str, key: str, data: bytes) -> None:
+        if "/logs/" in key:
+            self.release.wait(HANG_GUARD_SECONDS)
+        self._s3.put_bytes(bucket, key, data)
+
+
+@pytest.mark.memory_store
+def test_log_copies_delay_no_step_nor_the_final_write_and_all_land(env: Env) -> None:
+    """Slot refill: a step's log is copied to S3 while the next step runs; the run waits for
+    its copies before it ends, so every log is in S3 once the monitor is done."""
+    env.upload("ws-logs")
+    env.monitor().intake.scan()
+    s3 = _HeldLogs(env.s3)
+    mon = env.monitor(s3=s3, executor=NoOpStaging())  # type: ignore[arg-type]
+    serving = threading.Thread(target=mon.run, kwargs={"once": True}, daemon=True)
+    serving.start()
+    try:
+        env.wait_for(lambda: env.state("ws-logs") == S.COMPLETE, timeout=30)
+        assert serving.is_alive(), "the run ended before its logs were copied"
+    finally:
+        s3.release.set()
+        serving.join(HANG_GUARD_SECONDS)
+    prefix = f"{env.prefix}ws-logs/logs/"
+    assert sorted(k for k, _ in env.s3.keys(env.bucket, prefix)) == [
+        prefix + name for name in ("export.a1.log", "run.a1.log", "stage.a1.log")]
+
+
 @pytest.mark.memory_store
 def test_free_slot_is_refilled_without_waiting_for_the_batch(env: Env, tmp_path: Path) -> None:
     """With an hour's poll, only the finish-wakeup can refill a slot; the first workset is
