@@ -43,7 +43,7 @@ pump() {
     # Signals are the wrapper's to forward (a scancel reaches every process of the job): the
     # pump keeps draining until the wrapper ends it.
     trap '' TERM INT HUP USR1 USR2
-    set +m  # what it starts stays in its process group (the watcher stops the group)
+    set +m  # what it starts stays in its process group (stopped as one)
     log=$1 max=$2 hb=$3
     [ "$hb" -gt $((max / 2)) ] && hb=$((max / 2))
     keep=$(((max - hb - MARKER_ROOM) / 2))
@@ -77,19 +77,6 @@ pump() {
         [ $((size - old)) -lt "$room" ] && exit 0  # end of output
     done
     exec cat >/dev/null  # never block the command on a full pipe
-}
-
-watch_pump() {  # $1 the pump; stops it once the log stops growing (a grandchild's pipe)
-    local last=-1 still=0 limit cur
-    while kill -0 "$1" 2>/dev/null; do
-        kill -0 -- "-$pid" 2>/dev/null && limit=6 || limit=40  # 0.3 s, or 2 s once empty
-        cur=$(size_of "$log")
-        if [ "$cur" = "$last" ]; then still=$((still + 1)); else still=0; fi
-        [ "$still" -ge "$limit" ] && break
-        last=$cur
-        sleep 0.05
-    done
-    kill -s KILL -- "-$1" 2>/dev/null
 }
 
 # ---------------------------------------------------------------------------- the wrapper
@@ -200,19 +187,28 @@ for sig in TERM INT HUP CONT USR1 USR2; do
     trap "forward $sig" "$sig"
 done
 
-set -m  # job control: the command and the pump each in a process group of their own
-jobs_file=${TMPDIR:-/tmp}/jobwrap.$$.jobs
-: >"$jobs_file" 2>/dev/null
-# The job table says "Exit N" or "Done" for an exit, the signal's name for a kill.
-trap 'jobs -l >>"$jobs_file" 2>/dev/null; caught=1' CHLD
-pump_pid= fifo=
+set -m  # job control: the command in a process group of its own
+pump_pid= fifo= pump_end=
 if [ -n "$max" ]; then
     fifo=${TMPDIR:-/tmp}/jobwrap.$$.fifo
     if [ -e "$fifo" ] || [ -L "$fifo" ]; then rm -f -- "$fifo"; fi  # a dead namesake's
     mkfifo -m 600 -- "$fifo" || { write_status 127 null; exit 127; }
-    pump "$log" "$max" "$hb" <"$fifo" &
-    pump_pid=$!
-    exec_command "$@" </dev/null >"$fifo" 2>&1 &
+    # The pump is not the wrapper's child: a subshell starts it (in a process group of its
+    # own) and exits. So the command stays the only child while the CHLD trap below is set:
+    # bash 5.2 can crash (a double free, a NULL trap string) when a second child ends just
+    # as the trap runs or is removed, and the pump ends with the command's output. The pump
+    # holds the write end of $pump_end, whose end of file tells the wrapper the log is whole.
+    exec {pump_end}< <(set -m; pump "$log" "$max" "$hb" <"$fifo" & echo "$!")
+    starter=$!
+    read -r -u "$pump_end" pump_pid
+    wait "$starter"
+fi
+jobs_file=${TMPDIR:-/tmp}/jobwrap.$$.jobs
+: >"$jobs_file" 2>/dev/null
+# The job table says "Exit N" or "Done" for an exit, the signal's name for a kill.
+trap 'jobs -l >>"$jobs_file" 2>/dev/null; caught=1' CHLD
+if [ -n "$max" ]; then
+    exec_command "$@" </dev/null >"$fifo" 2>&1 {pump_end}<&- &
 else
     exec_command "$@" </dev/null >>"$log" 2>&1 &
 fi
@@ -256,14 +252,24 @@ if [ "$rc" -lt 0 ] || [ "$rc" -gt 255 ] || { [ "$rc" -eq 127 ] && [ -n "$ended" 
 fi
 
 if [ -n "$pump_pid" ]; then
-    # The pump ends at the end of output, which the wrapper waits for. A grandchild still
-    # holding the pipe must not keep the wrapper (and so the status file) waiting: a watcher
-    # stops the pump once the log stops growing (for 0.3 s while the command's process group
-    # lives on, 2 s once it is empty).
-    watch_pump "$pump_pid" &
-    watcher=$!
-    wait "$pump_pid" 2>/dev/null
-    kill -s KILL -- "-$watcher" 2>/dev/null  # it ignores TERM, as the wrapper now does
+    # The pump ends at the end of output (end of file on $pump_end, at once as a rule). A
+    # grandchild still holding the pipe must not keep the wrapper (and so the status file)
+    # waiting: once the log stops growing, stop the pump (after 0.3 s while the command's
+    # process group lives on, 2 s once it is empty).
+    last=-1 still=0
+    while :; do
+        read -r -t 0.05 -u "$pump_end" _
+        [ $? -gt 128 ] || break  # not a timeout: the pump is gone
+        kill -0 -- "-$pid" 2>/dev/null && limit=6 || limit=40
+        cur=$(size_of "$log")
+        if [ "$cur" = "$last" ]; then still=$((still + 1)); else still=0; fi
+        last=$cur
+        if [ "$still" -ge "$limit" ]; then
+            kill -s KILL -- "-$pump_pid" 2>/dev/null
+            break
+        fi
+    done
+    exec {pump_end}<&-
 fi
 
 if [ -n "$killed" ]; then
