@@ -38,6 +38,12 @@ class LeaseWatch:
         self.clock = clock
         self._seen: dict[str, _Seen] = {}
 
+    @property
+    def watching(self) -> bool:
+        """False: the next ``expired`` cannot find a dead lease, as each must first be seen
+        standing still (a monitor may claim new work before reading the owned ones)."""
+        return bool(self._seen)
+
     def expired(self, owned: Iterable[WorksetRecord]) -> list[WorksetRecord]:
         """Of ``owned`` (every owned workset, as read now), those whose version has stood
         still for ``lease_seconds``; worksets no longer owned are forgotten."""

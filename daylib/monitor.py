@@ -263,6 +263,7 @@ class Monitor:
         while True:
             try:
                 self._paused = self.store.control().paused  # no table: configuration error
+                self._next_control = self.clock() + self.pacer.interval  # not again at once
                 self.s3.require_bucket(self.settings.storage.bucket,
                                        self.settings.storage.prefix)
                 self.registry.beat(0, self._paused, force=True)
@@ -307,22 +308,27 @@ class Monitor:
 
     def _tick(self, *, force: bool, discover: bool = True) -> bool:
         """Claim first (cheap, and what latency depends on), then housekeeping; claim again
-        if housekeeping made work ready. False if the pass failed."""
+        if housekeeping made work ready. The pause flag is read before any claim and dead
+        leases are taken over before new work; the read of owned worksets waits until after
+        the claims while it cannot find a dead lease (none watched yet). False if the pass
+        failed."""
         now = self.clock()
         idle = self.pacer.idle
         with self._lock:
             self._finished_seen = self._finished
         try:
-            if force or now >= self._next_control:
+            if now >= self._next_control:
                 self._next_control = now + self.pacer.interval
                 self._paused = self.store.control().paused
             self.registry.beat(self.cfg.max_concurrent - self._free(), self._paused, idle=idle)
-            if (force or now >= self._next_reap) and not self._paused:
-                owned = self.store.owned()
-                self._owned_seen = bool(owned)
-                self.claimer.orphans = self.leases.expired(owned)
+            watch = (force or now >= self._next_reap) and not self._paused
+            early = watch and self.leases.watching
+            if early:
+                self._watch_leases()
             self.claimer.take_over_expired()  # a dead monitor's work before new work: it is older
             self._fill_if_allowed(now)
+            if watch and not early:
+                self._watch_leases()
             found = 0
             if discover and self.intake_service is None and (force or
                                                              now >= self._next_discovery):
@@ -353,6 +359,11 @@ class Monitor:
             return self._failed(exc)
         self._tick_outage.ok()
         return True
+
+    def _watch_leases(self) -> None:
+        owned = self.store.owned()
+        self._owned_seen = bool(owned)
+        self.claimer.orphans = self.leases.expired(owned)
 
     def _pace(self, found: int) -> None:
         """Slow down after a pass with nothing to do; back to ``poll_seconds`` otherwise."""

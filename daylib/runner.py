@@ -33,6 +33,7 @@ from daylib.stepcmd import step_request
 from daylib.store.contract import Store
 from daylib.store.records import WorksetRecord
 from daylib.store.rules import Earlier, next_expiry
+from daylib.trailing import Trailing
 from daylib.validate import check_inputs
 
 log = logging.getLogger(__name__)
@@ -66,11 +67,12 @@ class Runner:
         self.step_env = step_env
         self._rng = rng
         self._ended = ended
-
+        self._trailing: dict[str, Trailing] = {}  # per running workset: S3 copies under way
 
     def run(self, run: Running) -> None:
         """Run one workset to its end, hand-back or hand-over; never raises."""
         wid = run.rec.workset_id
+        self._trailing[wid] = Trailing(wid)
         try:
             with logformat.bind(workset_id=wid, attempt=run.rec.attempt, step=run.rec.step,
                                 actor=self.monitor_id):
@@ -109,6 +111,7 @@ class Runner:
                             wid, exc)
             if run.rec.state in S.OWNED:  # stopped owning it unwritten: ack what we published
                 self.outbox.release(wid)  # (after any other end, our writes scheduled it)
+            self._trailing.pop(wid).wait()  # its logs and sentinels copied before it ends
             self._ended(wid)
 
     def _write(self, run: Running, to: str, reason: str,
@@ -242,12 +245,14 @@ class Runner:
             self._checkpoint(run, step)
 
     def _step_ended(self, req: StepRequest, outcome: StepOutcome, seconds: float) -> None:
-        """Metric for the step, and its log copied to S3 (best effort: a failed copy is
-        logged and never changes the workset's outcome)."""
+        """Metric for the step, and its log copied to S3 while the run goes on (best effort:
+        a failed copy is logged and never changes the workset's outcome)."""
         self.metrics.step_duration(req.step, seconds, outcome.state,
                                    workset_id=req.workset_id, attempt=req.attempt)
-        if not self.settings.step_logs.upload:
-            return
+        if self.settings.step_logs.upload:
+            self._trail(req.workset_id, lambda: self._publish_log(req))
+
+    def _publish_log(self, req: StepRequest) -> None:
         try:
             steplogs.publish(self.s3, self.settings, req.workset_id,
                              steplogs.ref(req.step, req.attempt), req.log_file)
@@ -289,7 +294,14 @@ class Runner:
     def _sentinel_for(self, rec: WorksetRecord, message: str = "",
                       state: str | None = None) -> None:
         if rec.format == "daylily" and self.cfg.mirror_sentinels:
-            mirror(self.s3, self.settings, rec.workset_id, state or rec.state, message)
+            now = state or rec.state
+            self._trail(rec.workset_id,
+                        lambda: mirror(self.s3, self.settings, rec.workset_id, now, message))
+
+    def _trail(self, workset_id: str, work: Callable[[], None]) -> None:
+        """S3 copies that must not delay the next step or write: in order, in the background
+        (daylib/trailing.py), waited for when the run ends."""
+        self._trailing[workset_id].add(work)
 
     def _checkpoint(self, run: Running, step: str) -> None:
         """The last step's end is the final write; an earlier step's end is recorded by the

@@ -10,11 +10,13 @@
 # SIGINT and SIGQUIT ignored. The command runs directly (no shell) in its own process group,
 # output appended to the log; the status file is always left (write, then rename). Signals to
 # the wrapper are forwarded to the command's process group. With --max-bytes the output goes
-# through a pipe to a pump (this script again, with --pump, in its own process group) that
-# keeps the log bounded exactly as jobwrap.BoundedLog does. Exit code: the command's; killed
-# by signal N: 128+N; 127: could not start. How the command ended (exit code or signal) is
-# read from bash's job table, which keeps them apart where $? does not (exit 137 and SIGKILL
-# are both 137 there).
+# through a pipe to a pump (a subshell in its own process group) that keeps the log bounded
+# exactly as jobwrap.BoundedLog does. Between its start and the command's, and between the
+# command's end and the status file, the wrapper starts no process it can do without (each
+# costs milliseconds on every step: the fifo and the status file's rename are all). Exit
+# code: the command's; killed by signal N: 128+N; 127: could not start. How the command
+# ended (exit code or signal) is read from bash's job table, which keeps them apart where $?
+# does not (exit 137 and SIGKILL are both 137 there).
 
 MARKER_ROOM=120  # bytes kept free for the marker line (as in jobwrap.py and steplogs)
 
@@ -25,6 +27,15 @@ now() {  # into $stamp, with no process started (the end of a job may be short o
 
 size_of() { wc -c <"$1" 2>/dev/null || echo 0; }
 
+appended() {  # into $size: where fd 3 (the log, opened to append) ends, with no process
+    local key pos
+    { read -r key pos </proc/$BASHPID/fdinfo/3; } 2>/dev/null || return 1
+    # an append-mode descriptor's offset is the file's end once written through; still 0
+    # if nothing was, since it was opened at $size
+    [ "$pos" -gt 0 ] && size=$pos
+    return 0
+}
+
 # ---------------------------------------------------------------------------- the pump
 # Reads the command's output on stdin; appends to LOG until it holds MAX bytes; at
 # MAX, replaces LOG (write, then rename) by its head, a marker line and its newest bytes.
@@ -32,21 +43,24 @@ pump() {
     # Signals are the wrapper's to forward (a scancel reaches every process of the job): the
     # pump keeps draining until the wrapper ends it.
     trap '' TERM INT HUP USR1 USR2
+    set +m  # what it starts stays in its process group (stopped as one)
     log=$1 max=$2 hb=$3
     [ "$hb" -gt $((max / 2)) ] && hb=$((max / 2))
     keep=$(((max - hb - MARKER_ROOM) / 2))
     [ "$keep" -lt 0 ] && keep=0
+    exec 3>>"$log" || exec cat >/dev/null
     size=$(size_of "$log")
     total=$size
     while :; do
         if [ "$size" -ge "$max" ]; then
-            cut=${log%/*}/.${log##*/}.$$.cut
+            cut=${log%/*}/.${log##*/}.$BASHPID.cut
             head_n=$((size < hb ? size : hb))
             tail_n=$((size - head_n < keep ? size - head_n : keep))
             omitted=$((total - head_n - tail_n))
             marker="[daylib: $omitted bytes of this log omitted after the first $head_n bytes]"
             if { head -c "$head_n" "$log" && printf '\n%s\n' "$marker" &&
-                 tail -c "$tail_n" "$log"; } >"$cut" 2>/dev/null && mv -f "$cut" "$log"; then
+                 tail -c "$tail_n" "$log"; } >"$cut" 2>/dev/null && mv -f "$cut" "$log" &&
+                 exec 3>>"$log"; then
                 size=$((head_n + ${#marker} + 2 + tail_n))
             else
                 rm -f "$cut"
@@ -56,19 +70,14 @@ pump() {
         fi
         room=$((max - size))
         # unbuffered: each read reaches the log as it comes (followers see live output)
-        stdbuf -o0 head -c "$room" >>"$log" || break
-        new=$(size_of "$log")
-        got=$((new - size))
-        size=$new total=$((total + got))
-        [ "$got" -lt "$room" ] && break  # end of output
+        stdbuf -o0 head -c "$room" >&3 || break
+        old=$size
+        appended || size=$(size_of "$log")
+        total=$((total + size - old))
+        [ $((size - old)) -lt "$room" ] && exit 0  # end of output
     done
     exec cat >/dev/null  # never block the command on a full pipe
 }
-
-if [ "$1" = --pump ]; then
-    shift
-    pump "$@"
-fi
 
 # ---------------------------------------------------------------------------- the wrapper
 status= log= max= hb=0
@@ -90,45 +99,49 @@ done
 [ -n "$status" ] && [ -n "$log" ] || {
     echo "usage: jobwrap.sh --status FILE --log FILE [--max-bytes N] -- argv..." >&2; exit 2; }
 
-json() {  # a JSON string for $1 (control characters other than tab and newline become '?')
-    case $1 in
+json() {  # into $1, a JSON string for $2 (control characters other than tab and newline
+    # become '?'); a process is started only for text that needs escaping
+    case $2 in
         *[\"\\]*|*[![:print:]]*)
-            printf '"%s"' "$(printf '%s' "$1" | sed -e 's/\\/\\\\/g' -e 's/"/\\"/g' \
+            printf -v "$1" '"%s"' "$(printf '%s' "$2" | sed -e 's/\\/\\\\/g' -e 's/"/\\"/g' \
                 -e 's/\t/\\t/g' -e 's/[[:cntrl:]]/?/g' | sed -e ':a' -e 'N' -e '$!ba' \
                 -e 's/\n/\\n/g')" ;;
-        *) printf '"%s"' "$1" ;;
+        *) printf -v "$1" '"%s"' "$2" ;;
     esac
 }
 
 now
 started=$stamp
 read -r host </proc/sys/kernel/hostname 2>/dev/null || host=$(uname -n)
-host=$(json "$host")
+json host "$host"
 argv0=null
-[ $# -gt 0 ] && argv0=$(json "$1")
+[ $# -gt 0 ] && json argv0 "$1"
 job=null
-[ -n "$SLURM_JOB_ID" ] && job=$(json "$SLURM_JOB_ID")
+[ -n "$SLURM_JOB_ID" ] && json job "$SLURM_JOB_ID"
 pid=
 
 write_status() {  # exit code or null, signal or null
+    # Write, then rename: a reader sees the whole file or none (NFS flushes it on close).
+    # Not synced: after a crash of the host a lost or empty file reads as no status at all,
+    # which the executors already judge as a step that never ended (LOST), never as an
+    # outcome; syncing would only cost every step a journal commit.
     now
     dir=${status%/*}
-    [ "$dir" = "$status" ] || mkdir -p -- "$dir" 2>/dev/null
+    [ "$dir" = "$status" ] || [ -d "$dir" ] || mkdir -p -- "$dir" 2>/dev/null
     tmp=$status.$$.tmp
     if printf '{"exit_code": %s, "signal": %s, "started_at": "%s", "ended_at": "%s", %s}\n' \
             "$1" "$2" "$started" "$stamp" \
             "\"argv0\": $argv0, \"host\": $host, \"job_id\": $job, \"pid\": ${pid:-null}" \
-            >"$tmp" 2>/dev/null && { sync -- "$tmp" 2>/dev/null; mv -f -- "$tmp" "$status" \
-            2>/dev/null; }; then
+            >"$tmp" 2>/dev/null && mv -f -- "$tmp" "$status" 2>/dev/null; then
         return 0
     fi
     rm -f -- "$tmp"
     echo "jobwrap: cannot write status $status" >&2
 }
 
-cannot_start() {  # why: the command is missing or not executable (exit 127, as jobwrap.py)
+cannot_start() {  # into $why: the command is missing or not executable (127, as jobwrap.py)
     if [ $# -eq 0 ]; then
-        echo "no command given"; return 0
+        why="no command given"; return 0
     fi
     case $1 in
         */*) path=$1 ;;
@@ -139,22 +152,22 @@ cannot_start() {  # why: the command is missing or not executable (exit 127, as 
                 if [ -f "${d:-.}/$1" ] && [ -x "${d:-.}/$1" ]; then path=${d:-.}/$1; break; fi
             done
             IFS=$saved_ifs; set +f
-            [ -n "$path" ] || { echo "No such file or directory"; return 0; } ;;
+            [ -n "$path" ] || { why="No such file or directory"; return 0; } ;;
     esac
-    if [ ! -e "$path" ]; then echo "No such file or directory"
-    elif [ -d "$path" ] || [ ! -x "$path" ]; then echo "Permission denied"
+    if [ ! -e "$path" ]; then why="No such file or directory"
+    elif [ -d "$path" ] || [ ! -x "$path" ]; then why="Permission denied"
     else return 1
     fi
 }
 
 dir=${log%/*}
-[ "$dir" = "$log" ] || mkdir -p -- "$dir" 2>/dev/null
+[ "$dir" = "$log" ] || [ -d "$dir" ] || mkdir -p -- "$dir" 2>/dev/null
 if [ -d "$log" ] || ! true 2>/dev/null >>"$log"; then
     echo "jobwrap: cannot open log $log" >&2
     write_status 127 null
     exit 127
 fi
-if why=$(cannot_start "$@"); then
+if cannot_start "$@"; then
     printf "jobwrap: cannot start %s: %s\n" "$(if [ $# -gt 0 ]; then printf "'%s'" "$1"; \
         else echo None; fi)" "$why" >>"$log"
     write_status 127 null
@@ -174,19 +187,28 @@ for sig in TERM INT HUP CONT USR1 USR2; do
     trap "forward $sig" "$sig"
 done
 
-set -m  # job control: the command and the pump each in a process group of their own
+set -m  # job control: the command in a process group of its own
+pump_pid= fifo= pump_end=
+if [ -n "$max" ]; then
+    fifo=${TMPDIR:-/tmp}/jobwrap.$$.fifo
+    if [ -e "$fifo" ] || [ -L "$fifo" ]; then rm -f -- "$fifo"; fi  # a dead namesake's
+    mkfifo -m 600 -- "$fifo" || { write_status 127 null; exit 127; }
+    # The pump is not the wrapper's child: a subshell starts it (in a process group of its
+    # own) and exits. So the command stays the only child while the CHLD trap below is set:
+    # bash 5.2 can crash (a double free, a NULL trap string) when a second child ends just
+    # as the trap runs or is removed, and the pump ends with the command's output. The pump
+    # holds the write end of $pump_end, whose end of file tells the wrapper the log is whole.
+    exec {pump_end}< <(set -m; pump "$log" "$max" "$hb" <"$fifo" & echo "$!")
+    starter=$!
+    read -r -u "$pump_end" pump_pid
+    wait "$starter"
+fi
 jobs_file=${TMPDIR:-/tmp}/jobwrap.$$.jobs
 : >"$jobs_file" 2>/dev/null
 # The job table says "Exit N" or "Done" for an exit, the signal's name for a kill.
 trap 'jobs -l >>"$jobs_file" 2>/dev/null; caught=1' CHLD
-pump_pid= fifo=
 if [ -n "$max" ]; then
-    fifo=${TMPDIR:-/tmp}/jobwrap.$$.fifo
-    rm -f -- "$fifo"
-    mkfifo -m 600 -- "$fifo" || { write_status 127 null; exit 127; }
-    /bin/bash "$0" --pump "$log" "$max" "$hb" <"$fifo" &
-    pump_pid=$!
-    exec_command "$@" </dev/null >"$fifo" 2>&1 &
+    exec_command "$@" </dev/null >"$fifo" 2>&1 {pump_end}<&- &
 else
     exec_command "$@" </dev/null >>"$log" 2>&1 &
 fi
@@ -211,7 +233,6 @@ ended=
 while IFS= read -r line; do
     case $line in *" $pid "*) ended=${line#*" $pid "} ;; esac
 done <"$jobs_file" 2>/dev/null
-rm -f -- "$jobs_file"
 killed=
 case $ended in
     Exit\ *|Done*) ;;
@@ -231,20 +252,24 @@ if [ "$rc" -lt 0 ] || [ "$rc" -gt 255 ] || { [ "$rc" -eq 127 ] && [ -n "$ended" 
 fi
 
 if [ -n "$pump_pid" ]; then
-    # The pump ends at end of output. A grandchild still holding the pipe must not keep the
-    # wrapper (and so the status file) waiting: once the log stops growing, stop the pump
-    # (after 0.3 s while the command's process group lives on, 2 s once it is empty).
-    last=-1 still=0 limit=30
-    while kill -0 "$pump_pid" 2>/dev/null && [ "$still" -lt "$limit" ]; do
-        kill -0 -- "-$pid" 2>/dev/null && limit=30 || limit=200
+    # The pump ends at the end of output (end of file on $pump_end, at once as a rule). A
+    # grandchild still holding the pipe must not keep the wrapper (and so the status file)
+    # waiting: once the log stops growing, stop the pump (after 0.3 s while the command's
+    # process group lives on, 2 s once it is empty).
+    last=-1 still=0
+    while :; do
+        read -r -t 0.05 -u "$pump_end" _
+        [ $? -gt 128 ] || break  # not a timeout: the pump is gone
+        kill -0 -- "-$pid" 2>/dev/null && limit=6 || limit=40
         cur=$(size_of "$log")
         if [ "$cur" = "$last" ]; then still=$((still + 1)); else still=0; fi
         last=$cur
-        sleep 0.01
+        if [ "$still" -ge "$limit" ]; then
+            kill -s KILL -- "-$pump_pid" 2>/dev/null
+            break
+        fi
     done
-    kill -s KILL -- "-$pump_pid" 2>/dev/null
-    wait "$pump_pid" 2>/dev/null
-    rm -f -- "$fifo"
+    exec {pump_end}<&-
 fi
 
 if [ -n "$killed" ]; then
@@ -252,4 +277,5 @@ if [ -n "$killed" ]; then
 else
     write_status "$rc" null
 fi
+rm -f -- "$jobs_file" ${fifo:+"$fifo"}  # once the status is out: no step waits for this
 exit "$rc"

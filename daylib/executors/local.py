@@ -7,7 +7,9 @@ directory. So a monitor restarted or taken over at any instant finds the step st
 leaves a step running when told to stop (a takeover or hand-back): only ``cancel`` ends one.
 
 Every wrapper started here gets a thread blocked in ``waitpid`` on it, so a step that ends
-is reaped at once, whoever is (or is no longer) waiting for it: no ``<defunct>`` entries.
+is reaped at once, whoever is (or is no longer) waiting for it: no ``<defunct>`` entries. The
+same thread wakes ``wait``, so a step's end is seen when its wrapper exits, not a poll later;
+polling the status file remains for steps adopted from another run of the monitor.
 """
 
 from __future__ import annotations
@@ -81,6 +83,7 @@ class LocalExecutor:
     def __init__(self, poll_seconds: float = 0.05) -> None:
         self.poll_seconds = poll_seconds
         self._procs: dict[str, subprocess.Popen[bytes]] = {}
+        self._exits: dict[str, threading.Event] = {}  # set when the wrapper has exited
         self._lock = threading.Lock()
 
     def submit(self, req: StepRequest) -> str:
@@ -96,17 +99,21 @@ class LocalExecutor:
         with os.fdopen(fd, "w") as fh:
             fh.write(str(proc.pid))
         ref = str(proc.pid)
+        exited = threading.Event()
         with self._lock:
             self._procs[ref] = proc
-        threading.Thread(target=self._reaper, args=(ref, proc), name=f"reap-{ref}",
+            self._exits[ref] = exited
+        threading.Thread(target=self._reaper, args=(ref, proc, exited), name=f"reap-{ref}",
                          daemon=True).start()
         return ref
 
-    def _reaper(self, ref: str, proc: subprocess.Popen[bytes]) -> None:
+    def _reaper(self, ref: str, proc: subprocess.Popen[bytes], exited: threading.Event) -> None:
         """Collect the wrapper's exit status as soon as it ends (no zombie lingers)."""
         proc.wait()
         with self._lock:
             self._procs.pop(ref, None)
+            self._exits.pop(ref, None)
+        exited.set()
 
     def find(self, req: StepRequest) -> str | None:
         if req.status_file.exists():
@@ -120,6 +127,8 @@ class LocalExecutor:
     def wait(self, job_ref: str, req: StepRequest, stop: threading.Event) -> StepOutcome:
         deadline = time.monotonic() + req.timeout_seconds
         gone_since: float | None = None
+        with self._lock:
+            exited = self._exits.get(job_ref)  # None: not started here, or already over
         while True:
             done = _outcome(req, job_ref)
             if done is not None:
@@ -134,7 +143,10 @@ class LocalExecutor:
                 gone_since = gone_since or time.monotonic()
                 if time.monotonic() - gone_since > LOST_GRACE_SECONDS:
                     return StepOutcome("LOST", None, None, tail(req.log_file), job_ref)
-            time.sleep(self.poll_seconds)
+            if exited is not None and not exited.is_set():
+                exited.wait(self.poll_seconds)  # returns as the wrapper exits
+            else:
+                time.sleep(self.poll_seconds)
 
     def cancel(self, job_ref: str) -> None:
         if not job_ref.isdigit():

@@ -62,6 +62,19 @@ def test_step_lost_to_a_takeover_keeps_running_and_keeps_its_status(tmp_path: Pa
     assert req.status_file.exists()
 
 
+def test_a_step_ending_is_seen_when_its_wrapper_exits_not_a_poll_later(tmp_path: Path) -> None:
+    """Slot refill: ``wait`` returns as the wrapper exits, however long the poll interval
+    (which remains for steps adopted from another run of the monitor)."""
+    poll_seconds = 60.0
+    req = StepRequest(workset_id="ws-quick", attempt=1, step="run",
+                      argv=["sleep", "0.3"], workdir=tmp_path / "ws-quick")
+    ex = LocalExecutor(poll_seconds=poll_seconds)
+    started = time.monotonic()
+    out = ex.wait(ex.submit(req), req, threading.Event())
+    assert (out.state, out.exit_code) == ("COMPLETED", 0)
+    assert time.monotonic() - started < poll_seconds / 2
+
+
 def test_monitor_that_lost_its_lease_leaves_the_step_to_the_new_owner(env: Env,
                                                                       tmp_path: Path) -> None:
     env.upload("ws-stolen", pipeline="counted")

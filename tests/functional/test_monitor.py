@@ -11,6 +11,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -53,6 +54,76 @@ def test_priority_order_with_one_slot(env: Env) -> None:
     env.monitor(executor=NoOpStaging(), max_concurrent=1).run(once=True)
     assert _done_order(env, ["ws-low", "ws-normal", "ws-high", "ws-urgent", "ws-normal2"]) == [
         "ws-urgent", "ws-high", "ws-normal", "ws-normal2", "ws-low"]
+
+
+class _Recorded:
+    """The store, with the name of each public method called, in order."""
+
+    def __init__(self, store: Any) -> None:
+        self._store = store
+        self.calls: list[str] = []
+
+    def __getattr__(self, name: str) -> Any:
+        value = getattr(self._store, name)
+        if name.startswith("_") or not callable(value):
+            return value
+
+        def recorded(*args: Any, **kwargs: Any) -> Any:
+            self.calls.append(name)
+            return value(*args, **kwargs)
+        return recorded
+
+
+@pytest.mark.memory_store
+def test_first_pass_claims_after_one_pause_read_and_reads_owned_ones_after(env: Env) -> None:
+    """Slot refill: at start the pause flag is read once, before any claim; the owned
+    worksets are read after the claims, since no lease can be judged dead at a first look."""
+    env.upload("ws-first")
+    env.monitor().intake.scan()
+    store = _Recorded(env.store)
+    env.monitor(store=store, executor=NoOpStaging()).run(once=True)  # type: ignore[arg-type]
+    assert env.state("ws-first") == S.COMPLETE
+    before = store.calls[:store.calls.index("claim")]
+    assert before.count("control") == 1 and "owned" not in before, before
+    assert "owned" in store.calls
+
+
+class _HeldLogs:
+    """S3 whose step log copies wait until ``release`` is set; every other call goes
+    through."""
+
+    def __init__(self, s3: Any) -> None:
+        self._s3 = s3
+        self.release = threading.Event()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._s3, name)
+
+    def put_bytes(self, bucket: str, key: str, data: bytes) -> None:
+        if "/logs/" in key:
+            self.release.wait(HANG_GUARD_SECONDS)
+        self._s3.put_bytes(bucket, key, data)
+
+
+@pytest.mark.memory_store
+def test_log_copies_delay_no_step_nor_the_final_write_and_all_land(env: Env) -> None:
+    """Slot refill: a step's log is copied to S3 while the next step runs; the run waits for
+    its copies before it ends, so every log is in S3 once the monitor is done."""
+    env.upload("ws-logs")
+    env.monitor().intake.scan()
+    s3 = _HeldLogs(env.s3)
+    mon = env.monitor(s3=s3, executor=NoOpStaging())  # type: ignore[arg-type]
+    serving = threading.Thread(target=mon.run, kwargs={"once": True}, daemon=True)
+    serving.start()
+    try:
+        env.wait_for(lambda: env.state("ws-logs") == S.COMPLETE, timeout=30)
+        assert serving.is_alive(), "the run ended before its logs were copied"
+    finally:
+        s3.release.set()
+        serving.join(HANG_GUARD_SECONDS)
+    prefix = f"{env.prefix}ws-logs/logs/"
+    assert sorted(k for k, _ in env.s3.keys(env.bucket, prefix)) == [
+        prefix + name for name in ("export.a1.log", "run.a1.log", "stage.a1.log")]
 
 
 @pytest.mark.memory_store
