@@ -29,7 +29,6 @@ from daylib.store.records import Lease, WorksetRecord
 log = logging.getLogger(__name__)
 CONTENTION_MEMORY_SECONDS = 10.0
 CONTENDED_WINDOW_FACTOR = 4
-CANDIDATE_MARGIN = 2  # read past the free slots: some candidates are skipped (caps, routes)
 MAX_CANDIDATE_PAGES = 10
 
 
@@ -176,11 +175,9 @@ class Claimer:
             self._start(rec, lease)
 
     def _refresh_candidates(self, now: float, free: int) -> None:
-        # Alone, read just past the free slots: every candidate read costs the index read and
-        # is stale after a poll interval. Colliding, read a wider window to spread over.
         contended = now < self._contended_until
-        window = free * self.cfg.claim_spread * CONTENDED_WINDOW_FACTOR if contended else free
-        head = self._routable(window + CANDIDATE_MARGIN, now)
+        window = free * self.cfg.claim_spread * (CONTENDED_WINDOW_FACTOR if contended else 1)
+        head = self._routable(window + 4, now)
         merged = {r.workset_id: r for r in [*head, *self.aged]
                   if r.workset_id in self._routes}
         ordered = claim_order(merged.values(), now, self.cfg.promote_after_seconds)

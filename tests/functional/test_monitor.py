@@ -11,7 +11,6 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
@@ -82,25 +81,6 @@ def test_free_slot_is_refilled_without_waiting_for_the_batch(env: Env, tmp_path:
     done = sorted((env.store.require(w) for w in shorts), key=lambda r: r.updated_at)
     for prev, nxt in itertools.pairwise(done):  # one slot, handed on from each to the next
         assert _claimed_at(nxt) >= prev.updated_at
-
-
-def test_a_lone_monitor_reads_only_the_candidates_it_can_claim(env: Env) -> None:
-    """Every ready workset the claimer reads costs the index read (on moto, most of a
-    claim's cost) and is stale a poll later: alone, it reads its free slots plus two."""
-    for i in range(12):
-        env.upload(f"ws-c{i:02d}", pipeline="short")
-    limits: list[int] = []
-
-    def seen(params: dict[str, Any], **_: Any) -> None:
-        if params.get("KeyConditionExpression") == "active_state = :s" and params.get(
-                "ExpressionAttributeValues", {}).get(":s", {}).get("S") == S.READY:
-            limits.append(int(params.get("Limit", 0)))
-
-    env.store.client.meta.events.register("before-parameter-build.dynamodb.Query", seen)
-    mon = env.monitor(executor=NoOpStaging(), max_concurrent=2)
-    assert mon.run(once=True) == 0
-    assert all(env.state(f"ws-c{i:02d}") == S.COMPLETE for i in range(12))
-    assert mon.stats.conflicts == 0 and limits and 0 < max(limits) <= 2 + 2, limits
 
 
 @pytest.mark.memory_store
