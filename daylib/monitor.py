@@ -321,6 +321,7 @@ class Monitor:
             if (force or now >= self._next_reap) and not self._paused:
                 owned = self.store.owned()
                 self._owned_seen = bool(owned)
+                self.claimer.saw_owned(owned)
                 self.claimer.orphans = self.leases.expired(owned)
             self.claimer.take_over_expired()  # a dead monitor's work before new work: it is older
             self._fill_if_allowed(now)
