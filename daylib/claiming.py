@@ -64,6 +64,21 @@ class Claimer:
         self._cands_expire = 0.0
         self._contended_until = 0.0
         self._routes: dict[str, str] = {}
+        self.peers: list[str] = [monitor_id]  # monitors of this cluster seen owning work
+
+    def saw_owned(self, owned: list[WorksetRecord]) -> None:
+        """Learn the monitors claiming on this cluster from the owners of its running work
+        (a read the lease check makes anyway), to share contended candidates with them."""
+        self.peers = sorted({self.monitor_id, *(r.owner for r in owned
+                                                if r.owner and r.cluster == self.cluster)})
+
+    def _lost_to(self, owner: str | None) -> None:
+        """A claim race lost to ``owner``: a peer, known at once (before the next lease
+        check). The candidates in hand, read in the same order as the peer's, are dropped:
+        the next ones read are shared with it."""
+        if owner and owner not in self.peers:
+            self.peers = sorted([*self.peers, owner])
+            self._cands = []
 
     def forget(self, workset_id: str) -> None:
         """The run ended: its routing reason is no longer needed."""
@@ -160,8 +175,9 @@ class Claimer:
                     events=self.outbox.recorded(
                         (("started", f"claimed by {self.monitor_id}"),)),
                     drop=self.outbox.delivered(cand.workset_id))
-            except ConflictError:
+            except ConflictError as exc:
                 self.caps.release(cand.workset_id, cand.customer_id)
+                self._lost_to(exc.owner)
                 self.stats.conflicts += 1
                 self.metrics.emit("ClaimConflicts", 1, workset_id=cand.workset_id)
                 self._contended_until = time.time() + CONTENTION_MEMORY_SECONDS
@@ -185,7 +201,8 @@ class Claimer:
         cands = [r for r in ordered if r.workset_id not in blocked]
         self.saw_ready = bool(cands)
         if contended:
-            cands = spread(cands, window, now, self.cfg.promote_after_seconds, self._rng)
+            cands = spread(cands, window, now, self.cfg.promote_after_seconds, self._rng,
+                           (self.peers.index(self.monitor_id), len(self.peers)))
         self._cands = cands
         self._cands_expire = now + self.cfg.poll_seconds
 

@@ -54,7 +54,10 @@ class StoreError(DaylibError):
 
 
 class ConflictError(StoreError):
-    """A conditional write lost: the item is not in the state the writer expected."""
+    """A conditional write lost: the item is not in the state the writer expected. ``owner``
+    is the item's owner as the store saw it then, if any (who won a claim race)."""
+
+    owner: str | None = None
 
 
 class LeaseLost(ConflictError):

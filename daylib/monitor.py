@@ -47,6 +47,7 @@ from daylib.store.records import Lease, WorksetRecord
 log = logging.getLogger(__name__)
 
 __all__ = ["Monitor", "Running", "Stats"]
+AGED_READS_PER_PROMOTION = 60
 
 
 def _package_root() -> str:
@@ -104,6 +105,7 @@ class Monitor:
                                         thread_name_prefix="workset")
         self._next_discovery = 0.0
         self._next_reap = 0.0
+        self._next_aged = 0.0
         self._paused = False
         self._next_control = 0.0
         self.pacer = IdlePacer(self.cfg.poll_seconds, self.cfg.idle_max_seconds)
@@ -342,10 +344,16 @@ class Monitor:
                     self.outbox.tick(self.store, now=now)
                 if self.late is not None:
                     self.late.retry()
-                # nothing ready at all: nothing to age (skip one read per priority level)
-                self.claimer.aged = [] if idle and not self.claimer.ready_any else \
-                    self.store.aged(self.cfg.max_concurrent,
-                                    now - self.cfg.promote_after_seconds)
+                # nothing ready at all: nothing to age (skip one read per priority level);
+                # else one read per level per 1/60 of the ageing time, not per reap: ageing
+                # is then at most that late (a minute on an hour's promotion)
+                if idle and not self.claimer.ready_any:
+                    self.claimer.aged, self._next_aged = [], 0.0
+                elif now >= self._next_aged:
+                    self._next_aged = now + (self.cfg.promote_after_seconds
+                                             / AGED_READS_PER_PROMOTION)
+                    self.claimer.aged = self.store.aged(self.cfg.max_concurrent,
+                                                        now - self.cfg.promote_after_seconds)
                 self.caps.reconcile()
                 found += len(self.claimer.aged)
             if now >= self._next_metrics:
@@ -363,6 +371,7 @@ class Monitor:
     def _watch_leases(self) -> None:
         owned = self.store.owned()
         self._owned_seen = bool(owned)
+        self.claimer.saw_owned(owned)
         self.claimer.orphans = self.leases.expired(owned)
 
     def _pace(self, found: int) -> None:

@@ -4,6 +4,7 @@ low-priority workset that waited long enough is promoted (nothing starves). Pure
 from __future__ import annotations
 
 import random
+import zlib
 from collections.abc import Iterable
 from datetime import datetime
 
@@ -37,12 +38,23 @@ def claim_order(candidates: Iterable[WorksetRecord], now: float,
     return [rec for _, rec in sorted(keyed, key=lambda t: t[0])]
 
 
+def share_of(workset_id: str, monitors: int) -> int:
+    """Which of ``monitors`` monitors a workset falls to when they collide (a stable hash,
+    the same on every monitor)."""
+    return zlib.crc32(workset_id.encode()) % monitors if monitors > 1 else 0
+
+
 def spread(ordered: list[WorksetRecord], window: int, now: float,
-           promote_after_seconds: float, rng: random.Random) -> list[WorksetRecord]:
-    """Under contention (several monitors claiming from the same front of the queue), shuffle
-    the first ``window`` candidates *within* each effective priority, so monitors stop
-    colliding on the same items. Priority levels are never mixed; FIFO within a level
-    becomes FIFO within a window. A lone monitor never sees contention and stays strict."""
+           promote_after_seconds: float, rng: random.Random,
+           share: tuple[int, int] = (0, 1)) -> list[WorksetRecord]:
+    """Under contention (several monitors claiming from the same front of the queue), reorder
+    the first ``window`` candidates *within* each effective priority so monitors stop
+    colliding on the same items: this monitor's share first, oldest first (``share`` = its
+    index among the ``monitors`` it knows of; see ``share_of``), then the rest shuffled.
+    Knowing of no other monitor, it shuffles them all. Priority levels are never mixed; FIFO
+    within a level becomes FIFO within a window. A lone monitor never sees contention and
+    stays strict."""
+    index, monitors = share
     head, tail = ordered[:window], ordered[window:]
     groups: dict[int, list[WorksetRecord]] = {}
     for rec in head:
@@ -50,6 +62,11 @@ def spread(ordered: list[WorksetRecord], window: int, now: float,
     out: list[WorksetRecord] = []
     for rank in sorted(groups):
         group = groups[rank]
-        rng.shuffle(group)
-        out.extend(group)
+        mine: list[WorksetRecord] = []
+        rest: list[WorksetRecord] = []
+        for rec in group:
+            ours = monitors > 1 and share_of(rec.workset_id, monitors) == index
+            (mine if ours else rest).append(rec)
+        rng.shuffle(rest)
+        out.extend(mine + rest)
     return out + tail

@@ -273,7 +273,9 @@ class DynamoStore(DynamoSlots, QueueReads):
 
     def _conflict(self, workset_id: str, old: dict[str, Any] | None) -> ConflictError:
         current = _record(old) if old else self.get(workset_id)
-        return conflict(workset_id, current.state if current else None)
+        err = conflict(workset_id, current.state if current else None)
+        err.owner = current.owner if current else None
+        return err
 
     def _update(self, workset_id: str, expect: dict[str, Any], changes: Changes) -> None:
         expr = Expr()

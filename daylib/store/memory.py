@@ -133,7 +133,9 @@ class MemoryStore(QueueReads):
 
     def _conflict(self, workset_id: str) -> ConflictError:
         item = self.memory.items.get(workset_id)
-        return conflict(workset_id, item["state"] if item else None)
+        err = conflict(workset_id, item["state"] if item else None)
+        err.owner = item.get("owner_id") if item else None
+        return err
 
     def _update(self, workset_id: str, expect: dict[str, Any], changes: Changes) -> None:
         with self.memory.lock:

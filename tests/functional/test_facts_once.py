@@ -39,6 +39,7 @@ def test_a_lost_claim_says_the_same_on_every_backend(store: Store) -> None:
     with pytest.raises(ConflictError) as lost:
         store.claim("ws-lost", "m2", 30)
     assert str(lost.value) == "workset ws-lost changed concurrently (now locked)"
+    assert lost.value.owner == "m1"  # who won: the claimer shares contended work with it
 
 
 def test_step_logs_lie_in_the_workset_folder(tmp_path: Path) -> None:

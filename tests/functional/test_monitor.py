@@ -156,6 +156,26 @@ def test_free_slot_is_refilled_without_waiting_for_the_batch(env: Env, tmp_path:
         assert _claimed_at(nxt) >= prev.updated_at
 
 
+def test_a_busy_monitor_reads_aged_worksets_once_per_sixtieth_of_the_ageing_time(
+        env: Env) -> None:
+    """Promotion needs an hour's wait by default: reading each priority level for aged
+    worksets on every reap (5 s) is three index reads that find nothing, per monitor."""
+    for i in range(4):
+        env.upload(f"ws-a{i}", pipeline="short")
+    aged_reads: list[str] = []
+
+    def seen(params: dict[str, Any], **_: Any) -> None:
+        if "BETWEEN" in params.get("KeyConditionExpression", ""):
+            aged_reads.append(params["ExpressionAttributeValues"][":lo"]["S"])
+
+    env.store.client.meta.events.register("before-parameter-build.dynamodb.Query", seen)
+    mon = env.monitor(executor=NoOpStaging(), max_concurrent=1, reap_seconds=0.01,
+                      poll_seconds=0.01)
+    assert mon.run(once=True) == 0
+    assert all(env.state(f"ws-a{i}") == S.COMPLETE for i in range(4))
+    assert sorted(aged_reads) == ["1#", "2#", "3#"], aged_reads
+
+
 @pytest.mark.memory_store
 def test_bad_input_never_stops_the_daemon(env: Env) -> None:
     env.upload("ws-good1")

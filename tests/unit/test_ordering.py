@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from daylib.ordering import claim_order, effective_rank, epoch
+from daylib.ordering import claim_order, effective_rank, epoch, share_of, spread
 from daylib.store.records import WorksetRecord, utc_iso
 
 NOW = 1_750_000_000.0  # a fixed "now"; every created_at is relative to it
@@ -145,3 +145,27 @@ def test_customers_take_turns_within_a_level() -> None:
                            customer_id="a", created_at=utc_iso(base + 99))
     got = [r.workset_id for r in claim_order([*recs, urgent], base + 100, 3600.0)]
     assert got == ["z1", "a1", "b1", "c1", "a2", "b2", "a3"]
+
+
+def test_colliding_monitors_take_disjoint_shares_each_oldest_first() -> None:
+    """Two monitors that know of each other put their own shares of a contended window
+    first, in queue order; the shares are disjoint, and priority levels are never mixed."""
+    window = [rec("ws-urgent", "urgent", 1)] + [rec(f"ws-{i:02d}", age=100 - i)
+                                                 for i in range(12)]
+    normal = [r.workset_id for r in window[1:]]
+    picks = {}
+    for index, seed in ((0, 1), (1, 2)):
+        got = [r.workset_id for r in spread(window, len(window), NOW, PROMOTE,
+                                            random.Random(seed), (index, 2))]
+        assert got[0] == "ws-urgent" and sorted(got) == sorted(r.workset_id for r in window)
+        share = [w for w in normal if share_of(w, 2) == index]
+        assert got[1:1 + len(share)] == share
+        picks[index] = share
+    assert picks[0] and picks[1] and not set(picks[0]) & set(picks[1])
+
+
+def test_a_monitor_knowing_of_no_other_shuffles_the_whole_window() -> None:
+    window = [rec(f"ws-{i:02d}", age=100 - i) for i in range(12)]
+    got = [r.workset_id for r in spread(window, 8, NOW, PROMOTE, random.Random(3))]
+    assert sorted(got[:8]) == [f"ws-{i:02d}" for i in range(8)] != got[:8]
+    assert got[8:] == [f"ws-{i:02d}" for i in range(8, 12)]
