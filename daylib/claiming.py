@@ -64,21 +64,34 @@ class Claimer:
         self._cands_expire = 0.0
         self._contended_until = 0.0
         self._routes: dict[str, str] = {}
-        self.peers: list[str] = [monitor_id]  # monitors of this cluster seen owning work
+        self.peers: list[str] = [monitor_id]  # monitors of this cluster seen lately
+        self._peer_seen: dict[str, float] = {}  # each peer: when it was last seen at work
 
     def saw_owned(self, owned: list[WorksetRecord]) -> None:
         """Learn the monitors claiming on this cluster from the owners of its running work
         (a read the lease check makes anyway), to share contended candidates with them."""
-        self.peers = sorted({self.monitor_id, *(r.owner for r in owned
-                                                if r.owner and r.cluster == self.cluster)})
+        self._saw_peers([r.owner for r in owned if r.owner and r.cluster == self.cluster])
 
     def _lost_to(self, owner: str | None) -> None:
         """A claim race lost to ``owner``: a peer, known at once (before the next lease
         check). The candidates in hand, read in the same order as the peer's, are dropped:
         the next ones read are shared with it."""
         if owner and owner not in self.peers:
-            self.peers = sorted([*self.peers, owner])
             self._cands = []
+        self._saw_peers([owner] if owner else [])
+
+    def _saw_peers(self, owners: list[str]) -> None:
+        """A peer is remembered for a lease after it was last seen at work: one whose
+        worksets are short may own none at the moment of a lease check, and shares that
+        change with each check would collide again. One gone for a lease is forgotten (its
+        share of the queue is taken by the others meanwhile, as from a busy peer)."""
+        now = time.monotonic()
+        for owner in owners:
+            if owner != self.monitor_id:
+                self._peer_seen[owner] = now
+        horizon = now - self.cfg.lease_seconds
+        self._peer_seen = {p: t for p, t in self._peer_seen.items() if t >= horizon}
+        self.peers = sorted([self.monitor_id, *self._peer_seen])
 
     def forget(self, workset_id: str) -> None:
         """The run ended: its routing reason is no longer needed."""
@@ -181,6 +194,7 @@ class Claimer:
                 self.stats.conflicts += 1
                 self.metrics.emit("ClaimConflicts", 1, workset_id=cand.workset_id)
                 self._contended_until = time.time() + CONTENTION_MEMORY_SECONDS
+                self._cands = []  # stale: the rest is read again, shared
                 continue
             self.outbox.written(rec)
             self.stats.claimed += 1
@@ -192,7 +206,10 @@ class Claimer:
 
     def _refresh_candidates(self, now: float, free: int) -> None:
         contended = now < self._contended_until
-        window = free * self.cfg.claim_spread * (CONTENDED_WINDOW_FACTOR if contended else 1)
+        window = free * self.cfg.claim_spread
+        if contended:  # each peer's share: ``claim_spread`` candidates for each of its slots
+            window = (max(free, self.cfg.max_concurrent) * self.cfg.claim_spread
+                      * (len(self.peers) if len(self.peers) > 1 else CONTENDED_WINDOW_FACTOR))
         head = self._routable(window + 4, now)
         merged = {r.workset_id: r for r in [*head, *self.aged]
                   if r.workset_id in self._routes}

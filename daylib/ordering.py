@@ -47,13 +47,16 @@ def share_of(workset_id: str, monitors: int) -> int:
 def spread(ordered: list[WorksetRecord], window: int, now: float,
            promote_after_seconds: float, rng: random.Random,
            share: tuple[int, int] = (0, 1)) -> list[WorksetRecord]:
-    """Under contention (several monitors claiming from the same front of the queue), reorder
-    the first ``window`` candidates *within* each effective priority so monitors stop
-    colliding on the same items: this monitor's share first, oldest first (``share`` = its
-    index among the ``monitors`` it knows of; see ``share_of``), then the rest shuffled.
-    Knowing of no other monitor, it shuffles them all. Priority levels are never mixed; FIFO
-    within a level becomes FIFO within a window. A lone monitor never sees contention and
-    stays strict."""
+    """Under contention (several monitors claiming from the same front of the queue), the
+    candidates to try from the first ``window``, so monitors stop colliding on the same items.
+    Knowing of others (``share`` = this monitor's index among the ``monitors`` it knows of;
+    see ``share_of``), it takes only its own share of the highest priority level where it
+    has one, oldest first, after the others' shares of any level above that (shuffled:
+    priority comes before sharing). Nothing after its share: the others are taking theirs,
+    so a fresh read serves better than a stale list. With no share of its own in the window
+    (a peer busy or gone), it takes the others' (shuffled). Knowing of no other monitor, it
+    shuffles each level of the window. Priority levels are never mixed; FIFO within a level
+    becomes FIFO within a window. A lone monitor never sees contention and stays strict."""
     index, monitors = share
     head, tail = ordered[:window], ordered[window:]
     groups: dict[int, list[WorksetRecord]] = {}
@@ -61,12 +64,13 @@ def spread(ordered: list[WorksetRecord], window: int, now: float,
         groups.setdefault(effective_rank(rec, now, promote_after_seconds), []).append(rec)
     out: list[WorksetRecord] = []
     for rank in sorted(groups):
-        group = groups[rank]
         mine: list[WorksetRecord] = []
         rest: list[WorksetRecord] = []
-        for rec in group:
+        for rec in groups[rank]:
             ours = monitors > 1 and share_of(rec.workset_id, monitors) == index
             (mine if ours else rest).append(rec)
+        if mine:
+            return out + mine
         rng.shuffle(rest)
-        out.extend(mine + rest)
+        out.extend(rest)
     return out + tail

@@ -1,10 +1,11 @@
-"""A local executor for monitor tests about scheduling, not data movement."""
+"""Executors for monitor tests about scheduling, not data movement."""
 
 from __future__ import annotations
 
+import threading
 from dataclasses import replace
 
-from daylib.executors.base import StepRequest
+from daylib.executors.base import StepOutcome, StepRequest
 from daylib.executors.local import LocalExecutor
 
 
@@ -15,3 +16,26 @@ class NoOpStaging(LocalExecutor):
 
     def submit(self, req: StepRequest) -> str:
         return super().submit(req if req.step == "run" else replace(req, argv=["true"]))
+
+
+class InstantSteps:
+    """Every step succeeds at once, with no process: for tests of claiming, where what the
+    steps do does not matter and many worksets must pass through quickly."""
+
+    name = "instant"
+    records_jobs = False
+
+    def cluster_capacity(self) -> None:
+        return None
+
+    def submit(self, req: StepRequest) -> str:
+        return "instant"
+
+    def find(self, req: StepRequest) -> str | None:
+        return None
+
+    def wait(self, job_ref: str, req: StepRequest, stop: threading.Event) -> StepOutcome:
+        return StepOutcome("COMPLETED", 0, job_ref=job_ref)
+
+    def cancel(self, job_ref: str) -> None:
+        return None

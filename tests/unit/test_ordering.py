@@ -147,21 +147,43 @@ def test_customers_take_turns_within_a_level() -> None:
     assert got == ["z1", "a1", "b1", "c1", "a2", "b2", "a3"]
 
 
-def test_colliding_monitors_take_disjoint_shares_each_oldest_first() -> None:
-    """Two monitors that know of each other put their own shares of a contended window
-    first, in queue order; the shares are disjoint, and priority levels are never mixed."""
-    window = [rec("ws-urgent", "urgent", 1)] + [rec(f"ws-{i:02d}", age=100 - i)
-                                                 for i in range(12)]
-    normal = [r.workset_id for r in window[1:]]
-    picks = {}
-    for index, seed in ((0, 1), (1, 2)):
+def test_colliding_monitors_take_only_their_own_disjoint_shares_oldest_first() -> None:
+    """Monitors that know of each other try only their own share of a contended window, in
+    queue order; the shares are disjoint and together cover the window, so none of them
+    races another for the same item."""
+    window = [rec(f"ws-{i:02d}", age=100 - i) for i in range(16)]
+    ids = [r.workset_id for r in window]
+    picks = []
+    for index in range(4):
         got = [r.workset_id for r in spread(window, len(window), NOW, PROMOTE,
-                                            random.Random(seed), (index, 2))]
-        assert got[0] == "ws-urgent" and sorted(got) == sorted(r.workset_id for r in window)
-        share = [w for w in normal if share_of(w, 2) == index]
-        assert got[1:1 + len(share)] == share
-        picks[index] = share
-    assert picks[0] and picks[1] and not set(picks[0]) & set(picks[1])
+                                            random.Random(index), (index, 4))]
+        assert got == [w for w in ids if share_of(w, 4) == index]
+        picks.append(got)
+    assert sorted(w for got in picks for w in got) == ids
+
+
+def test_a_higher_level_comes_before_the_own_share_of_a_lower_one() -> None:
+    """Priority before sharing: the others' urgent worksets are tried (shuffled) before this
+    monitor's own share of the normal level; nothing below that share is tried."""
+    normal = [rec(f"ws-{i:02d}", age=100 - i) for i in range(12)]
+    index = share_of(normal[0].workset_id, 2)
+    urgent = [rec(f"ws-u{i}", "urgent", 1) for i in range(20)
+              if share_of(f"ws-u{i}", 2) != index][:3]
+    low = [rec("ws-low", "low", 500)]
+    got = [r.workset_id for r in spread([*urgent, *normal, *low], 16, NOW, PROMOTE,
+                                        random.Random(1), (index, 2))]
+    assert sorted(got[:3]) == sorted(r.workset_id for r in urgent)
+    assert got[3:] == [r.workset_id for r in normal if share_of(r.workset_id, 2) == index]
+
+
+def test_with_no_share_of_its_own_a_monitor_takes_the_others_shuffled() -> None:
+    """A busy or gone peer's share is not left waiting: when the window holds nothing of
+    this monitor's share, the others' are tried, shuffled, then the rest in order."""
+    window = [rec(f"ws-{i:02d}", age=100 - i) for i in range(40)]
+    theirs = [r for r in window if share_of(r.workset_id, 2) == 1][:8]
+    got = [r.workset_id for r in spread(theirs, 6, NOW, PROMOTE, random.Random(5), (0, 2))]
+    assert sorted(got[:6]) == [r.workset_id for r in theirs[:6]]
+    assert got[6:] == [r.workset_id for r in theirs[6:]]
 
 
 def test_a_monitor_knowing_of_no_other_shuffles_the_whole_window() -> None:
