@@ -80,6 +80,23 @@ class _Serialized:
             return list(self.app(environ, start_response))
 
 
+def _lock_recorder() -> None:
+    """moto's request recorder (``MOTO_ENABLE_RECORDING``) appends each request to its file
+    in as many writes as the entry needs, unlocked. A request served outside ``_Serialized``'s
+    lock (an SQS long poll) could land inside a large entry (an S3 upload) and corrupt both
+    lines; one lock around each whole entry keeps the file one JSON document per line."""
+    from moto.moto_api._internal.recorder.models import Recorder
+
+    original = Recorder._record_request
+    lock = threading.Lock()
+
+    def record(self: Recorder, request: Any, body: bytes | None = None) -> None:
+        with lock:
+            original(self, request, body)
+
+    Recorder._record_request = record  # type: ignore[method-assign]
+
+
 def _make_server(host: str, port: int) -> Any:
     from moto.server import (  # type: ignore[attr-defined]
         DomainDispatcherApplication,
@@ -91,6 +108,7 @@ def _make_server(host: str, port: int) -> Any:
         def log_request(self, *args: Any, **kwargs: Any) -> None:
             """One log line per request costs more than the request; say nothing."""
 
+    _lock_recorder()
     app = _Serialized(DomainDispatcherApplication(create_backend_app))
     return make_server(host, port, app, threaded=True, request_handler=Quiet)
 
