@@ -18,7 +18,7 @@ from daylib import states as S
 from daylib import steplogs
 from daylib.config import Settings
 from daylib.errors import UserError
-from daylib.executors.base import STEPS
+from daylib.executors.base import next_step
 from daylib.s3 import S3Objects
 from daylib.steplogs import LogRef
 from daylib.store.dynamodb import DynamoStore
@@ -35,9 +35,9 @@ def _live(rec: WorksetRecord, settings: Settings) -> LogRef | None:
     if rec.state not in S.OWNED or not rec.step:
         return None
     step = rec.step
-    while step != STEPS[-1] and steplogs.status_path(
+    while (after := next_step(step)) and steplogs.status_path(
             settings, rec.workset_id, steplogs.ref(step, rec.attempt)).exists():
-        step = STEPS[STEPS.index(step) + 1]
+        step = after
     return steplogs.ref(step, rec.attempt)
 
 

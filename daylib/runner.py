@@ -20,7 +20,7 @@ from daylib.bounds import clip, too_large
 from daylib.caps import Caps
 from daylib.config import Settings
 from daylib.errors import AwsError, AwsInvalidRequest, DaylibError, LeaseLost, SpecError, StoreError
-from daylib.executors.base import STEPS, Executor, StepOutcome, StepRequest
+from daylib.executors.base import STEPS, Executor, StepOutcome, StepRequest, next_step
 from daylib.metrics import Metrics
 from daylib.outage import HandOver, Outage, is_transient
 from daylib.outbox import Outbox
@@ -37,11 +37,6 @@ from daylib.trailing import Trailing
 from daylib.validate import check_inputs
 
 log = logging.getLogger(__name__)
-
-
-def _after(step: str) -> str | None:
-    """The step that follows ``step`` (None after the last)."""
-    return STEPS[STEPS.index(step) + 1] if step != STEPS[-1] else None
 
 
 class Runner:
@@ -154,12 +149,12 @@ class Runner:
         lease) instead of raising the first transient error."""
         run.finished = to not in S.OWNED
         before = run.rec.state
-        earlier = tuple(Earlier(S.IN_PROGRESS, f"{c.step} done", c.at, _after(c.step),
+        earlier = tuple(Earlier(S.IN_PROGRESS, f"{c.step} done", c.at, next_step(c.step),
                                 self.outbox.recorded((("step", f"{c.step} done"),)))
                         for c in run.pending)
         if earlier or finished:
             done = [*run.steps_done(), *([finished] if finished else [])]
-            fields = {"steps_done": done, "step": _after(done[-1]), "cluster": self.cluster,
+            fields = {"steps_done": done, "step": next_step(done[-1]), "cluster": self.cluster,
                       **fields}
         if run.jobs != run.rec.jobs:
             fields.setdefault("jobs", run.jobs)
@@ -311,7 +306,7 @@ class Runner:
                 run.pending.append(Checkpoint(step, self.store.clock()))
             if step == "stage":
                 self._sentinel_for(run.rec, state=S.IN_PROGRESS)
-            log.info("workset %s: %s done, %s next", run.rec.workset_id, step, _after(step))
+            log.info("workset %s: %s done, %s next", run.rec.workset_id, step, next_step(step))
             return
         rec = self._write(run, S.COMPLETE, "all steps done",
                           (("completed", f"results at {run.rec.results_uri}"),),

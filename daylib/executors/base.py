@@ -10,6 +10,11 @@ from typing import Any, Protocol
 STEPS = ("stage", "run", "export")
 
 
+def next_step(step: str) -> str | None:
+    """The step that follows ``step`` (None after the last)."""
+    return STEPS[STEPS.index(step) + 1] if step != STEPS[-1] else None
+
+
 def log_name(step: str, attempt: int) -> str:
     """The step attempt's log in its workset's work directory (and in S3: daylib/steplogs.py)."""
     return f"{step}.a{attempt}.log"

@@ -118,10 +118,9 @@ def conflict(workset_id: str, state: str | None) -> ConflictError:
     return ConflictError(f"workset {workset_id} changed concurrently (now {state})")
 
 
-def check_allowed(rec: WorksetRecord, to: str) -> None:
-    if to != rec.state and not S.allowed(rec.state, to):
-        raise IllegalTransition(f"workset {rec.workset_id} is {rec.state}; cannot move "
-                                f"it to {to}")
+def check_allowed(workset_id: str, state: str, to: str) -> None:
+    if to != state and not S.allowed(state, to):
+        raise IllegalTransition(f"workset {workset_id} is {state}; cannot move it to {to}")
 
 
 class WorksetRules:
@@ -265,9 +264,9 @@ class WorksetRules:
         on the fresh item; any other loss raises LeaseLost / ConflictError."""
         for _ in range(OPERATOR_RETRIES):
             state = rec.state
-            for step in (*earlier, Earlier(to, reason, 0.0)):
-                check_allowed(replace(rec, state=state), step.to)
-                state = step.to
+            for step_to in (*(e.to for e in earlier), to):
+                check_allowed(rec.workset_id, state, step_to)
+                state = step_to
             now = self.clock() if at is None else at
             new, changes = self._plan_transition(rec, to, actor, reason, fields, release, now,
                                                  earlier)
