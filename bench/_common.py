@@ -116,5 +116,18 @@ class CallCounter:
             return Counter(self.calls)
 
 
+def process_cpu(pid: int | None) -> float:
+    """CPU seconds (user + system) used so far by another process of this machine (Linux's
+    /proc); 0.0 where that cannot be read."""
+    import os
+
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError, TypeError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def print_json(data: Any) -> None:
     print(json.dumps(data, indent=2, sort_keys=True))

@@ -49,6 +49,7 @@ def _wait_http(url: str, timeout: float, proc: subprocess.Popen[bytes] | None = 
 class MotoServer:
     endpoint_url: str
     _stop: Any = field(repr=False, default=None)
+    pid: int | None = None  # the server's process (None: a thread of this one)
 
     def stop(self) -> None:
         if self._stop is not None:
@@ -153,7 +154,7 @@ def start_moto(*, in_process: bool = True, timeout: float = 30.0) -> MotoServer:
         except subprocess.TimeoutExpired:
             proc.kill()
 
-    return MotoServer(url, stop)
+    return MotoServer(url, stop, proc.pid)
 
 
 if __name__ == "__main__":

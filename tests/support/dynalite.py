@@ -42,6 +42,10 @@ class Dynalite:
     _proc: subprocess.Popen[bytes] = field(repr=False)
     _stderr: IO[bytes] = field(repr=False)
 
+    @property
+    def pid(self) -> int:
+        return self._proc.pid
+
     def stop(self) -> None:
         """Stop the server (idempotent); all tables vanish with it."""
         if self._proc.poll() is None:
