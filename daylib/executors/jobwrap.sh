@@ -37,14 +37,18 @@ appended() {  # into $size: where fd 3 (the log, opened to append) ends, with no
 }
 
 # ---------------------------------------------------------------------------- the pump
-# Reads the command's output on stdin; appends to LOG until it holds MAX bytes; at
-# MAX, replaces LOG (write, then rename) by its head, a marker line and its newest bytes.
+# Reads the command's output on stdin (the fifo named by its 4th argument); appends to LOG
+# until it holds MAX bytes; at MAX, replaces LOG (write, then rename) by its head, a marker
+# line and its newest bytes.
 pump() {
     # Signals are the wrapper's to forward (a scancel reaches every process of the job): the
     # pump keeps draining until the wrapper ends it.
     trap '' TERM INT HUP USR1 USR2
     set +m  # what it starts stays in its process group (stopped as one)
     log=$1 max=$2 hb=$3
+    # Both ends of the fifo are open (this stdin's open waited for the command's): its name
+    # is no longer needed, and removing it here keeps that off the step's path.
+    rm -f -- "$4"
     [ "$hb" -gt $((max / 2)) ] && hb=$((max / 2))
     keep=$(((max - hb - MARKER_ROOM) / 2))
     [ "$keep" -lt 0 ] && keep=0
@@ -126,9 +130,7 @@ write_status() {  # exit code or null, signal or null
     # which the executors already judge as a step that never ended (LOST), never as an
     # outcome; syncing would only cost every step a journal commit.
     now
-    dir=${status%/*}
-    [ "$dir" = "$status" ] || [ -d "$dir" ] || mkdir -p -- "$dir" 2>/dev/null
-    tmp=$status.$$.tmp
+    tmp=$jobs_file  # read already: written over, renamed, so nothing is left to remove
     if printf '{"exit_code": %s, "signal": %s, "started_at": "%s", "ended_at": "%s", %s}\n' \
             "$1" "$2" "$started" "$stamp" \
             "\"argv0\": $argv0, \"host\": $host, \"job_id\": $job, \"pid\": ${pid:-null}" \
@@ -160,8 +162,13 @@ cannot_start() {  # into $why: the command is missing or not executable (127, as
     fi
 }
 
-dir=${log%/*}
-[ "$dir" = "$log" ] || [ -d "$dir" ] || mkdir -p -- "$dir" 2>/dev/null
+for path in "$status" "$log"; do
+    dir=${path%/*}
+    [ "$dir" = "$path" ] || [ -d "$dir" ] || mkdir -p -- "$dir" 2>/dev/null
+done
+# The job table's lines (the CHLD trap's), later the status file's first version: next to
+# the status file, so the rename that publishes the status also removes it.
+jobs_file=$status.$$.tmp
 if [ -d "$log" ] || ! true 2>/dev/null >>"$log"; then
     echo "jobwrap: cannot open log $log" >&2
     write_status 127 null
@@ -198,12 +205,11 @@ if [ -n "$max" ]; then
     # bash 5.2 can crash (a double free, a NULL trap string) when a second child ends just
     # as the trap runs or is removed, and the pump ends with the command's output. The pump
     # holds the write end of $pump_end, whose end of file tells the wrapper the log is whole.
-    exec {pump_end}< <(set -m; pump "$log" "$max" "$hb" <"$fifo" & echo "$!")
+    exec {pump_end}< <(set -m; pump "$log" "$max" "$hb" "$fifo" <"$fifo" & echo "$!")
     starter=$!
     read -r -u "$pump_end" pump_pid
     wait "$starter"
 fi
-jobs_file=${TMPDIR:-/tmp}/jobwrap.$$.jobs
 : >"$jobs_file" 2>/dev/null
 # The job table says "Exit N" or "Done" for an exit, the signal's name for a kill.
 trap 'jobs -l >>"$jobs_file" 2>/dev/null; caught=1' CHLD
@@ -277,5 +283,4 @@ if [ -n "$killed" ]; then
 else
     write_status "$rc" null
 fi
-rm -f -- "$jobs_file" ${fifo:+"$fifo"}  # once the status is out: no step waits for this
 exit "$rc"
