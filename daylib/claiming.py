@@ -205,19 +205,16 @@ class Claimer:
     def read_ahead(self, now: float) -> None:
         """Read the page of the ready index that the next fill starts from, so that the
         read can run alongside others (the monitor's start-up); kept for a poll interval,
-        as candidates are. Only the free slots and the usual slack: no run here can end
-        and want more before then, as a rule, and a lone monitor spreads no claims."""
-        want = self._free() + 4
+        as candidates are. Only as many as there are free slots: no run here can end and
+        want more before then, as a rule, and claims are spread only once contended; a page
+        short of worksets this monitor may claim reads on."""
+        want = self._free()
         page = next(iter(self.store.ready_pages(want)), [])
         self._ahead = _Ahead(page, want, now + self.cfg.poll_seconds)
 
-    def _window(self, free: int, now: float) -> int:
-        contended = now < self._contended_until
-        return free * self.cfg.claim_spread * (CONTENDED_WINDOW_FACTOR if contended else 1)
-
     def _refresh_candidates(self, now: float, free: int) -> None:
         contended = now < self._contended_until
-        window = self._window(free, now)
+        window = free * self.cfg.claim_spread * (CONTENDED_WINDOW_FACTOR if contended else 1)
         head = self._routable(window + 4, now)
         merged = {r.workset_id: r for r in [*head, *self.aged]
                   if r.workset_id in self._routes}

@@ -114,8 +114,8 @@ class _ReadTogether(_Recorded):
 @pytest.mark.memory_store
 def test_start_reads_the_queue_alongside_the_pause_flag_and_claims_from_that_read(
         env: Env) -> None:
-    """Makespan: at start the ready queue (the free slots and the usual slack: a lone
-    monitor spreads no claims) is read while the pause flag is, and the first fill claims
+    """Makespan: at start the ready queue (as many as there are free slots: claims are
+    spread only once contended) is read while the pause flag is, and the first fill claims
     from that read; the cluster is published only after every start-up check."""
     env.upload("ws-first")
     env.monitor().intake.scan()
@@ -125,9 +125,26 @@ def test_start_reads_the_queue_alongside_the_pause_flag_and_claims_from_that_rea
     assert env.state("ws-first") == S.COMPLETE
     assert not store.waited_out
     before = store.calls[:store.calls.index("claim")]
-    assert (before.count("ready_pages"), store.page_sizes[0]) == (1, 2 + 4), before
+    assert (before.count("ready_pages"), store.page_sizes[0]) == (1, 2), before
     assert before.index("put_cluster") > max(before.index("control"),
                                              before.index("clusters")), before
+
+
+@pytest.mark.memory_store
+def test_first_fill_reads_past_a_blocked_head_to_fill_every_slot(env: Env) -> None:
+    """The start-up's read holds only as many worksets as there are free slots: when one of
+    them may not run yet (its dependency has not completed), the first fill reads on and
+    still fills every slot before the pass goes on to its housekeeping."""
+    env.upload("ws-child", after=["ws-parent"], priority="urgent")
+    env.upload("ws-parent")
+    env.upload("ws-other")
+    env.monitor().intake.scan()
+    store = _ReadTogether(env.store)
+    env.monitor(store=store, executor=NoOpStaging(),  # type: ignore[arg-type]
+                max_concurrent=2).run(once=True)
+    assert {env.state(w) for w in ("ws-child", "ws-parent", "ws-other")} == {S.COMPLETE}
+    first_pass = store.calls[:store.calls.index("owned")]
+    assert first_pass.count("claim") == 2, first_pass
 
 
 class _HeldLogs:
