@@ -11,7 +11,9 @@ from __future__ import annotations
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from itertools import islice
 
 from daylib import dependencies
 from daylib import states as S
@@ -30,6 +32,15 @@ log = logging.getLogger(__name__)
 CONTENTION_MEMORY_SECONDS = 10.0
 CONTENDED_WINDOW_FACTOR = 4
 MAX_CANDIDATE_PAGES = 10
+
+
+@dataclass(frozen=True)
+class _Ahead:
+    """The first page of the ready index, read before the first fill needed it."""
+
+    page: list[WorksetRecord]
+    size: int  # the page size asked for
+    expires: float
 
 
 class Claimer:
@@ -62,6 +73,7 @@ class Claimer:
         self.next_retry_at: float | None = None  # earliest retry not yet due (the last look)
         self._cands: list[WorksetRecord] = []
         self._cands_expire = 0.0
+        self._ahead: _Ahead | None = None
         self._contended_until = 0.0
         self._routes: dict[str, str] = {}
         self.peers: list[str] = [monitor_id]  # monitors of this cluster seen lately
@@ -204,6 +216,16 @@ class Claimer:
                      rec.priority, rec.attempt)
             self._start(rec, lease)
 
+    def read_ahead(self, now: float) -> None:
+        """Read the page of the ready index that the next fill starts from, so that the
+        read can run alongside others (the monitor's start-up); kept for a poll interval,
+        as candidates are. Only as many as there are free slots: no run here can end and
+        want more before then, as a rule, and claims are spread only once contended; a page
+        short of worksets this monitor may claim reads on."""
+        want = self._free()
+        page = next(iter(self.store.ready_pages(want)), [])
+        self._ahead = _Ahead(page, want, now + self.cfg.poll_seconds)
+
     def _refresh_candidates(self, now: float, free: int) -> None:
         contended = now < self._contended_until
         window = free * self.cfg.claim_spread
@@ -224,11 +246,17 @@ class Claimer:
         self._cands_expire = now + self.cfg.poll_seconds
 
     def _routable(self, want: int, now: float) -> list[WorksetRecord]:
-        """The first ``want`` ready worksets routed to this cluster, in queue order. Those
-        routed nowhere get the reason noted on them; those routed elsewhere are skipped."""
+        """The first ``want`` ready worksets routed to this cluster, in queue order (as many
+        as were read ahead, if they still may be used). Those routed nowhere get the reason
+        noted on them; those routed elsewhere are skipped."""
         mine: list[WorksetRecord] = []
         self.ready_any = False
-        for pages, page in enumerate(self.store.ready_pages(want), start=1):
+        ahead, self._ahead = self._ahead, None  # once: later reads must see newer states
+        if ahead is not None and now < ahead.expires:
+            want, pages_read = ahead.size, self._after(ahead)
+        else:
+            pages_read = self.store.ready_pages(want)
+        for pages, page in enumerate(pages_read, start=1):
             self.ready_any = self.ready_any or bool(page)
             for rec in page:
                 decision = self.registry.route(rec, now)
@@ -244,6 +272,13 @@ class Claimer:
             if decision.cluster == self.cluster:
                 self._routes[rec.workset_id] = decision.reason
         return mine
+
+    def _after(self, ahead: _Ahead) -> Iterator[list[WorksetRecord]]:
+        """The page read ahead, then (only if it was full and more are wanted) the pages
+        that follow it, reading the index again from its start."""
+        yield ahead.page
+        if len(ahead.page) == ahead.size:
+            yield from islice(self.store.ready_pages(ahead.size), 1, None)
 
     def _note(self, rec: WorksetRecord, reason: str) -> None:
         if rec.reason != reason:

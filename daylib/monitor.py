@@ -260,15 +260,24 @@ class Monitor:
             log.warning("cluster heartbeat failed, will retry: %s", exc)
 
     def _start_serving(self) -> None:
-        """Read the pause flag and register the cluster, waiting out an outage at start:
-        only a signal or a configuration error ends the daemon."""
+        """Read the pause flag, check the bucket and register the cluster, waiting out an
+        outage at start: only a signal or a configuration error ends the daemon. The reads
+        the pause flag does not decide (the bucket, the other clusters, the ready queue the
+        first fill starts from) run alongside it; the cluster is published once all passed
+        (a monitor that ends on a check never shows as up)."""
         while True:
             try:
-                self._paused = self.store.control().paused  # no table: configuration error
-                self._next_control = self.clock() + self.pacer.interval  # not again at once
-                self.s3.require_bucket(self.settings.storage.bucket,
-                                       self.settings.storage.prefix)
-                self.registry.beat(0, self._paused, force=True)
+                with ThreadPoolExecutor(max_workers=3, thread_name_prefix="start") as pool:
+                    bucket = pool.submit(self.s3.require_bucket, self.settings.storage.bucket,
+                                         self.settings.storage.prefix)
+                    clusters = pool.submit(self.store.clusters)
+                    ahead = pool.submit(self.claimer.read_ahead, self.clock())
+                    self._paused = self.store.control().paused  # no table: configuration
+                    self._next_control = self.clock() + self.pacer.interval  # not at once
+                    bucket.result()
+                    ahead.result()
+                    self.registry.seen(clusters.result())
+                self.registry.publish(0, self._paused)
                 self._tick_outage.ok()
                 return
             except DaylibError as exc:

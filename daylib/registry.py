@@ -80,20 +80,26 @@ class Registry:
         ``idle``: one put per ``monitor.idle_max_seconds`` and no query (the idle pass reads
         the others: ``seen``); the item then carries a lease that outlasts two idle beats, so
         an idle cluster is never shown stale and a dead one is within a few minutes."""
-        now = self.clock()
-        if not force and now < self._next_beat:
+        if not force and self.clock() < self._next_beat:
             return
-        r = self.settings.routing
         quiet = idle and not force
+        had_view = bool(self.clusters)
+        self.publish(running, paused, quiet=quiet)
+        if not (quiet and had_view):
+            self.seen(self.store.clusters())
+
+    def publish(self, running: int, paused: bool, *, quiet: bool = False) -> None:
+        """Put this cluster's item, the next beat due a heartbeat later (``quiet``: at the
+        idle rate). Apart from ``beat`` at start-up, where the read of the others runs
+        alongside the monitor's other first reads."""
+        now = self.clock()
+        r = self.settings.routing
         every = self.idle_seconds if quiet else r.cluster_heartbeat_seconds
         self._next_beat = now + every
         self._last_put = now
         mine = self.me(running, paused, 2 * every + r.cluster_stale_seconds if quiet else None)
         self.store.put_cluster(mine.to_item())
-        had_view = bool(self.clusters)
         self.clusters = [c for c in self.clusters if c.name != self.name] + [mine]
-        if not (quiet and had_view):
-            self.seen(self.store.clusters())
 
     @property
     def idle_seconds(self) -> float:

@@ -29,9 +29,8 @@ def check_inputs(ws: Workset, s3: S3Objects, settings: Settings,
                 places.append((f"sample {sample.sample_id} lane {n} {read}", uri))
     if not places:
         return
-    workers = min(settings.monitor.validate_threads, len(places))
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="head") as pool:
-        heads: list[Head] = list(pool.map(lambda p: _head(s3, p[1], local or {}), places))
+    heads = _heads(s3, [uri for _, uri in places], local or {},
+                   settings.monitor.validate_threads)
     busy = next((h for h in heads if transient_aws_code(h.error_code)), None)
     if busy is not None:  # S3 throttled or failed past the client's retries: try again later
         raise AwsError(f"{busy.uri}: S3 answered {busy.error_code}", busy.error_code)
@@ -66,6 +65,17 @@ def _missing_buckets(s3: S3Objects, absent: list[Head]) -> set[str]:
         bucket, key = split_uri(head.uri)
         first.setdefault(bucket, key)
     return {b for b, key in first.items() if s3.bucket_missing(b, key)}
+
+
+def _heads(s3: S3Objects, uris: list[str], local: dict[str, Path], threads: int
+           ) -> list[Head]:
+    """One HEAD per URI, in parallel when there are several; a lone one on this thread
+    (it is on the claimed workset's path, and a pool's thread start would only delay it)."""
+    if len(uris) == 1:
+        return [_head(s3, uris[0], local)]
+    with ThreadPoolExecutor(max_workers=min(threads, len(uris)),
+                            thread_name_prefix="head") as pool:
+        return list(pool.map(lambda uri: _head(s3, uri, local), uris))
 
 
 def _head(s3: S3Objects, uri: str, local: dict[str, Path]) -> Head:

@@ -13,10 +13,11 @@
 # through a pipe to a pump (a subshell in its own process group) that keeps the log bounded
 # exactly as jobwrap.BoundedLog does. Between its start and the command's, and between the
 # command's end and the status file, the wrapper starts no process it can do without (each
-# costs milliseconds on every step: the fifo and the status file's rename are all). Exit
-# code: the command's; killed by signal N: 128+N; 127: could not start. How the command
-# ended (exit code or signal) is read from bash's job table, which keeps them apart where $?
-# does not (exit 137 and SIGKILL are both 137 there).
+# costs milliseconds on every step: the pipe's and the pump's subshells, then the status
+# file's rename, are all; the runner waits for the wrapper's exit). Linux only (/dev/fd and
+# /proc, as the local executor). Exit code: the command's; killed by signal N: 128+N; 127:
+# could not start. How the command ended (exit code or signal) is read from bash's job
+# table, which keeps them apart where $? does not (exit 137 and SIGKILL are both 137 there).
 
 MARKER_ROOM=120  # bytes kept free for the marker line (as in jobwrap.py and steplogs)
 
@@ -126,9 +127,7 @@ write_status() {  # exit code or null, signal or null
     # which the executors already judge as a step that never ended (LOST), never as an
     # outcome; syncing would only cost every step a journal commit.
     now
-    dir=${status%/*}
-    [ "$dir" = "$status" ] || [ -d "$dir" ] || mkdir -p -- "$dir" 2>/dev/null
-    tmp=$status.$$.tmp
+    tmp=$jobs_file  # read already: written over, renamed, so nothing is left to remove
     if printf '{"exit_code": %s, "signal": %s, "started_at": "%s", "ended_at": "%s", %s}\n' \
             "$1" "$2" "$started" "$stamp" \
             "\"argv0\": $argv0, \"host\": $host, \"job_id\": $job, \"pid\": ${pid:-null}" \
@@ -160,8 +159,13 @@ cannot_start() {  # into $why: the command is missing or not executable (127, as
     fi
 }
 
-dir=${log%/*}
-[ "$dir" = "$log" ] || [ -d "$dir" ] || mkdir -p -- "$dir" 2>/dev/null
+for path in "$status" "$log"; do
+    dir=${path%/*}
+    [ "$dir" = "$path" ] || [ -d "$dir" ] || mkdir -p -- "$dir" 2>/dev/null
+done
+# The job table's lines (the CHLD trap's), later the status file's first version: next to
+# the status file, so the rename that publishes the status also removes it.
+jobs_file=$status.$$.tmp
 if [ -d "$log" ] || ! true 2>/dev/null >>"$log"; then
     echo "jobwrap: cannot open log $log" >&2
     write_status 127 null
@@ -188,27 +192,29 @@ for sig in TERM INT HUP CONT USR1 USR2; do
 done
 
 set -m  # job control: the command in a process group of its own
-pump_pid= fifo= pump_end=
+pump_pid= pump_end= out=
 if [ -n "$max" ]; then
-    fifo=${TMPDIR:-/tmp}/jobwrap.$$.fifo
-    if [ -e "$fifo" ] || [ -L "$fifo" ]; then rm -f -- "$fifo"; fi  # a dead namesake's
-    mkfifo -m 600 -- "$fifo" || { write_status 127 null; exit 127; }
+    # The output's pipe, with no file to remove (even after a kill -9) and no process but a
+    # subshell that exits at once: Linux opens a pipe's /dev/fd name anew, so this end held
+    # both ways lets the pump open it to read and the command to write; the wrapper then
+    # lets go of it, and the pump sees the end of the output when the command's is gone.
+    exec {out}<> <(:) && wait "$!" || { write_status 127 null; exit 127; }
     # The pump is not the wrapper's child: a subshell starts it (in a process group of its
     # own) and exits. So the command stays the only child while the CHLD trap below is set:
     # bash 5.2 can crash (a double free, a NULL trap string) when a second child ends just
     # as the trap runs or is removed, and the pump ends with the command's output. The pump
     # holds the write end of $pump_end, whose end of file tells the wrapper the log is whole.
-    exec {pump_end}< <(set -m; pump "$log" "$max" "$hb" <"$fifo" & echo "$!")
+    exec {pump_end}< <(set -m; pump "$log" "$max" "$hb" </dev/fd/"$out" {out}<&- & echo "$!")
     starter=$!
     read -r -u "$pump_end" pump_pid
     wait "$starter"
 fi
-jobs_file=${TMPDIR:-/tmp}/jobwrap.$$.jobs
 : >"$jobs_file" 2>/dev/null
 # The job table says "Exit N" or "Done" for an exit, the signal's name for a kill.
 trap 'jobs -l >>"$jobs_file" 2>/dev/null; caught=1' CHLD
 if [ -n "$max" ]; then
-    exec_command "$@" </dev/null >"$fifo" 2>&1 {pump_end}<&- &
+    exec_command "$@" </dev/null >/dev/fd/"$out" 2>&1 {pump_end}<&- {out}<&- &
+    exec {out}<&-
 else
     exec_command "$@" </dev/null >>"$log" 2>&1 &
 fi
@@ -277,5 +283,4 @@ if [ -n "$killed" ]; then
 else
     write_status "$rc" null
 fi
-rm -f -- "$jobs_file" ${fifo:+"$fifo"}  # once the status is out: no step waits for this
 exit "$rc"

@@ -88,6 +88,65 @@ def test_first_pass_claims_after_one_pause_read_and_reads_owned_ones_after(env: 
     assert "owned" in store.calls
 
 
+class _ReadTogether(_Recorded):
+    """The store, whose pause flag is answered only once the ready queue is being read
+    (``waited_out`` if that never came within a few seconds), with each ready read's page
+    size."""
+
+    def __init__(self, store: Any) -> None:
+        super().__init__(store)
+        self.reading = threading.Event()
+        self.waited_out = False
+        self.page_sizes: list[int] = []
+
+    def control(self) -> Any:
+        self.calls.append("control")
+        self.waited_out = self.waited_out or not self.reading.wait(5.0)
+        return self._store.control()
+
+    def ready_pages(self, page_size: int) -> Any:
+        self.calls.append("ready_pages")
+        self.page_sizes.append(page_size)
+        self.reading.set()
+        return self._store.ready_pages(page_size)
+
+
+@pytest.mark.memory_store
+def test_start_reads_the_queue_alongside_the_pause_flag_and_claims_from_that_read(
+        env: Env) -> None:
+    """Makespan: at start the ready queue (as many as there are free slots: claims are
+    spread only once contended) is read while the pause flag is, and the first fill claims
+    from that read; the cluster is published only after every start-up check."""
+    env.upload("ws-first")
+    env.monitor().intake.scan()
+    store = _ReadTogether(env.store)
+    env.monitor(store=store, executor=NoOpStaging(),  # type: ignore[arg-type]
+                max_concurrent=2).run(once=True)
+    assert env.state("ws-first") == S.COMPLETE
+    assert not store.waited_out
+    before = store.calls[:store.calls.index("claim")]
+    assert (before.count("ready_pages"), store.page_sizes[0]) == (1, 2), before
+    assert before.index("put_cluster") > max(before.index("control"),
+                                             before.index("clusters")), before
+
+
+@pytest.mark.memory_store
+def test_first_fill_reads_past_a_blocked_head_to_fill_every_slot(env: Env) -> None:
+    """The start-up's read holds only as many worksets as there are free slots: when one of
+    them may not run yet (its dependency has not completed), the first fill reads on and
+    still fills every slot before the pass goes on to its housekeeping."""
+    env.upload("ws-child", after=["ws-parent"], priority="urgent")
+    env.upload("ws-parent")
+    env.upload("ws-other")
+    env.monitor().intake.scan()
+    store = _ReadTogether(env.store)
+    env.monitor(store=store, executor=NoOpStaging(),  # type: ignore[arg-type]
+                max_concurrent=2).run(once=True)
+    assert {env.state(w) for w in ("ws-child", "ws-parent", "ws-other")} == {S.COMPLETE}
+    first_pass = store.calls[:store.calls.index("owned")]
+    assert first_pass.count("claim") == 2, first_pass
+
+
 class _HeldLogs:
     """S3 whose step log copies wait until ``release`` is set; every other call goes
     through."""

@@ -6,10 +6,13 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 from daylib.executors import jobwrap
 from daylib.executors.base import StepRequest
@@ -72,3 +75,34 @@ def test_slurm_batch_script_starts_no_interpreter(tmp_path: Path) -> None:
     script = SlurmExecutor().batch_script(_request(tmp_path))
     assert "python" not in script
     assert f"exec /bin/bash {JOBWRAP_SH} --status" in script
+
+
+@pytest.mark.parametrize("limits", [[], ["--max-bytes", "8192", "--head-bytes", "1024"]],
+                         ids=["direct", "bounded"])
+def test_sh_wrapper_starts_no_helper_but_the_status_rename(tmp_path: Path,
+                                                            limits: list[str]) -> None:
+    """Each process the wrapper starts costs every step milliseconds, and the runner waits
+    for its exit: no fifo to make or remove, no file to clean up, only the status file's
+    rename (after the command). Nothing is left behind."""
+    shims, tmp = tmp_path / "shims", tmp_path / "tmp"
+    shims.mkdir()
+    tmp.mkdir()
+    ended = tmp_path / "ended"
+    for tool in ("rm", "mv", "mkfifo"):
+        shim = shims / tool
+        shim.write_text(f"#!/bin/sh\n[ -e {ended} ] && when=after || when=before\n"
+                        f"echo {tool}-$when >>{tmp_path / 'started'}\n"
+                        f"exec {shutil.which(tool)} \"$@\"\n")
+        shim.chmod(0o755)
+    status = tmp_path / "st" / "status.json"
+    env = {**os.environ, "PATH": f"{shims}:{os.environ['PATH']}", "TMPDIR": str(tmp)}
+    res = subprocess.run(["/bin/bash", str(JOBWRAP_SH), "--status", str(status), "--log",
+                          str(tmp_path / "l.log"), *limits, "--", "sh", "-c",
+                          f"echo out; sleep 0.2; : >{ended}"], env=env, timeout=30,
+                         check=False)
+    assert res.returncode == 0
+    assert json.loads(status.read_text())["exit_code"] == 0
+    assert (tmp_path / "l.log").read_text() == "out\n"
+    assert (tmp_path / "started").read_text().split() == ["mv-after"]
+    assert list(tmp.iterdir()) == []
+    assert [p.name for p in status.parent.iterdir()] == ["status.json"]
