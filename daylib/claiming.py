@@ -229,9 +229,11 @@ class Claimer:
     def _refresh_candidates(self, now: float, free: int) -> None:
         contended = now < self._contended_until
         window = free * self.cfg.claim_spread
-        if contended:  # each peer's share: ``claim_spread`` candidates for each of its slots
-            window = (max(free, self.cfg.max_concurrent) * self.cfg.claim_spread
-                      * (len(self.peers) if len(self.peers) > 1 else CONTENDED_WINDOW_FACTOR))
+        if contended:  # each peer's share holds candidates for its free slots, and the
+            # window at least ``claim_spread`` per slot of one monitor (a share seldom empty)
+            window = max(window * (len(self.peers) if len(self.peers) > 1
+                                   else CONTENDED_WINDOW_FACTOR),
+                         self.cfg.max_concurrent * self.cfg.claim_spread)
         head = self._routable(window + 4, now)
         merged = {r.workset_id: r for r in [*head, *self.aged]
                   if r.workset_id in self._routes}
