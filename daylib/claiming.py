@@ -31,6 +31,7 @@ from daylib.store.records import Lease, WorksetRecord
 log = logging.getLogger(__name__)
 CONTENTION_MEMORY_SECONDS = 10.0
 CONTENDED_WINDOW_FACTOR = 4
+MIN_CONTENDED_WINDOW = 16
 MAX_CANDIDATE_PAGES = 10
 
 
@@ -230,10 +231,11 @@ class Claimer:
         contended = now < self._contended_until
         window = free * self.cfg.claim_spread
         if contended:  # each peer's share holds candidates for its free slots, and the
-            # window at least ``claim_spread`` per slot of one monitor (a share seldom empty)
+            # window is seldom without one's own share (at 4 peers, 16 hold none 1% of the
+            # time): a share found empty means taking the others', which collides
             window = max(window * (len(self.peers) if len(self.peers) > 1
                                    else CONTENDED_WINDOW_FACTOR),
-                         self.cfg.max_concurrent * self.cfg.claim_spread)
+                         self.cfg.max_concurrent * self.cfg.claim_spread, MIN_CONTENDED_WINDOW)
         head = self._routable(window + 4, now)
         merged = {r.workset_id: r for r in [*head, *self.aged]
                   if r.workset_id in self._routes}
