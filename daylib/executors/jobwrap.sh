@@ -13,11 +13,10 @@
 # through a pipe to a pump (a subshell in its own process group) that keeps the log bounded
 # exactly as jobwrap.BoundedLog does. Between its start and the command's, and between the
 # command's end and the status file, the wrapper starts no process it can do without (each
-# costs milliseconds on every step: the pipe's and the pump's subshells, then the status
-# file's rename, are all; the runner waits for the wrapper's exit). Linux only (/dev/fd and
-# /proc, as the local executor). Exit code: the command's; killed by signal N: 128+N; 127:
-# could not start. How the command ended (exit code or signal) is read from bash's job
-# table, which keeps them apart where $? does not (exit 137 and SIGKILL are both 137 there).
+# costs milliseconds on every step: the fifo and the status file's rename are all). Exit
+# code: the command's; killed by signal N: 128+N; 127: could not start. How the command
+# ended (exit code or signal) is read from bash's job table, which keeps them apart where $?
+# does not (exit 137 and SIGKILL are both 137 there).
 
 MARKER_ROOM=120  # bytes kept free for the marker line (as in jobwrap.py and steplogs)
 
@@ -38,14 +37,18 @@ appended() {  # into $size: where fd 3 (the log, opened to append) ends, with no
 }
 
 # ---------------------------------------------------------------------------- the pump
-# Reads the command's output on stdin; appends to LOG until it holds MAX bytes; at
-# MAX, replaces LOG (write, then rename) by its head, a marker line and its newest bytes.
+# Reads the command's output on stdin (the fifo named by its 4th argument); appends to LOG
+# until it holds MAX bytes; at MAX, replaces LOG (write, then rename) by its head, a marker
+# line and its newest bytes.
 pump() {
     # Signals are the wrapper's to forward (a scancel reaches every process of the job): the
     # pump keeps draining until the wrapper ends it.
     trap '' TERM INT HUP USR1 USR2
     set +m  # what it starts stays in its process group (stopped as one)
     log=$1 max=$2 hb=$3
+    # Both ends of the fifo are open (this stdin's open waited for the command's): its name
+    # is no longer needed, and removing it here keeps that off the step's path.
+    rm -f -- "$4"
     [ "$hb" -gt $((max / 2)) ] && hb=$((max / 2))
     keep=$(((max - hb - MARKER_ROOM) / 2))
     [ "$keep" -lt 0 ] && keep=0
@@ -192,19 +195,17 @@ for sig in TERM INT HUP CONT USR1 USR2; do
 done
 
 set -m  # job control: the command in a process group of its own
-pump_pid= pump_end= out=
+pump_pid= fifo= pump_end=
 if [ -n "$max" ]; then
-    # The output's pipe, with no file to remove (even after a kill -9) and no process but a
-    # subshell that exits at once: Linux opens a pipe's /dev/fd name anew, so this end held
-    # both ways lets the pump open it to read and the command to write; the wrapper then
-    # lets go of it, and the pump sees the end of the output when the command's is gone.
-    exec {out}<> <(:) && wait "$!" || { write_status 127 null; exit 127; }
+    fifo=${TMPDIR:-/tmp}/jobwrap.$$.fifo
+    if [ -e "$fifo" ] || [ -L "$fifo" ]; then rm -f -- "$fifo"; fi  # a dead namesake's
+    mkfifo -m 600 -- "$fifo" || { write_status 127 null; exit 127; }
     # The pump is not the wrapper's child: a subshell starts it (in a process group of its
     # own) and exits. So the command stays the only child while the CHLD trap below is set:
     # bash 5.2 can crash (a double free, a NULL trap string) when a second child ends just
     # as the trap runs or is removed, and the pump ends with the command's output. The pump
     # holds the write end of $pump_end, whose end of file tells the wrapper the log is whole.
-    exec {pump_end}< <(set -m; pump "$log" "$max" "$hb" </dev/fd/"$out" {out}<&- & echo "$!")
+    exec {pump_end}< <(set -m; pump "$log" "$max" "$hb" "$fifo" <"$fifo" & echo "$!")
     starter=$!
     read -r -u "$pump_end" pump_pid
     wait "$starter"
@@ -213,8 +214,7 @@ fi
 # The job table says "Exit N" or "Done" for an exit, the signal's name for a kill.
 trap 'jobs -l >>"$jobs_file" 2>/dev/null; caught=1' CHLD
 if [ -n "$max" ]; then
-    exec_command "$@" </dev/null >/dev/fd/"$out" 2>&1 {pump_end}<&- {out}<&- &
-    exec {out}<&-
+    exec_command "$@" </dev/null >"$fifo" 2>&1 {pump_end}<&- &
 else
     exec_command "$@" </dev/null >>"$log" 2>&1 &
 fi
