@@ -1,4 +1,4 @@
-"""Shared set-up for benchmarks: an emulator, a fresh table/bucket, instant executors."""
+"""Shared set-up for benchmarks: an emulator, a fresh table/bucket, a run-only executor."""
 
 from __future__ import annotations
 
@@ -24,28 +24,6 @@ from daylib.spec import parse_workset  # noqa: E402
 from daylib.store.dynamodb import DynamoStore  # noqa: E402
 
 FASTQ = b"@r1\nACGT\n+\nFFFF\n"
-
-
-class InstantExecutor:
-    """Every step succeeds at once: measures orchestration, not work."""
-
-    name = "instant"
-    records_jobs = False
-
-    def cluster_capacity(self) -> None:
-        return None
-
-    def submit(self, req: StepRequest) -> str:
-        return "instant"
-
-    def find(self, req: StepRequest) -> str | None:
-        return None
-
-    def wait(self, job_ref: str, req: StepRequest, stop: threading.Event) -> StepOutcome:
-        return StepOutcome("COMPLETED", 0, job_ref=job_ref)
-
-    def cancel(self, job_ref: str) -> None:
-        return None
 
 
 class RunOnlyExecutor(LocalExecutor):

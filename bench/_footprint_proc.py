@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import sys
 
-from _common import InstantExecutor, bench_settings, deploy
+from _common import bench_settings, deploy
 
 from daylib import wiring
+from tests.support.executors import InstantSteps
 
 
 def main() -> int:
@@ -15,7 +16,7 @@ def main() -> int:
     s = bench_settings(endpoint, workdir, monitor_id="footprint")
     s.state.table, s.storage.bucket = table, bucket
     clients, store, s3 = deploy(s)
-    mon = wiring.monitor_for(s, clients, store=store, s3=s3, executor=InstantExecutor(),
+    mon = wiring.monitor_for(s, clients, store=store, s3=s3, executor=InstantSteps(),
                              step_env={})
     mon.install_signal_handlers()
     return mon.run()

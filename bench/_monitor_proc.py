@@ -8,10 +8,11 @@ import sys
 import tempfile
 import time
 
-from _common import InstantExecutor, bench_settings, deploy
+from _common import bench_settings, deploy
 
 from daylib import wiring
 from daylib.aws import AwsClients
+from tests.support.executors import InstantSteps
 
 
 def main() -> int:
@@ -26,7 +27,7 @@ def main() -> int:
             d = s.model_copy(deep=True)
             d.aws.endpoint_url = ddb
             store = wiring.store_for(d, AwsClients(d.aws, max_pool_connections=64))
-        mon = wiring.monitor_for(s, clients, store=store, s3=s3, executor=InstantExecutor())
+        mon = wiring.monitor_for(s, clients, store=store, s3=s3, executor=InstantSteps())
         time.sleep(max(0.0, float(start_at) - time.time()))
         started = time.process_time()
         mon.run(once=True)

@@ -16,7 +16,7 @@ import time
 from typing import Any
 
 import yaml
-from _common import FASTQ, InstantExecutor, bench_settings, deploy
+from _common import FASTQ, bench_settings, deploy
 
 from daylib import states as S
 from daylib import wiring
@@ -24,6 +24,7 @@ from daylib.config import Settings
 from daylib.emulator import start_moto
 from daylib.intake_events import IntakeQueue, ensure_intake
 from daylib.ordering import epoch
+from tests.support.executors import InstantSteps
 
 
 def _pct(values: list[float], q: float) -> float:
@@ -48,7 +49,7 @@ def run(endpoint: str, n: int, rate: float, events: bool) -> dict[str, Any]:
             lists[0] += 1
 
         s3.client.meta.events.register("before-call.s3.ListObjectsV2", count)
-        mon = wiring.monitor_for(s, clients, store=store, s3=s3, executor=InstantExecutor(),
+        mon = wiring.monitor_for(s, clients, store=store, s3=s3, executor=InstantSteps(),
                                  intake_queue=queue, step_env={})
         thread = threading.Thread(target=mon.run, daemon=True)
         thread.start()

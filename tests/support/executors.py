@@ -1,4 +1,4 @@
-"""Executors for monitor tests about scheduling, not data movement."""
+"""Executors for monitor tests and benchmarks about scheduling, not data movement."""
 
 from __future__ import annotations
 
@@ -19,8 +19,8 @@ class NoOpStaging(LocalExecutor):
 
 
 class InstantSteps:
-    """Every step succeeds at once, with no process: for tests of claiming, where what the
-    steps do does not matter and many worksets must pass through quickly."""
+    """Every step succeeds at once, with no process: for tests and benchmarks of claiming,
+    where what the steps do does not matter and many worksets must pass through quickly."""
 
     name = "instant"
     records_jobs = False
