@@ -85,14 +85,6 @@ class Claimer:
         (a read the lease check makes anyway), to share contended candidates with them."""
         self._saw_peers([r.owner for r in owned if r.owner and r.cluster == self.cluster])
 
-    def _lost_to(self, owner: str | None) -> None:
-        """A claim race lost to ``owner``: a peer, known at once (before the next lease
-        check). The candidates in hand, read in the same order as the peer's, are dropped:
-        the next ones read are shared with it."""
-        if owner and owner not in self.peers:
-            self._cands = []
-        self._saw_peers([owner] if owner else [])
-
     def _saw_peers(self, owners: list[str]) -> None:
         """A peer is remembered for a lease after it was last seen at work: one whose
         worksets are short may own none at the moment of a lease check, and shares that
@@ -203,7 +195,7 @@ class Claimer:
                     drop=self.outbox.delivered(cand.workset_id))
             except ConflictError as exc:
                 self.caps.release(cand.workset_id, cand.customer_id)
-                self._lost_to(exc.owner)
+                self._saw_peers([exc.owner] if exc.owner else [])  # a peer, known at once
                 self.stats.conflicts += 1
                 self.metrics.emit("ClaimConflicts", 1, workset_id=cand.workset_id)
                 self._contended_until = time.time() + CONTENTION_MEMORY_SECONDS
