@@ -14,7 +14,6 @@ polling the status file remains for steps adopted from another run of the monito
 
 from __future__ import annotations
 
-import _thread
 import json
 import os
 import signal
@@ -24,6 +23,7 @@ import time
 from pathlib import Path
 
 from daylib.executors.base import StepOutcome, StepRequest
+from daylib.threads import start_soon
 
 TAIL_BYTES = 4096
 JOBWRAP = Path(__file__).resolve().with_name("jobwrap.sh")
@@ -104,9 +104,7 @@ class LocalExecutor:
         with self._lock:
             self._procs[ref] = proc
             self._exits[ref] = exited
-        # Not threading.Thread: its start() waits until the new thread has run, which with
-        # the main thread claiming meanwhile held each step's start back by milliseconds.
-        _thread.start_new_thread(self._reaper, (ref, proc, exited))
+        start_soon(self._reaper, ref, proc, exited)
         return ref
 
     def _reaper(self, ref: str, proc: subprocess.Popen[bytes], exited: threading.Event) -> None:

@@ -15,23 +15,22 @@ from daylib.trailing import Trailing
 FIELD: contextvars.ContextVar[str] = contextvars.ContextVar("field", default="")
 
 
-def _trail_threads(workset_id: str) -> int:
-    return sum(t.name == f"trail-{workset_id}" for t in threading.enumerate())
-
-
-def test_work_runs_in_order_on_one_thread_and_wait_waits_for_all() -> None:
+def test_work_runs_in_order_on_one_thread_of_its_own_and_wait_waits_for_all() -> None:
     gate = threading.Event()
-    done: list[int] = []
+    done: list[tuple[int, int]] = []
     trail = Trailing("ws-order")
     trail.add(gate.wait)
     for n in range(3):
-        trail.add(lambda n=n: done.append(n))
-    assert _trail_threads("ws-order") == 1
+        trail.add(lambda n=n: done.append((n, threading.get_ident())))
     assert done == []  # the first is still running: the rest wait their turn
     gate.set()
     trail.wait()
-    assert done == [0, 1, 2]
-    assert _trail_threads("ws-order") == 0
+    assert [n for n, _ in done] == [0, 1, 2]
+    assert len({ident for _, ident in done} - {threading.get_ident()}) == 1
+
+
+def test_wait_with_nothing_added_returns() -> None:
+    Trailing("ws-none").wait()
 
 
 def test_a_failure_is_logged_and_later_work_still_runs(caplog: pytest.LogCaptureFixture
