@@ -53,7 +53,8 @@ pump() {
     keep=$(((max - hb - MARKER_ROOM) / 2))
     [ "$keep" -lt 0 ] && keep=0
     exec 3>>"$log" || exec cat >/dev/null
-    size=$(size_of "$log")
+    size=0
+    [ -s "$log" ] && size=$(size_of "$log")  # a step's new log (the rule) costs no process
     total=$size
     while :; do
         if [ "$size" -ge "$max" ]; then
