@@ -102,8 +102,7 @@ class Registry:
 
     def publish(self, running: int, paused: bool, *, quiet: bool = False) -> None:
         """Put this cluster's item, the next beat due a heartbeat later (``quiet``: at the
-        idle rate). Apart from ``beat`` at start-up, where the read of the others runs
-        alongside the monitor's other first reads."""
+        idle rate); ``beat`` without the read of the others."""
         now = self.clock()
         r = self.settings.routing
         every = self.idle_seconds if quiet else r.cluster_heartbeat_seconds
