@@ -263,8 +263,9 @@ class Monitor:
         """Read the pause flag, check the bucket and register the cluster, waiting out an
         outage at start: only a signal or a configuration error ends the daemon. The reads
         the pause flag does not decide (the bucket, the other clusters, the ready queue the
-        first fill starts from) run alongside it; the cluster is published once all passed
-        (a monitor that ends on a check never shows as up)."""
+        first fill starts from) run alongside it. The cluster is published once all passed
+        (a monitor that ends on a check never shows as up), by the first pass's beat, which
+        comes after its claims."""
         while True:
             try:
                 with ThreadPoolExecutor(max_workers=3, thread_name_prefix="start") as pool:
@@ -276,8 +277,7 @@ class Monitor:
                     self._next_control = self.clock() + self.pacer.interval  # not at once
                     bucket.result()
                     ahead.result()
-                    self.registry.seen(clusters.result())
-                self.registry.publish(0, self._paused)
+                    self.registry.enter(clusters.result(), self._paused)
                 self._tick_outage.ok()
                 return
             except DaylibError as exc:
@@ -331,13 +331,14 @@ class Monitor:
             if now >= self._next_control:
                 self._next_control = now + self.pacer.interval
                 self._paused = self.store.control().paused
-            self.registry.beat(self.cfg.max_concurrent - self._free(), self._paused, idle=idle)
             watch = (force or now >= self._next_reap) and not self._paused
             early = watch and self.leases.watching
             if early:
                 self._watch_leases()
             self.claimer.take_over_expired()  # a dead monitor's work before new work: it is older
             self._fill_if_allowed(now)
+            # after the claims: a due heartbeat (a put and a read) must not hold them back
+            self.registry.beat(self.cfg.max_concurrent - self._free(), self._paused, idle=idle)
             if watch and not early:
                 self._watch_leases()
             found = 0

@@ -50,6 +50,7 @@ class Registry:
         self.clusters: list[ClusterInfo] = []
         self._next_beat = 0.0
         self._last_put = 0.0
+        self._view_fresh = False  # the others were just read: the next beat only puts
         self._last_capacity: dict[str, Any] = {}
 
     def me(self, running: int, paused: bool, lease_seconds: float | None = None
@@ -83,15 +84,25 @@ class Registry:
         if not force and self.clock() < self._next_beat:
             return
         quiet = idle and not force
-        had_view = bool(self.clusters)
+        had_view, fresh = bool(self.clusters), self._view_fresh
+        self._view_fresh = False
         self.publish(running, paused, quiet=quiet)
-        if not (quiet and had_view):
+        if not (quiet and had_view) and not fresh:
             self.seen(self.store.clusters())
+
+    def enter(self, others: list[dict[str, Any]], paused: bool) -> None:
+        """At start, once every check passed: the others as just read and this cluster in
+        the view (routing may send work here), its put due at once but left to the first
+        beat, which the monitor makes after its first claims (they need only the view)."""
+        self.seen(others)
+        mine = self.me(0, paused)
+        self.clusters = [c for c in self.clusters if c.name != self.name] + [mine]
+        self._next_beat = self.clock()
+        self._view_fresh = True
 
     def publish(self, running: int, paused: bool, *, quiet: bool = False) -> None:
         """Put this cluster's item, the next beat due a heartbeat later (``quiet``: at the
-        idle rate). Apart from ``beat`` at start-up, where the read of the others runs
-        alongside the monitor's other first reads."""
+        idle rate); ``beat`` without the read of the others."""
         now = self.clock()
         r = self.settings.routing
         every = self.idle_seconds if quiet else r.cluster_heartbeat_seconds

@@ -6,7 +6,8 @@ reads instead. The executors run its POSIX sh twin, ``jobwrap.sh`` (same argumen
 files, no interpreter start per step); this module is the contract's reference, and the
 tests hold both to it. Standard library only, no daylib imports::
 
-    python -m daylib.executors.jobwrap --status FILE --log FILE [--max-bytes N] -- argv...
+    python -m daylib.executors.jobwrap --status FILE --log FILE [--max-bytes N] [--fifo FILE]
+        -- argv...
 
 The command runs directly (no shell) in its own session, with stdout and stderr appended to the
 log. With ``--max-bytes`` (and ``--head-bytes``) the output goes through a pipe and the log
@@ -234,8 +235,12 @@ def main(args: Sequence[str] | None = None) -> int:
     parser.add_argument("--max-bytes", type=int, help="keep the log under this many bytes")
     parser.add_argument("--head-bytes", type=int, default=0,
                         help="with --max-bytes: the first bytes always kept")
+    parser.add_argument("--fifo", type=Path,
+                        help="a fifo the caller made for the output: removed (a pipe is used)")
     parser.add_argument("argv", nargs=argparse.REMAINDER, help="-- command [args...]")
     ns = parser.parse_args(args)
+    if ns.fifo is not None and ns.fifo.is_fifo():
+        ns.fifo.unlink(missing_ok=True)
     argv: list[str] = ns.argv[1:] if ns.argv[:1] == ["--"] else ns.argv
     limits = None if ns.max_bytes is None else (ns.max_bytes, ns.head_bytes)
     return run(ns.status, ns.log, argv, limits)

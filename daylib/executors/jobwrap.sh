@@ -3,7 +3,8 @@
 # docstring), in shell with coreutils, because a Python start cost ~70 ms on every step of
 # every workset.
 #
-#   bash jobwrap.sh --status FILE --log FILE [--max-bytes N [--head-bytes N]] -- argv...
+#   bash jobwrap.sh --status FILE --log FILE [--max-bytes N [--head-bytes N] [--fifo FILE]]
+#                   -- argv...
 #
 # bash, not any sh, for its job control without a terminal (set -m): each background job gets
 # its own process group and, unlike an async command of a plain sh script, does not start with
@@ -13,7 +14,8 @@
 # through a pipe to a pump (a subshell in its own process group) that keeps the log bounded
 # exactly as jobwrap.BoundedLog does. Between its start and the command's, and between the
 # command's end and the status file, the wrapper starts no process it can do without (each
-# costs milliseconds on every step: the fifo and the status file's rename are all). Exit
+# costs milliseconds on every step: the fifo and the status file's rename are all; a caller
+# on the same host makes the fifo itself, a system call, and names it with --fifo). Exit
 # code: the command's; killed by signal N: 128+N; 127: could not start. How the command
 # ended (exit code or signal) is read from bash's job table, which keeps them apart where $?
 # does not (exit 137 and SIGKILL are both 137 there).
@@ -53,7 +55,8 @@ pump() {
     keep=$(((max - hb - MARKER_ROOM) / 2))
     [ "$keep" -lt 0 ] && keep=0
     exec 3>>"$log" || exec cat >/dev/null
-    size=$(size_of "$log")
+    size=0
+    [ -s "$log" ] && size=$(size_of "$log")  # a step's new log (the rule) costs no process
     total=$size
     while :; do
         if [ "$size" -ge "$max" ]; then
@@ -84,16 +87,17 @@ pump() {
 }
 
 # ---------------------------------------------------------------------------- the wrapper
-status= log= max= hb=0
+status= log= max= hb=0 given=
 while [ $# -gt 0 ]; do
     case $1 in
-        --status|--log|--max-bytes|--head-bytes)
+        --status|--log|--max-bytes|--head-bytes|--fifo)
             [ $# -ge 2 ] || { echo "jobwrap: $1 needs a value" >&2; exit 2; }
             case $1 in
                 --status) status=$2 ;;
                 --log) log=$2 ;;
                 --max-bytes) max=$2 ;;
                 --head-bytes) hb=$2 ;;
+                --fifo) given=$2 ;;
             esac
             shift 2 ;;
         --) shift; break ;;
@@ -197,9 +201,13 @@ done
 set -m  # job control: the command in a process group of its own
 pump_pid= fifo= pump_end=
 if [ -n "$max" ]; then
-    fifo=${TMPDIR:-/tmp}/jobwrap.$$.fifo
-    if [ -e "$fifo" ] || [ -L "$fifo" ]; then rm -f -- "$fifo"; fi  # a dead namesake's
-    mkfifo -m 600 -- "$fifo" || { write_status 127 null; exit 127; }
+    if [ -n "$given" ] && [ -p "$given" ] && [ -O "$given" ] && [ ! -L "$given" ]; then
+        fifo=$given  # the caller's (removed by the pump as our own would be)
+    else
+        fifo=${TMPDIR:-/tmp}/jobwrap.$$.fifo
+        if [ -e "$fifo" ] || [ -L "$fifo" ]; then rm -f -- "$fifo"; fi  # a dead namesake's
+        mkfifo -m 600 -- "$fifo" || { write_status 127 null; exit 127; }
+    fi
     # The pump is not the wrapper's child: a subshell starts it (in a process group of its
     # own) and exits. So the command stays the only child while the CHLD trap below is set:
     # bash 5.2 can crash (a double free, a NULL trap string) when a second child ends just

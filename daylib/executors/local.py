@@ -16,13 +16,16 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import signal
 import subprocess
+import tempfile
 import threading
 import time
 from pathlib import Path
 
 from daylib.executors.base import StepOutcome, StepRequest
+from daylib.threads import start_soon
 
 TAIL_BYTES = 4096
 JOBWRAP = Path(__file__).resolve().with_name("jobwrap.sh")
@@ -72,6 +75,14 @@ def _outcome(req: StepRequest, ref: str) -> StepOutcome | None:
     return StepOutcome("FAILED", code, sig, tail(req.log_file), ref)
 
 
+def _fifo() -> Path:
+    """The bounded log's fifo, made here (a system call) rather than by the wrapper (a
+    mkfifo process before every step's command); the wrapper's pump removes it."""
+    path = Path(tempfile.gettempdir()) / f"jobwrap.{secrets.token_hex(8)}.fifo"
+    os.mkfifo(path, 0o600)
+    return path
+
+
 class LocalExecutor:
     name = "local"
     records_jobs = False  # pids die with the host; adoption uses the status file
@@ -89,11 +100,18 @@ class LocalExecutor:
     def submit(self, req: StepRequest) -> str:
         req.workdir.mkdir(parents=True, exist_ok=True)
         req.status_file.unlink(missing_ok=True)
-        argv = ["/bin/bash", str(JOBWRAP), *req.wrapper_args()]
-        proc = subprocess.Popen(argv, cwd=req.workdir, env={**os.environ, **req.env},
-                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL, start_new_session=True,
-                                umask=0o077)  # inputs, logs, results: the monitor's user only
+        fifo = _fifo() if req.log_max_bytes is not None else None
+        argv = ["/bin/bash", str(JOBWRAP), *(["--fifo", str(fifo)] if fifo else []),
+                *req.wrapper_args()]
+        try:
+            proc = subprocess.Popen(argv, cwd=req.workdir, env={**os.environ, **req.env},
+                                    stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                    stderr=subprocess.DEVNULL, start_new_session=True,
+                                    umask=0o077)  # inputs, logs, results: the monitor's only
+        except BaseException:
+            if fifo is not None:
+                fifo.unlink(missing_ok=True)
+            raise
         fd = os.open(_pid_file(req), os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW,
                      0o600)
         with os.fdopen(fd, "w") as fh:
@@ -103,8 +121,7 @@ class LocalExecutor:
         with self._lock:
             self._procs[ref] = proc
             self._exits[ref] = exited
-        threading.Thread(target=self._reaper, args=(ref, proc, exited), name=f"reap-{ref}",
-                         daemon=True).start()
+        start_soon(self._reaper, ref, proc, exited)
         return ref
 
     def _reaper(self, ref: str, proc: subprocess.Popen[bytes], exited: threading.Event) -> None:

@@ -10,6 +10,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -102,3 +103,52 @@ def test_sh_wrapper_starts_only_the_status_rename_after_the_command(
     assert (tmp_path / "after").read_text().split() == ["mv"]
     assert list(tmp.iterdir()) == []
     assert [p.name for p in status.parent.iterdir()] == ["status.json"]
+
+
+def _shims(tmp_path: Path, log: Path, tools: tuple[str, ...]) -> Path:
+    """A PATH directory whose ``tools`` record each start in ``log``, then run the real one."""
+    shims = tmp_path / "shims"
+    shims.mkdir()
+    for tool in tools:
+        shim = shims / tool
+        shim.write_text(f"#!/bin/sh\necho {tool} >>{log}\nexec {shutil.which(tool)} \"$@\"\n")
+        shim.chmod(0o755)
+    return shims
+
+
+def test_sh_wrapper_given_a_fifo_uses_it_and_removes_it(tmp_path: Path) -> None:
+    """The local executor makes the bounded log's fifo itself (a system call): the wrapper
+    then starts no mkfifo before the command, and its pump still removes the fifo."""
+    tmp, started = tmp_path / "tmp", tmp_path / "started"
+    tmp.mkdir()
+    fifo = tmp / "given.fifo"
+    os.mkfifo(fifo, 0o600)
+    env = {**os.environ, "PATH": f"{_shims(tmp_path, started, ('mkfifo',))}:"
+                                 f"{os.environ['PATH']}", "TMPDIR": str(tmp)}
+    status, log = tmp_path / "status.json", tmp_path / "l.log"
+    res = subprocess.run(["/bin/bash", str(JOBWRAP_SH), "--fifo", str(fifo), "--status",
+                          str(status), "--log", str(log), "--max-bytes", "8192",
+                          "--head-bytes", "1024", "--", "sh", "-c", "echo out; echo err >&2"],
+                         env=env, timeout=30, check=False)
+    assert res.returncode == 0
+    assert json.loads(status.read_text())["exit_code"] == 0
+    assert log.read_text() == "out\nerr\n"
+    assert not started.exists()  # no mkfifo
+    assert list(tmp.iterdir()) == []
+
+
+def test_local_executor_makes_a_bounded_logs_fifo_without_a_process(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp, started = tmp_path / "tmp", tmp_path / "started"
+    tmp.mkdir()
+    monkeypatch.setattr("tempfile.tempdir", str(tmp))
+    shims = _shims(tmp_path, started, ("mkfifo",))
+    req = StepRequest("ws-1", 1, "run", ["sh", "-c", "echo out"], tmp_path / "work",
+                      env={"PATH": f"{shims}:{os.environ['PATH']}", "TMPDIR": str(tmp)},
+                      log_max_bytes=8192, log_head_bytes=1024)
+    ex = LocalExecutor(poll_seconds=0.01)
+    out = ex.wait(ex.submit(req), req, threading.Event())
+    assert (out.state, out.exit_code) == ("COMPLETED", 0)
+    assert req.log_file.read_text() == "out\n"
+    assert not started.exists()  # no mkfifo
+    assert list(tmp.iterdir()) == []

@@ -230,6 +230,16 @@ def test_bounded_log_under_its_limit_is_untouched_and_appended(tmp_path: Path) -
     assert rc == 0 and log == "out\nerr\n" * 2
 
 
+def test_a_fifo_made_by_the_caller_for_the_bounded_log_is_removed(tmp_path: Path) -> None:
+    """``--fifo``: the executor on the same host makes the fifo (no mkfifo process per step);
+    the output reaches the log as without it, and the fifo is gone once the step ends."""
+    fifo = tmp_path / "given.fifo"
+    os.mkfifo(fifo, 0o600)
+    rc, st, log = finish(tmp_path, *py("print('out')"), limits=[*BOUNDS, "--fifo", str(fifo)])
+    assert (rc, st["exit_code"], log) == (0, 0, "out\n")
+    assert not fifo.exists()
+
+
 def test_bounded_wrapper_does_not_wait_for_a_grandchild_holding_the_pipe(tmp_path: Path) -> None:
     """The child exits while a grandchild it left keeps stdout open: the wrapper ends with
     the child, as it does writing the log directly."""
